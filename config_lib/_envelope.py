@@ -1,0 +1,267 @@
+"""The signed config envelope: the one module that builds and parses the wire format.
+
+An envelope is a UTF-8 JSON object (see docs/protocol.md)::
+
+    {"format": 1, "service": "stt", "version": 7, "epoch": 1795000000,
+     "issued_at": "2026-11-23T13:00:00.000000Z", "key_id": "3f9a0c1d2b4e5f60",
+     "config": {...}, "signature": "<base64 Ed25519 signature>"}
+
+The signature is Ed25519 over the RFC 8785 (JCS) canonical form of the object without
+its ``signature`` member. :func:`verify_envelope` is pure: bytes in, a verified
+:class:`Envelope` out, or a specific :class:`EnvelopeError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+
+from ._exceptions import (
+    BadSignature,
+    Duplicate,
+    EnvelopeTooLarge,
+    InvalidName,
+    MalformedEnvelope,
+    Rollback,
+    ServiceMismatch,
+    Unsigned,
+    UnsupportedFormat,
+)
+from ._keys import SigningKey, TrustStore
+from ._topics import validate_name
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "FORMAT_VERSION",
+    "Envelope",
+    "Limits",
+    "Position",
+    "canonical_bytes",
+    "sign_envelope",
+    "verify_envelope",
+]
+
+FORMAT_VERSION: Final = 1
+DEFAULT_MAX_BYTES: Final = 256 * 1024
+MAX_INT: Final = 2**53 - 1  # the largest integer RFC 8785 (I-JSON) represents exactly
+_FIELDS: Final = (
+    "format",
+    "service",
+    "version",
+    "epoch",
+    "issued_at",
+    "key_id",
+    "config",
+    "signature",
+)
+
+Position = tuple[int, int]
+"""``(epoch, version)``: envelopes are ordered by epoch first, then version."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits applied to received envelopes."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A verified envelope. Only :func:`verify_envelope` and :func:`sign_envelope` make them."""
+
+    service: str
+    version: int
+    epoch: int
+    issued_at: datetime
+    key_id: str
+    config: Mapping[str, Any] = field(repr=False)
+    raw: bytes = field(repr=False)
+    format: int = FORMAT_VERSION
+
+    @property
+    def position(self) -> Position:
+        return (self.epoch, self.version)
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """RFC 8785 canonical JSON of ``value``."""
+    return rfc8785.dumps(value)
+
+
+def _format_time(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def sign_envelope(
+    *,
+    service: str,
+    version: int,
+    epoch: int,
+    config: Mapping[str, Any],
+    key: SigningKey,
+    issued_at: datetime | None = None,
+) -> bytes:
+    """Build and sign an envelope; returns the bytes to publish.
+
+    ``config`` must already be JSON-ready with secrets encrypted
+    (see :func:`config_lib.encrypt_secrets`).
+    """
+    validate_name(service)
+    for name, number in (("version", version), ("epoch", epoch)):
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= MAX_INT:
+            raise ValueError(f"{name} must be an integer in 0..2^53-1, got {number!r}")
+    doc: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "service": service,
+        "version": version,
+        "epoch": epoch,
+        "issued_at": _format_time(issued_at or datetime.now(UTC)),
+        "key_id": key.key_id,
+        "config": dict(config),
+    }
+    signature = key.sign(canonical_bytes(doc))
+    doc["signature"] = base64.b64encode(signature).decode()
+    # One line, keys in a fixed readable order: easy to read in mosquitto_sub and to pipe to jq.
+    return json.dumps(doc, ensure_ascii=False, separators=(", ", ": "), allow_nan=False).encode()
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise MalformedEnvelope(f"duplicate key {key!r} in JSON object")
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise MalformedEnvelope(f"{name} is not valid JSON")
+
+
+def _parse(raw: bytes, limits: Limits) -> dict[str, Any]:
+    if len(raw) > limits.max_bytes:
+        raise EnvelopeTooLarge(f"message is {len(raw)} bytes, the limit is {limits.max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedEnvelope("message is not UTF-8") from None
+    try:
+        doc = json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+        )
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, MalformedEnvelope):
+            raise
+        raise MalformedEnvelope(f"message is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MalformedEnvelope("envelope must be a JSON object")
+    return doc
+
+
+def _int_field(doc: Mapping[str, Any], name: str) -> int:
+    value = doc[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise MalformedEnvelope(f"{name!r} must be an integer in 0..2^53-1")
+    return value
+
+
+def _str_field(doc: Mapping[str, Any], name: str) -> str:
+    value = doc[name]
+    if not isinstance(value, str) or not value:
+        raise MalformedEnvelope(f"{name!r} must be a non-empty string")
+    return value
+
+
+def verify_envelope(
+    raw: bytes,
+    *,
+    trust: TrustStore,
+    service: str,
+    last: Position | None = None,
+    limits: Limits = Limits(),
+) -> Envelope:
+    """Verify raw message bytes for ``service``; return the verified envelope or raise.
+
+    Checks, in order: size, UTF-8 JSON object, format, shape, key id, signature,
+    service, then ``(epoch, version)`` against ``last`` (the last accepted position):
+    older raises :class:`Rollback`, equal raises :class:`Duplicate`.
+    """
+    doc = _parse(raw, limits)
+    fmt = doc.get("format")
+    if isinstance(fmt, bool) or not isinstance(fmt, int):
+        raise MalformedEnvelope("'format' must be an integer")
+    if fmt != FORMAT_VERSION:
+        raise UnsupportedFormat(f"envelope format {fmt} is not supported (this library speaks 1)")
+    if "signature" not in doc or doc["signature"] in ("", None):
+        raise Unsigned("envelope has no signature")
+    missing = [f for f in _FIELDS if f not in doc]
+    if missing:
+        raise MalformedEnvelope(f"envelope lacks {', '.join(map(repr, missing))}")
+    extra = sorted(set(doc) - set(_FIELDS))
+    if extra:
+        raise MalformedEnvelope(f"unexpected envelope field(s) {', '.join(map(repr, extra))}")
+    signed_service = _str_field(doc, "service")
+    try:
+        validate_name(signed_service)
+    except InvalidName as exc:
+        raise MalformedEnvelope(str(exc)) from None
+    version = _int_field(doc, "version")
+    epoch = _int_field(doc, "epoch")
+    key_id = _str_field(doc, "key_id")
+    issued_text = _str_field(doc, "issued_at")
+    try:
+        issued_at = datetime.fromisoformat(issued_text)
+    except ValueError:
+        raise MalformedEnvelope("'issued_at' must be an RFC 3339 time") from None
+    if issued_at.tzinfo is None:
+        raise MalformedEnvelope("'issued_at' must carry a time zone (use Z)")
+    if not isinstance(doc["config"], dict):
+        raise MalformedEnvelope("'config' must be a JSON object")
+    sig_text = doc["signature"]
+    if not isinstance(sig_text, str):
+        raise MalformedEnvelope("'signature' must be a base64 string")
+    try:
+        signature = base64.b64decode(sig_text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadSignature("signature is not valid base64") from None
+
+    public_key = trust.get(key_id)  # raises UnknownKey
+    unsigned = {k: v for k, v in doc.items() if k != "signature"}
+    try:
+        content = canonical_bytes(unsigned)
+    except rfc8785.CanonicalizationError as exc:
+        raise MalformedEnvelope(f"envelope cannot be canonicalised: {exc}") from None
+    try:
+        public_key.verify(signature, content)
+    except InvalidSignature:
+        raise BadSignature(f"signature does not verify with key {key_id}") from None
+
+    if signed_service != service:
+        raise ServiceMismatch(f"envelope is signed for {signed_service!r}, expected {service!r}")
+    position = (epoch, version)
+    if last is not None:
+        if position == tuple(last):
+            raise Duplicate(f"version {version} (epoch {epoch}) is already in force")
+        if position < tuple(last):
+            raise Rollback(
+                f"version {version} (epoch {epoch}) is older than the accepted "
+                f"version {last[1]} (epoch {last[0]})"
+            )
+    return Envelope(
+        service=signed_service,
+        version=version,
+        epoch=epoch,
+        issued_at=issued_at,
+        key_id=key_id,
+        config=doc["config"],
+        raw=bytes(raw),
+    )

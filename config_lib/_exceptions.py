@@ -1,0 +1,141 @@
+"""Exceptions raised by config_lib.
+
+Every exception the library raises on purpose derives from :class:`ConfigLibError`::
+
+    ConfigLibError
+    ├── InvalidName              a service/instance name or topic is not allowed (also a ValueError)
+    ├── KeyFileError             a key or trust-store file is missing, unreadable or malformed
+    ├── EnvelopeError            a received envelope was refused; ``reason`` is a short code
+    │   ├── EnvelopeTooLarge     the raw message is over the size limit (checked before parsing)
+    │   ├── MalformedEnvelope    not UTF-8 JSON, or not the envelope's shape
+    │   ├── UnsupportedFormat    the ``format`` number is not one this library speaks
+    │   ├── UnknownKey           the ``key_id`` is not in the trust store
+    │   ├── BadSignature         the signature does not verify
+    │   │   └── Unsigned         there is no signature at all
+    │   ├── ServiceMismatch      the signed service is not the one expected (topic / subscriber)
+    │   └── StaleEnvelope        (epoch, version) is not newer than the last accepted one
+    │       ├── Rollback         it is older: a replay or a rollback attempt
+    │       └── Duplicate        it is exactly the one already in force: ignore quietly
+    ├── SecretError              a secret field could not be decrypted (tampered, moved, wrong key)
+    └── InvalidConfig            verified, but the values fail the service's model validation
+
+Envelope and config failures carry a stable ``reason`` string (``"bad_signature"``...)
+used for counters and applied reports.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadSignature",
+    "ConfigLibError",
+    "Duplicate",
+    "EnvelopeError",
+    "EnvelopeTooLarge",
+    "InvalidConfig",
+    "InvalidName",
+    "KeyFileError",
+    "MalformedEnvelope",
+    "Rollback",
+    "SecretError",
+    "ServiceMismatch",
+    "StaleEnvelope",
+    "UnknownKey",
+    "Unsigned",
+    "UnsupportedFormat",
+]
+
+
+class ConfigLibError(Exception):
+    """Base class of every error config_lib raises on purpose."""
+
+    reason: str = "error"
+
+
+class InvalidName(ConfigLibError, ValueError):
+    """A service name, instance id or topic does not follow the naming rules."""
+
+    reason = "invalid_name"
+
+
+class KeyFileError(ConfigLibError):
+    """A key or trust-store file is missing, unreadable or not what it should be."""
+
+    reason = "key_file"
+
+
+class EnvelopeError(ConfigLibError):
+    """A received config envelope was refused."""
+
+    reason = "invalid_envelope"
+
+
+class EnvelopeTooLarge(EnvelopeError):
+    """The raw message is larger than the configured limit."""
+
+    reason = "too_large"
+
+
+class MalformedEnvelope(EnvelopeError):
+    """The message is not UTF-8 JSON or does not have the envelope's shape."""
+
+    reason = "malformed"
+
+
+class UnsupportedFormat(EnvelopeError):
+    """The envelope's ``format`` is not one this library understands."""
+
+    reason = "unsupported_format"
+
+
+class UnknownKey(EnvelopeError):
+    """The envelope names a signing key that is not in the trust store."""
+
+    reason = "unknown_key"
+
+
+class BadSignature(EnvelopeError):
+    """The Ed25519 signature does not match the canonical content."""
+
+    reason = "bad_signature"
+
+
+class Unsigned(BadSignature):
+    """The envelope carries no signature."""
+
+    reason = "unsigned"
+
+
+class ServiceMismatch(EnvelopeError):
+    """The signed service name differs from the expected one (topic or subscriber)."""
+
+    reason = "service_mismatch"
+
+
+class StaleEnvelope(EnvelopeError):
+    """The envelope's (epoch, version) is not newer than the last accepted one."""
+
+    reason = "stale"
+
+
+class Rollback(StaleEnvelope):
+    """Older than the config in force: a replay or rollback attempt."""
+
+    reason = "rollback"
+
+
+class Duplicate(StaleEnvelope):
+    """Exactly the (epoch, version) already in force; callers ignore it quietly."""
+
+    reason = "duplicate"
+
+
+class SecretError(ConfigLibError):
+    """A secret value could not be decrypted: tampered, moved to another field, or wrong key."""
+
+    reason = "secret_decrypt"
+
+
+class InvalidConfig(ConfigLibError):
+    """A verified envelope's values fail validation against the service's model."""
+
+    reason = "invalid_config"

@@ -1,0 +1,135 @@
+"""Shared fixtures: a real mosquitto with the project's own config, keys, unique names."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from config_lib import MqttEndpoint, SigningKey, TrustStore, derive_data_key
+from config_lib._keys import DataKey
+from config_manager.broker import (
+    BrokerFiles,
+    MosquittoProcess,
+    find_mosquitto,
+    free_port,
+    mqtt_login,
+    render_broker_files,
+    write_password_file,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+STANDARD_USERS = ("manager", "debug", "stt", "orchestrator", "client")
+
+
+@dataclass
+class Broker:
+    """A running mosquitto started from mosquitto/*.template, with auth and ACLs on."""
+
+    process: MosquittoProcess
+    files: BrokerFiles
+    users: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return self.process.host
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    def password(self, user: str) -> str:
+        """The password of ``user``; an unknown user is created and the broker reloaded.
+
+        Any user that is not a standard one is a service user: the ACL patterns let it
+        read ``config/updated/<user>`` and write ``config/applied/<user>/#``.
+        """
+        if user not in self.users:
+            self.users[user] = secrets.token_urlsafe(16)
+            write_password_file(self.files.password_file, self.users)
+            self.process.reload()
+            deadline = time.monotonic() + 10
+            # Wait until the reloaded password file accepts the new user (bounded).
+            while mqtt_login(self.host, self.port, user, self.users[user]) != 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"broker did not pick up user {user!r}")
+                time.sleep(0.02)
+        return self.users[user]
+
+    def endpoint(self, user: str) -> MqttEndpoint:
+        return MqttEndpoint(self.host, self.port, user, self.password(user))
+
+    def url(self, user: str) -> str:
+        return f"mqtt://{user}:{self.password(user)}@{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def start(self) -> None:
+        self.process.start()
+
+
+def _start_broker(folder: Path) -> Broker:
+    if find_mosquitto() is None:
+        pytest.fail("mosquitto is not installed: apt-get install -y mosquitto mosquitto-clients")
+    files = BrokerFiles(folder)
+    port = free_port()
+    render_broker_files(files, port=port)
+    users = {u: secrets.token_urlsafe(16) for u in STANDARD_USERS}
+    write_password_file(files.password_file, users)
+    process = MosquittoProcess(files, port=port)
+    process.start()
+    return Broker(process, files, users)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One broker for the whole session; tests use unique service/topic names."""
+    b = _start_broker(tmp_path_factory.mktemp("mosquitto"))
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker of the test's own, for tests that stop, kill or restart it."""
+    b = _start_broker(tmp_path / "mosquitto")
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def service_name() -> str:
+    """A service name no other test uses."""
+    return f"svc-{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class Keys:
+    signing: SigningKey
+    trust: TrustStore
+    master: bytes
+
+    def data_key(self, service: str) -> DataKey:
+        return derive_data_key(self.master, service)
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    signing = SigningKey.generate()
+    return Keys(signing, TrustStore([signing.public_key]), secrets.token_bytes(32))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"test data not found at {SHARED_DATA} (expected ../shared/data)")
+    return SHARED_DATA

@@ -1,0 +1,202 @@
+"""Pure, IO-free chunker: cuts one session's PCM stream into overlapping chunks.
+
+Layout (all positions are absolute sample indices from the session start)::
+
+    chunk k-1:  [s_{k-1} ........................ e_{k-1})
+    chunk k:                      [s_k ........................ e_k)
+                                  |<- overlap ->|<-- new (hop) -->|
+
+* ``s_k = e_{k-1} - overlap`` and ``e_k = e_{k-1} + hop`` where
+  ``hop = min(processing_interval, chunk - overlap)``; the first chunk starts at 0 and
+  holds ``hop + overlap`` samples of new audio.
+* A config change (:meth:`Chunker.apply`) takes effect at the next chunk boundary: the
+  next chunk uses the new overlap and hop. Audio is never lost and is never sent twice
+  except inside the configured overlap.
+* :meth:`Chunker.flush` emits the tail at the end of the stream (``final=True``).
+* The retained audio never exceeds ``buffer_duration``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from workers.orchestrator.config import OrchestratorConfig
+
+__all__ = ["Chunk", "Chunker"]
+
+Pcm = npt.NDArray[np.int16]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One chunk ready to send: its audio and where it sits in the session."""
+
+    index: int
+    start_sample: int
+    overlap_samples: int
+    samples: Pcm
+    sample_rate: int
+    config_version: int
+    final: bool = False
+
+    @property
+    def end_sample(self) -> int:
+        return self.start_sample + len(self.samples)
+
+    @property
+    def start_s(self) -> float:
+        return self.start_sample / self.sample_rate
+
+    @property
+    def end_s(self) -> float:
+        return self.end_sample / self.sample_rate
+
+    @property
+    def overlap_s(self) -> float:
+        return self.overlap_samples / self.sample_rate
+
+
+def _samples(seconds: float, rate: int) -> int:
+    return max(1, round(seconds * rate))
+
+
+class Chunker:
+    """Rolling buffer for one session. Feed it PCM; it returns the chunks that are ready."""
+
+    def __init__(self, config: OrchestratorConfig, version: int = 0) -> None:
+        self._config = config
+        self._version = version
+        self._rate = config.sample_rate
+        self._buf: Pcm = np.zeros(0, dtype=np.int16)
+        self._buf_start = 0  # absolute index of self._buf[0]
+        self._emitted_end = 0  # e_{k-1}: end of the last chunk sent (0 before the first)
+        self._next_index = 0
+        self._closed = False
+
+    # -- state ------------------------------------------------------------------------
+    @property
+    def config(self) -> OrchestratorConfig:
+        return self._config
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def received_samples(self) -> int:
+        """Samples received so far (end of the stream as known)."""
+        return self._buf_start + len(self._buf)
+
+    @property
+    def buffered_samples(self) -> int:
+        return len(self._buf)
+
+    @property
+    def max_buffer_samples(self) -> int:
+        return _samples(self._config.buffer_duration_s, self._rate)
+
+    def _hop(self) -> int:
+        return _samples(self._config.hop_duration_s, self._rate)
+
+    def _overlap(self) -> int:
+        return _samples(self._config.overlap_duration_s, self._rate)
+
+    # -- input ------------------------------------------------------------------------
+    def apply(self, config: OrchestratorConfig, version: int) -> list[Chunk]:
+        """Switch config from the next chunk on; returns chunks the new hop makes ready."""
+        if config.sample_rate != self._rate:
+            raise ValueError(
+                f"cannot change sample_rate mid-session ({self._rate} -> {config.sample_rate})"
+            )
+        self._config = config
+        self._version = version
+        out: list[Chunk] = []
+        self._emit_ready(out)
+        self._trim()
+        return out
+
+    def feed(self, pcm: Pcm) -> list[Chunk]:
+        """Append samples; return every chunk that became complete, in order."""
+        if self._closed:
+            raise RuntimeError("chunker is closed")
+        out: list[Chunk] = []
+        pcm = np.asarray(pcm, dtype=np.int16)
+        pos = 0
+        while pos < len(pcm):
+            # Never take in more than the next chunk needs, so the buffer stays bounded
+            # however large the incoming frame is.
+            room = self._next_end() - self.received_samples
+            take = min(max(room, 1), len(pcm) - pos)
+            self._buf = np.concatenate((self._buf, pcm[pos : pos + take]))
+            pos += take
+            self._emit_ready(out)
+            self._trim()
+        return out
+
+    def flush(self) -> list[Chunk]:
+        """End of stream: emit the ready chunks and the tail (marked ``final``)."""
+        if self._closed:
+            return []
+        out: list[Chunk] = []
+        self._emit_ready(out)
+        end = self.received_samples
+        if end > self._emitted_end:
+            out.append(self._cut(end, final=True))
+        elif out:
+            last = out[-1]
+            out[-1] = Chunk(
+                last.index, last.start_sample, last.overlap_samples, last.samples,
+                last.sample_rate, last.config_version, final=True,
+            )
+        self._closed = True
+        self._buf = np.zeros(0, dtype=np.int16)
+        return out
+
+    # -- internals --------------------------------------------------------------------
+    def _next_end(self) -> int:
+        if self._emitted_end == 0:
+            return self._hop() + self._overlap()
+        return self._emitted_end + self._hop()
+
+    def _next_start(self) -> int:
+        if self._emitted_end == 0:
+            return 0
+        return max(self._buf_start, self._emitted_end - self._overlap())
+
+    def _emit_ready(self, out: list[Chunk]) -> None:
+        while self.received_samples >= self._next_end():
+            out.append(self._cut(self._next_end(), final=False))
+
+    def _cut(self, end: int, *, final: bool) -> Chunk:
+        start = self._next_start()
+        overlap = self._emitted_end - start if self._emitted_end else 0
+        samples = self._buf[start - self._buf_start : end - self._buf_start].copy()
+        chunk = Chunk(
+            index=self._next_index,
+            start_sample=start,
+            overlap_samples=overlap,
+            samples=samples,
+            sample_rate=self._rate,
+            config_version=self._version,
+            final=final,
+        )
+        self._next_index += 1
+        self._emitted_end = end
+        return chunk
+
+    def _trim(self) -> None:
+        """Keep only what the next chunk can need: its overlap and the pending new audio.
+
+        The overlap kept is the larger of the current overlap and what the buffer bound
+        allows, so a later config with a longer overlap still finds its audio.
+        """
+        if self._emitted_end == 0:
+            return
+        keep_overlap = max(self._overlap(), self.max_buffer_samples - self._hop())
+        keep_from = max(self._buf_start, self._emitted_end - keep_overlap)
+        if keep_from > self._buf_start:
+            self._buf = self._buf[keep_from - self._buf_start :]
+            self._buf_start = keep_from

@@ -1,0 +1,101 @@
+"""The orchestrator's configuration model (importable without numpy or faster-whisper).
+
+The config manager reads this model through the ``config_manager.schemas`` entry point,
+so this module imports nothing beyond pydantic.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["OrchestratorConfig"]
+
+
+class OrchestratorConfig(BaseModel):
+    """How the orchestrator cuts a session's audio into overlapping chunks.
+
+    A chunk carries ``overlap_duration_s`` of audio already sent in the previous chunk
+    followed by ``min(processing_interval_s, chunk_duration_s - overlap_duration_s)``
+    seconds of new audio; so every chunk is at most ``chunk_duration_s`` long and
+    consecutive chunks overlap by exactly ``overlap_duration_s``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunk_duration_s: float = Field(
+        default=6.0,
+        gt=0,
+        le=30.0,
+        description="Longest chunk sent to the STT worker, in seconds (overlap included).",
+    )
+    overlap_duration_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Audio repeated at the start of each chunk from the end of the previous "
+        "one, in seconds. Words in this region are merged, not duplicated.",
+    )
+    processing_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="New audio that triggers the next chunk, in seconds (capped at chunk "
+        "minus overlap). Shorter means lower latency and more chunks.",
+    )
+    buffer_duration_s: float = Field(
+        default=8.0,
+        gt=0,
+        description="Upper bound on the audio a session keeps in memory, in seconds. Must "
+        "hold a chunk plus its overlap.",
+    )
+    sample_rate: int = Field(
+        default=16000,
+        gt=0,
+        description="Sample rate of the PCM sent to the STT worker, in Hz. Input at another "
+        "rate is refused.",
+    )
+    session_idle_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A session with no audio for this long is flushed and closed.",
+    )
+    prompt_with_context: bool = Field(
+        default=True,
+        description="Send the last committed words of the transcript with each chunk as the "
+        "STT worker's initial prompt (context across chunk seams).",
+    )
+    context_words: int = Field(
+        default=24,
+        ge=0,
+        le=200,
+        description="How many committed words to send as context.",
+    )
+    preset: str | None = Field(
+        default=None,
+        description="Name of the preset this config came from (informational only).",
+    )
+
+    @model_validator(mode="after")
+    def _check_durations(self) -> Self:
+        if self.overlap_duration_s >= self.chunk_duration_s:
+            raise ValueError(
+                "overlap_duration_s must be shorter than chunk_duration_s "
+                f"({self.overlap_duration_s} >= {self.chunk_duration_s})"
+            )
+        if self.processing_interval_s > self.chunk_duration_s:
+            raise ValueError(
+                "processing_interval_s must not be longer than chunk_duration_s "
+                f"({self.processing_interval_s} > {self.chunk_duration_s})"
+            )
+        if self.buffer_duration_s < self.chunk_duration_s + self.overlap_duration_s:
+            raise ValueError(
+                "buffer_duration_s must hold a chunk plus its overlap "
+                f"({self.buffer_duration_s} < {self.chunk_duration_s} + "
+                f"{self.overlap_duration_s})"
+            )
+        return self
+
+    @property
+    def hop_duration_s(self) -> float:
+        """New audio per chunk: the processing interval, capped at chunk minus overlap."""
+        return min(self.processing_interval_s, self.chunk_duration_s - self.overlap_duration_s)
