@@ -67,25 +67,6 @@ def write_password_file(path: Path, users: Mapping[str, str]) -> None:
     """Write a mosquitto password file for ``{user: plaintext password}`` (mode 0600)."""
     lines = "".join(f"{user}:{hash_password(pw)}\n" for user, pw in sorted(users.items()))
     write_atomic(path, lines.encode(), overwrite=True)
-    _give_to_broker(path)
-
-
-def _give_to_broker(*paths: Path) -> None:
-    """When we run as root, mosquitto drops to its own user: let that user read its files.
-
-    The files stay mode 0600/0700; only their owner changes (to ``mosquitto``).
-    """
-    if os.geteuid() != 0:
-        return
-    try:
-        import pwd
-
-        entry = pwd.getpwnam("mosquitto")
-    except KeyError:
-        return
-    for path in paths:
-        if path.exists():
-            os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 @dataclass(frozen=True)
@@ -143,15 +124,15 @@ def render_broker_files(
         PORT=str(port),
         BIND=bind,
         TLS_LISTENER=tls_block,
+        # Started as root, mosquitto would switch to the `mosquitto` user, which cannot
+        # read a data folder private to root; a local stack run by root keeps root instead.
+        RUN_AS_USER="user root" if os.geteuid() == 0 else "",
     )
     write_atomic(files.conf, conf.encode(), mode=0o600)
     write_atomic(files.acl_file, (templates / "acl.template").read_bytes(), mode=0o600)
     if log_to_file and not files.log_file.exists():
         write_atomic(files.log_file, b"", mode=0o600)
     files.folder.chmod(0o700)
-    _give_to_broker(
-        files.folder, files.persistence_dir, files.conf, files.acl_file, files.log_file
-    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -241,17 +222,21 @@ class MosquittoProcess:
             )
         if _port_taken(self.host, self.port):
             raise RuntimeError(f"port {self.port} on {self.host} is already in use")
-        self._proc = subprocess.Popen(
-            [binary, "-c", str(self.files.conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        stderr_path = self.files.folder / "stderr.log"
+        with stderr_path.open("wb") as stderr:
+            self._proc = subprocess.Popen(
+                [binary, "-c", str(self.files.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                raise RuntimeError(f"mosquitto exited with {self._proc.returncode}: {err.strip()}")
+                err = stderr_path.read_text(errors="replace").strip().splitlines()
+                raise RuntimeError(
+                    f"mosquitto exited with {self._proc.returncode}: {err[-1] if err else ''}"
+                )
             if mqtt_login(self.host, self.port, None, None, timeout=0.5) is not None:
                 return
             time.sleep(0.02)  # readiness poll of a starting process, bounded by the deadline
@@ -274,8 +259,6 @@ class MosquittoProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
     def kill(self) -> None:
         """Kill the broker at once (SIGKILL), as a crash would."""
