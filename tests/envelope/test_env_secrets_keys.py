@@ -89,7 +89,8 @@ def test_ciphertext_for_another_service_fails() -> None:
 
 def test_each_service_gets_its_own_data_key() -> None:
     a, b = derive_data_key(MASTER, "stt"), derive_data_key(MASTER, "orchestrator")
-    assert a.key != b.key and a.key_id != b.key_id
+    assert a.key != b.key
+    assert a.key_id != b.key_id
     assert derive_data_key(MASTER, "stt") == a  # deterministic
     assert "key=" not in repr(a)  # never printed
 
@@ -118,7 +119,8 @@ def test_key_files_are_private_atomic_and_never_overwritten(tmp_path: Path) -> N
 
 def test_master_and_data_key_files(tmp_path: Path) -> None:
     master, created = load_or_create_master_key(tmp_path / "master.key")
-    assert created and len(master) == 32
+    assert created
+    assert len(master) == 32
     assert load_or_create_master_key(tmp_path / "master.key") == (master, False)
     data = derive_data_key(master, "stt")
     assert save_data_key(tmp_path / "stt.key", data)

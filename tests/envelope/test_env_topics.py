@@ -27,7 +27,7 @@ def test_topics_are_built_and_parsed_in_one_place() -> None:
 def test_unsafe_names_are_refused_with_a_clear_error(name: str) -> None:
     with pytest.raises(InvalidName, match="invalid service name"):
         updated_topic(name)
-    with pytest.raises(ValueError):  # InvalidName is also a ValueError
+    with pytest.raises(ValueError, match="invalid"):  # InvalidName is also a ValueError
         validate_name(name)
 
 
