@@ -76,11 +76,13 @@ class SessionClient:
     async def send_raw(self, payload: bytes, session: str | None = None) -> None:
         await self.client.publish(audio_chunks_topic(session or self.session), payload, qos=1)
 
-    async def transcript(self, timeout: float = 60) -> dict[str, Any]:
-        return await asyncio.wait_for(self.transcripts.get(), timeout)
+    async def transcript(self, within: float = 60) -> dict[str, Any]:
+        """The next transcript of the session, waiting at most ``within`` seconds."""
+        return await asyncio.wait_for(self.transcripts.get(), within)
 
-    async def error(self, timeout: float = 30) -> dict[str, Any]:
-        return await asyncio.wait_for(self.errors.get(), timeout)
+    async def error(self, within: float = 30) -> dict[str, Any]:
+        """The next error event of the session, waiting at most ``within`` seconds."""
+        return await asyncio.wait_for(self.errors.get(), within)
 
     async def _pump(self) -> None:
         errors_topic = stt_errors_topic(self.session)
