@@ -46,10 +46,13 @@ def engine() -> WhisperEngine:
 
 @pytest.fixture
 async def worker(broker: Any, engine: WhisperEngine) -> AsyncIterator[SttWorker]:
-    settings = SttWorkerSettings(
-        mqtt_url=broker.url("stt"), instance_id=unique("stt"), persistent_session=False
-    )
-    async with SttWorker(settings=settings, config=SttConfig(), engine=engine) as w:
+    async with SttWorker(
+        endpoint=broker.endpoint("stt"),
+        instance_id=unique("stt"),
+        config=SttConfig(),
+        settings=SttWorkerSettings(persistent_session=False),
+        engine=engine,
+    ) as w:
         await asyncio.wait_for(w.wait_ready(), 15)
         yield w
 

@@ -6,8 +6,6 @@ These say *how the process runs* (broker, identity, limits). What it *does*
 
 from __future__ import annotations
 
-import socket
-
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -16,26 +14,25 @@ from config_lib import MqttEndpoint
 __all__ = ["SttWorkerSettings"]
 
 
-def _default_instance_id() -> str:
-    host = "".join(c if c.isalnum() or c in "_.-" else "-" for c in socket.gethostname())
-    return f"{host[:48] or 'host'}-stt"
-
-
 class SttWorkerSettings(BaseSettings):
     """Process settings, read from ``STT_*`` environment variables (e.g. ``STT_MQTT_URL``)."""
 
     model_config = SettingsConfigDict(env_prefix="STT_", extra="forbid")
 
-    mqtt_url: str = Field(
-        "mqtt://127.0.0.1:1883", description="Broker URL, mqtt://[user[:password]@]host[:port]."
+    mqtt_url: str | None = Field(
+        None,
+        description=(
+            "Broker URL for audio and transcripts, mqtt://[user[:password]@]host[:port]; "
+            "unset: the same broker and credentials as config_lib (CONFIG_LIB_MQTT_URL...)."
+        ),
     )
     mqtt_username: str | None = Field(None, description="Overrides the URL's user name.")
     mqtt_password: SecretStr | None = Field(None, description="Overrides the URL's password.")
     mqtt_ca_file: str | None = Field(None, description="CA bundle for mqtts:// URLs.")
-    instance_id: str = Field(
-        default_factory=_default_instance_id,
+    instance_id: str | None = Field(
+        None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="Stable id of this worker instance (applied reports, MQTT client id).",
+        description="Id of this worker instance; unset: config_lib's instance id.",
     )
     persistent_session: bool = Field(
         True,
@@ -53,8 +50,10 @@ class SttWorkerSettings(BaseSettings):
     max_header_bytes: int = Field(16_384, ge=64, description="Largest chunk JSON header (bytes).")
     log_level: str = Field("INFO", description="Python logging level.")
 
-    def endpoint(self) -> MqttEndpoint:
-        """The broker endpoint, credentials from the URL unless overridden."""
+    def endpoint(self) -> MqttEndpoint | None:
+        """The broker endpoint (credentials from the URL unless overridden); None if unset."""
+        if not self.mqtt_url:
+            return None
         password = self.mqtt_password.get_secret_value() if self.mqtt_password else None
         return MqttEndpoint.from_url(
             self.mqtt_url,

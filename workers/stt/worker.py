@@ -31,6 +31,7 @@ from typing import Any, Protocol, Self
 
 import aiomqtt
 
+from config_lib import MqttEndpoint, validate_name
 from workers.common import (
     AUDIO_CHUNKS_PREFIX,
     STT_ERRORS_PREFIX,
@@ -105,19 +106,25 @@ class _Refused(Exception):
 class SttWorker:
     """Transcribe chunks from ``audio/chunks/<session>`` to ``stt/transcripts/<session>``.
 
-    Use as ``async with SttWorker(settings=..., config=...) as worker:``; register
-    :meth:`apply_config` as a ConfigLibrary ``on_change`` callback. ``engine`` lets a
-    caller hand over an already loaded model that matches ``config``.
+    Use as ``async with SttWorker(endpoint=..., instance_id=..., config=...) as worker:``
+    and register :meth:`apply_config` as a ConfigLibrary ``on_change`` callback.
+    ``settings`` holds the limits (its broker fields are for ``main()``); ``engine``
+    lets a caller hand over an already loaded model that matches ``config``.
     """
 
     def __init__(
         self,
         *,
-        settings: SttWorkerSettings,
+        endpoint: MqttEndpoint,
+        instance_id: str,
         config: SttConfig,
         config_version: int = 0,
+        settings: SttWorkerSettings | None = None,
         engine: WhisperEngine | None = None,
     ) -> None:
+        settings = settings or SttWorkerSettings()
+        self._endpoint = endpoint
+        self._instance_id = validate_name(instance_id, "instance")
         self._settings = settings
         self._initial = (config, config_version, engine)
         self._active: _Active | None = None
@@ -188,7 +195,7 @@ class SttWorker:
 
     @property
     def instance_id(self) -> str:
-        return self._settings.instance_id
+        return self._instance_id
 
     @property
     def config(self) -> SttConfig:
@@ -252,13 +259,13 @@ class SttWorker:
 
     async def _connection_loop(self) -> None:
         settings = self._settings
-        endpoint = settings.endpoint()
+        endpoint = self._endpoint
         delay = settings.reconnect_initial_s
         while True:
             try:
                 async with aiomqtt.Client(
                     **endpoint.client_kwargs(),
-                    identifier=f"stt-{settings.instance_id}",
+                    identifier=f"stt-{self._instance_id}",
                     clean_session=not settings.persistent_session,
                     keepalive=settings.keepalive_s,
                 ) as client:
