@@ -6,12 +6,16 @@ Layout (all positions are absolute sample indices from the session start)::
     chunk k:                      [s_k ........................ e_k)
                                   |<- overlap ->|<-- new (hop) -->|
 
-* ``s_k = e_{k-1} - overlap`` and ``e_k = e_{k-1} + hop`` where
+* ``s_k = e_{k-1} - overlap`` and ``e_k <= e_{k-1} + hop`` where
   ``hop = min(processing_interval, chunk - overlap)``; the first chunk starts at 0 and
-  holds ``hop + overlap`` samples of new audio.
+  ends at most at ``hop + overlap``.
+* The end ``e_k`` is the quietest point (lowest energy over 20 ms, on a 10 ms grid) in
+  the last ``boundary_search`` seconds before its latest possible end, so a chunk edge
+  seldom cuts a word in half. With ``boundary_search = 0`` chunks end at fixed times.
 * A config change (:meth:`Chunker.apply`) takes effect at the next chunk boundary: the
-  next chunk uses the new overlap and hop. Audio is never lost and is never sent twice
-  except inside the configured overlap.
+  next chunk uses the new overlap and hop (its overlap is clipped to the previous
+  chunk's length, so no audio is ever sent in more than two chunks). Audio is never
+  lost and is never sent twice except inside the configured overlap.
 * :meth:`Chunker.flush` emits the tail at the end of the stream (``final=True``).
 * The retained audio never exceeds ``buffer_duration``.
 """
@@ -73,6 +77,7 @@ class Chunker:
         self._buf: Pcm = np.zeros(0, dtype=np.int16)
         self._buf_start = 0  # absolute index of self._buf[0]
         self._emitted_end = 0  # e_{k-1}: end of the last chunk sent (0 before the first)
+        self._last_start = 0  # s_{k-1}: start of the last chunk sent
         self._next_index = 0
         self._closed = False
 
@@ -137,7 +142,11 @@ class Chunker:
         return out
 
     def flush(self) -> list[Chunk]:
-        """End of stream: emit the ready chunks and the tail (marked ``final``)."""
+        """End of stream: emit the tail not yet sent (marked ``final``), then close.
+
+        Returns nothing when the last chunk already ended exactly at the end of the
+        stream; the caller knows the stream ended because it called ``flush``.
+        """
         if self._closed:
             return []
         out: list[Chunk] = []
@@ -145,12 +154,6 @@ class Chunker:
         end = self.received_samples
         if end > self._emitted_end:
             out.append(self._cut(end, final=True))
-        elif out:
-            last = out[-1]
-            out[-1] = Chunk(
-                last.index, last.start_sample, last.overlap_samples, last.samples,
-                last.sample_rate, last.config_version, final=True,
-            )
         self._closed = True
         self._buf = np.zeros(0, dtype=np.int16)
         return out
@@ -164,11 +167,39 @@ class Chunker:
     def _next_start(self) -> int:
         if self._emitted_end == 0:
             return 0
-        return max(self._buf_start, self._emitted_end - self._overlap())
+        # The overlap never reaches back past the previous chunk's start (only possible
+        # right after a switch to a longer overlap).
+        return max(self._buf_start, self._last_start, self._emitted_end - self._overlap())
+
+    def _search(self) -> int:
+        """Samples before the latest end in which a quieter cut point is looked for."""
+        wanted = round(self._config.boundary_search_s * self._rate)
+        return max(0, min(wanted, self._hop() // 2))
+
+    def _quiet_end(self, latest: int) -> int:
+        """The quietest cut point in ``[latest - search, latest]`` (latest on ties)."""
+        search = self._search()
+        step = max(1, self._rate // 100)  # 10 ms grid
+        if search < step:
+            return latest
+        half = step  # energy over +-10 ms around each candidate
+        lo = max(latest - search, self._buf_start + half)
+        hi = latest - half
+        if hi <= lo:
+            return latest
+        base = self._buf_start
+        window = self._buf[lo - half - base : hi + half - base].astype(np.float64)
+        energy = np.cumsum(np.concatenate(([0.0], window * window)))
+        candidates = np.arange(lo, hi + 1, step)
+        rel = candidates - (lo - half)
+        sums = energy[rel + half] - energy[rel - half]
+        # Latest among the quietest: keeps chunks as long as allowed when all is equal.
+        best = len(sums) - 1 - int(np.argmin(sums[::-1]))
+        return int(candidates[best])
 
     def _emit_ready(self, out: list[Chunk]) -> None:
         while self.received_samples >= self._next_end():
-            out.append(self._cut(self._next_end(), final=False))
+            out.append(self._cut(self._quiet_end(self._next_end()), final=False))
 
     def _cut(self, end: int, *, final: bool) -> Chunk:
         start = self._next_start()
@@ -185,6 +216,7 @@ class Chunker:
         )
         self._next_index += 1
         self._emitted_end = end
+        self._last_start = start
         return chunk
 
     def _trim(self) -> None:

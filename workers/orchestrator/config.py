@@ -54,21 +54,17 @@ class OrchestratorConfig(BaseModel):
         description="Sample rate of the PCM sent to the STT worker, in Hz. Input at another "
         "rate is refused.",
     )
+    boundary_search_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="Each chunk ends at the quietest 10 ms within this many seconds before "
+        "its latest possible end (capped at half the new audio per chunk), so that chunk "
+        "edges fall between words rather than inside them. 0 cuts at fixed times.",
+    )
     session_idle_timeout_s: float = Field(
         default=10.0,
         gt=0,
         description="A session with no audio for this long is flushed and closed.",
-    )
-    prompt_with_context: bool = Field(
-        default=True,
-        description="Send the last committed words of the transcript with each chunk as the "
-        "STT worker's initial prompt (context across chunk seams).",
-    )
-    context_words: int = Field(
-        default=24,
-        ge=0,
-        le=200,
-        description="How many committed words to send as context.",
     )
     preset: str | None = Field(
         default=None,

@@ -16,6 +16,10 @@ Rule, applied at each seam between chunk k-1 and chunk k (overlap ``[s_k, e_{k-1
    ``t*`` are dropped. Each chunk thus loses only the words nearest its own edge, where
    Whisper sees a truncated word and is least reliable.
 
+   If the last word kept and the first word taken are two readings of one word cut at
+   different points ("perfect" | "perfection": close in time, one a prefix or suffix
+   of the other), only the fuller one is kept.
+
 Either way no word is counted twice (each instant of audio is owned by exactly one
 chunk) and none is dropped unless the other chunk heard it too.
 """
@@ -71,6 +75,7 @@ class TranscriptMerger:
 
     max_skew_s: float = 0.5
     seam_margin_s: float = 0.6
+    junction_gap_s: float = 0.3
     words: list[Word] = field(default_factory=list)
     seams: list[_Seam] = field(default_factory=list)
     chunks: list[ChunkWords] = field(default_factory=list)
@@ -128,8 +133,28 @@ class TranscriptMerger:
             return
         t_star = (seam_lo + seam_hi) / 2
         kept = self.words[:tail_from] + [w for w in tail if w.mid < t_star]
-        self.words = kept + [w for w in new if w.mid >= t_star]
+        rest = [w for w in new if w.mid >= t_star]
+        if kept and rest and self._same_word(kept[-1], rest[0]):
+            # One word heard by both chunks, each cutting it at a different point
+            # ("perfect" | "perfection"): keep the fuller reading once.
+            if len(normalize_text(rest[0].text)) > len(normalize_text(kept[-1].text)):
+                kept.pop()
+            else:
+                rest.pop(0)
+        self.words = kept + rest
         self.seams.append(_Seam("midpoint", t_star))
+
+    def _same_word(self, a: Word, b: Word) -> bool:
+        """Whether ``a`` (end of the transcript) and ``b`` (start of the next chunk) look
+        like two readings of one spoken word: close in time and one text a prefix or
+        suffix of the other."""
+        if b.start - a.end > self.junction_gap_s:
+            return False
+        ta, tb = normalize_text(a.text), normalize_text(b.text)
+        if not ta or not tb:
+            return False
+        short, long_ = sorted((ta, tb), key=len)
+        return long_.startswith(short) or long_.endswith(short)
 
     def _align(
         self, tail: Sequence[Word], head: Sequence[Word], centre: float
@@ -155,6 +180,18 @@ class TranscriptMerger:
 
 
 def join_words(words: Iterable[Word]) -> str:
-    """Join Whisper word tokens (which carry their own leading spaces) into text."""
-    text = "".join(w.text if w.text.startswith(" ") else " " + w.text for w in words)
-    return text.strip()
+    """Join Whisper word tokens into text.
+
+    Whisper's word tokens carry their own leading space (" Hello,"); a token without one
+    continues the previous word (" i" ".e."), except across a chunk seam, where a space
+    is added.
+    """
+    parts: list[str] = []
+    prev_chunk: int | None = None
+    for w in words:
+        text = w.text
+        if parts and prev_chunk != w.chunk and not text.startswith(" "):
+            text = " " + text
+        parts.append(text)
+        prev_chunk = w.chunk
+    return "".join(parts).strip()
