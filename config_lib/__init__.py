@@ -4,6 +4,8 @@ The public API is exactly the names in ``__all__``; every module starting with `
 private.
 """
 
+from ._change import ConfigChange, ConfigSource
+from ._client import ConfigLibrary
 from ._envelope import (
     DEFAULT_MAX_BYTES,
     FORMAT_VERSION,
@@ -23,7 +25,9 @@ from ._exceptions import (
     InvalidConfig,
     InvalidName,
     KeyFileError,
+    LibraryStateError,
     MalformedEnvelope,
+    NoConfig,
     Rollback,
     SecretError,
     ServiceMismatch,
@@ -46,8 +50,13 @@ from ._keys import (
     load_signing_key,
     save_data_key,
 )
+from ._metrics import ConfigMetrics, prometheus_collector
 from ._mqtt import MqttEndpoint
+from ._pipeline import Accepted, ConfigPipeline
+from ._report import AppliedReport
 from ._secrets import MASK, decrypt_secrets, encrypt_secrets, is_encrypted, mask_secrets
+from ._settings import LibrarySettings, default_instance_id
+from ._sources import env_prefix
 from ._topics import (
     applied_topic,
     applied_wildcard,
@@ -61,8 +70,15 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "FORMAT_VERSION",
     "MASK",
+    "Accepted",
+    "AppliedReport",
     "BadSignature",
+    "ConfigChange",
     "ConfigLibError",
+    "ConfigLibrary",
+    "ConfigMetrics",
+    "ConfigPipeline",
+    "ConfigSource",
     "DataKey",
     "Duplicate",
     "Envelope",
@@ -71,9 +87,12 @@ __all__ = [
     "InvalidConfig",
     "InvalidName",
     "KeyFileError",
+    "LibrarySettings",
+    "LibraryStateError",
     "Limits",
     "MalformedEnvelope",
     "MqttEndpoint",
+    "NoConfig",
     "Position",
     "Rollback",
     "SecretError",
@@ -88,8 +107,10 @@ __all__ = [
     "applied_wildcard",
     "canonical_bytes",
     "decrypt_secrets",
+    "default_instance_id",
     "derive_data_key",
     "encrypt_secrets",
+    "env_prefix",
     "is_encrypted",
     "key_id_for",
     "load_data_key",
@@ -100,6 +121,7 @@ __all__ = [
     "mask_secrets",
     "parse_applied_topic",
     "parse_updated_topic",
+    "prometheus_collector",
     "save_data_key",
     "sign_envelope",
     "updated_topic",

@@ -17,7 +17,9 @@ Every exception the library raises on purpose derives from :class:`ConfigLibErro
     │       ├── Rollback         it is older: a replay or a rollback attempt
     │       └── Duplicate        it is exactly the one already in force: ignore quietly
     ├── SecretError              a secret field could not be decrypted (tampered, moved, wrong key)
-    └── InvalidConfig            verified, but the values fail the service's model validation
+    ├── InvalidConfig            verified, but the values fail the service's model validation
+    ├── NoConfig                 no valid config from the broker, the LKG file, env or defaults
+    └── LibraryStateError        a ConfigLibrary used outside ``async with`` or reused after close
 
 Envelope and config failures carry a stable ``reason`` string (``"bad_signature"``...)
 used for counters and applied reports.
@@ -34,7 +36,9 @@ __all__ = [
     "InvalidConfig",
     "InvalidName",
     "KeyFileError",
+    "LibraryStateError",
     "MalformedEnvelope",
+    "NoConfig",
     "Rollback",
     "SecretError",
     "ServiceMismatch",
@@ -139,3 +143,15 @@ class InvalidConfig(ConfigLibError):
     """A verified envelope's values fail validation against the service's model."""
 
     reason = "invalid_config"
+
+
+class NoConfig(ConfigLibError):
+    """Startup found no valid config: no signed one, and env/defaults fail the model."""
+
+    reason = "no_config"
+
+
+class LibraryStateError(ConfigLibError, RuntimeError):
+    """A ConfigLibrary was used before ``async with``, or entered again after it closed."""
+
+    reason = "state"

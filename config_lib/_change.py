@@ -1,0 +1,55 @@
+"""What a change callback receives: the old and new config and which fields changed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel
+
+__all__ = ["ConfigChange", "ConfigSource", "changed_fields"]
+
+M = TypeVar("M", bound=BaseModel)
+
+ConfigSource = Literal["broker", "lkg", "env", "defaults"]
+"""Where the config in force came from."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange(Generic[M]):
+    """One change of the config in force, passed to every ``on_change`` callback.
+
+    ``changed`` holds dotted field paths (``"vad.threshold"``). ``version``/``epoch``/
+    ``source`` describe ``new``. ``restore`` is True when the library is putting ``new``
+    (the previous config) back because a callback refused the update.
+    """
+
+    old: M
+    new: M
+    changed: frozenset[str]
+    version: int | None
+    epoch: int | None
+    source: ConfigSource
+    restore: bool = False
+
+
+def _diff(old: Any, new: Any, path: str, out: set[str]) -> None:
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for key in set(old) | set(new):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in old or key not in new:
+                out.add(sub)
+            else:
+                _diff(old[key], new[key], sub, out)
+    elif old != new or type(old) is not type(new):
+        out.add(path)
+
+
+def changed_fields(old: BaseModel, new: BaseModel) -> frozenset[str]:
+    """Dotted paths of the leaf fields whose values differ (secrets compared by value)."""
+    out: set[str] = set()
+    # mode="python" keeps SecretStr objects, which compare by their secret value.
+    _diff(old.model_dump(), new.model_dump(), "", out)
+    out.discard("")
+    return frozenset(out)

@@ -1,0 +1,523 @@
+"""ConfigLibrary: a service's signed config, kept current over MQTT.
+
+::
+
+    async with ConfigLibrary(service="stt", model=SttConfig) as cfg:
+        cfg.on_change(lambda change: print(change.changed))
+        print(cfg.current, cfg.source, cfg.version)
+
+Startup precedence (written once, here): the newest valid of the broker's retained
+message and the LKG file; else ``CONFIG_<SERVICE>_*`` environment variables over the
+model's defaults; else the defaults alone. The broker gets at most
+``settings.initial_wait`` seconds; an unreachable broker never blocks startup longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import BaseModel
+
+from ._change import ConfigSource
+from ._envelope import Position
+from ._exceptions import InvalidConfig, LibraryStateError, NoConfig
+from ._keys import DataKey, TrustStore
+from ._lkg import LkgStore
+from ._metrics import ConfigMetrics
+from ._mqtt import MqttEndpoint
+from ._pipeline import ConfigPipeline
+from ._report import AppliedReport
+from ._settings import LibrarySettings
+from ._sources import env_prefix, from_defaults, from_env, has_env
+from ._state import ChangeCallback, ConfigState, Decision
+from ._topics import applied_topic, updated_topic, validate_name
+
+__all__ = ["ConfigLibrary"]
+
+M = TypeVar("M", bound=BaseModel)
+logger = logging.getLogger("config_lib")
+
+
+class _Lifecycle(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class ConfigLibrary(Generic[M]):
+    """Subscribe to ``config/updated/<service>``, verify, validate and hot-apply.
+
+    Keyword-only. ``trust``, ``data_keys`` and ``endpoint`` override what ``settings``
+    would load (handy in tests); ``endpoint`` None with ``settings.mqtt_url`` None runs
+    without a broker. An async context manager that owns its one background task (the
+    MQTT session with reconnects); it cannot be entered twice.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        model: type[M],
+        settings: LibrarySettings | None = None,
+        trust: TrustStore | None = None,
+        data_keys: Iterable[DataKey] | None = None,
+        endpoint: MqttEndpoint | None = None,
+        instance_id: str | None = None,
+    ) -> None:
+        self.service = validate_name(service)
+        self.model = model
+        self.settings = settings if settings is not None else LibrarySettings()
+        self.instance_id = validate_name(
+            instance_id or self.settings.resolved_instance_id(), "instance"
+        )
+        self._trust = trust
+        self._data_keys = list(data_keys) if data_keys is not None else None
+        self._endpoint = endpoint if endpoint is not None else self.settings.endpoint(service)
+        self._topic = updated_topic(service)
+        self._applied_topic = applied_topic(service, self.instance_id)
+        self._lifecycle = _Lifecycle.NEW
+        self._state: ConfigState[M] | None = None
+        self._pending_callbacks: list[ChangeCallback[M]] = []
+        self._metrics = ConfigMetrics()
+        self._lkg: LkgStore[M] | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._client: aiomqtt.Client | None = None
+        self._synced = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._handled = 0
+        self._report: AppliedReport | None = None
+        self._session_connected = False
+
+    # -- public state ---------------------------------------------------------------
+
+    @property
+    def current(self) -> M:
+        """The validated config in force."""
+        state = self._require_state()
+        if state.current is None:  # pragma: no cover - __aenter__ refuses to return then
+            raise NoConfig(f"no config for {self.service!r}")
+        return state.current
+
+    @property
+    def version(self) -> int | None:
+        """Version in force; None when running on env/defaults."""
+        return self._require_state().version
+
+    @property
+    def epoch(self) -> int | None:
+        return self._require_state().epoch
+
+    @property
+    def position(self) -> Position | None:
+        return self._require_state().position
+
+    @property
+    def source(self) -> ConfigSource:
+        return self._require_state().source
+
+    @property
+    def metrics(self) -> ConfigMetrics:
+        """Counters: received, applied, duplicate, failed, rejected[reason]."""
+        return self._metrics
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    @property
+    def last_report(self) -> AppliedReport | None:
+        """The applied report most recently decided (published when connected)."""
+        return self._report
+
+    def on_change(self, callback: ChangeCallback[M]) -> Callable[[], None]:
+        """Register a sync or async ``callback(change)``; returns the unsubscribe function.
+
+        Callbacks run in registration order on the library's event loop for every applied
+        update after startup. If one raises, the update is rolled back (see docs).
+        """
+        if self._state is not None:
+            return self._state.on_change(callback)
+        self._pending_callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._pending_callbacks:
+                self._pending_callbacks.remove(callback)
+            if self._state is not None:
+                self._state.on_change(callback)()
+
+        return unsubscribe
+
+    async def wait_for_version(
+        self,
+        version: int,
+        *,
+        epoch: int | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109 - a bounded wait is the point of this helper
+    ) -> M:
+        """Wait until ``version`` (of ``epoch``, if given) or newer is in force.
+
+        Returns the config then in force; raises TimeoutError after ``timeout`` seconds.
+        The LKG file and the applied report are written before this returns.
+        """
+
+        def reached() -> bool:
+            pos = self._require_state().position
+            if pos is None:
+                return False
+            return pos >= (epoch, version) if epoch is not None else pos[1] >= version
+
+        await self._wait(reached, timeout)
+        return self.current
+
+    async def wait_for_received(
+        self,
+        count: int,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109 - a bounded wait is the point of this helper
+    ) -> None:
+        """Wait until ``count`` messages in total have been received and fully handled."""
+        await self._wait(lambda: self._handled >= count, timeout)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._lifecycle is not _Lifecycle.NEW:
+            raise LibraryStateError("a ConfigLibrary can be entered only once")
+        self._lifecycle = _Lifecycle.OPEN
+        trust = self._trust if self._trust is not None else self.settings.load_trust()
+        data_keys = (
+            self._data_keys
+            if self._data_keys is not None
+            else self.settings.load_data_keys(self.service)
+        )
+        pipeline = ConfigPipeline(
+            service=self.service,
+            model=self.model,
+            trust=trust,
+            data_keys=data_keys,
+            limits=self.settings.limits,
+        )
+        self._state = self._initial_state(pipeline)
+        for callback in self._pending_callbacks:
+            self._state.on_change(callback)
+        self._pending_callbacks.clear()
+        self._report = self._make_report("applied")
+
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        try:
+            if self._endpoint is not None:
+                self._task = self._tg.create_task(
+                    self._run_mqtt(self._endpoint), name=f"config_lib:{self.service}:mqtt"
+                )
+                try:
+                    await asyncio.wait_for(self._synced.wait(), self.settings.initial_wait)
+                except TimeoutError:
+                    logger.warning(
+                        "broker not reached within %.1fs, serving %s config: service=%s",
+                        self.settings.initial_wait,
+                        self._state.source,
+                        self.service,
+                        extra={"service": self.service, "source": self._state.source},
+                    )
+            if self._state.current is None:
+                raise NoConfig(
+                    f"no config for {self.service!r}: no signed config from the broker or "
+                    f"the LKG file, and env {env_prefix(self.service)}* / defaults do not "
+                    f"validate"
+                )
+        except BaseException:
+            await self._close()
+            raise
+        logger.info(
+            "config ready: service=%s instance=%s source=%s version=%s epoch=%s",
+            self.service,
+            self.instance_id,
+            self._state.source,
+            self._state.version,
+            self._state.epoch,
+            extra=self._log_fields(),
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def aclose(self) -> None:
+        """Stop the MQTT session (publishing an ``offline`` report first) and close."""
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._lifecycle is _Lifecycle.CLOSED:
+            return
+        self._lifecycle = _Lifecycle.CLOSED
+        client = self._client
+        if client is not None and self._report is not None:
+            offline = self._report.stamped(status="offline", reason="stopped")
+            try:
+                await client.publish(
+                    self._applied_topic, offline.to_bytes(), qos=1, retain=True, timeout=1.0
+                )
+            except aiomqtt.MqttError as exc:
+                logger.debug("offline report not sent: %s", exc)
+        if self._task is not None:
+            self._task.cancel()
+        if self._tg is not None:
+            await self._tg.__aexit__(None, None, None)
+        self._client = None
+
+    # -- startup sources ------------------------------------------------------------
+
+    def _initial_state(self, pipeline: ConfigPipeline[M]) -> ConfigState[M]:
+        path = self.settings.lkg_path(self.service)
+        if path is not None:
+            self._lkg = LkgStore(path, pipeline)
+            lkg = self._lkg.load()
+            if lkg is not None:
+                return ConfigState(
+                    pipeline,
+                    current=lkg.config,
+                    source="lkg",
+                    position=lkg.position,
+                    metrics=self._metrics,
+                )
+        config, source = self._fallback()
+        return ConfigState(pipeline, current=config, source=source, metrics=self._metrics)
+
+    def _fallback(self) -> tuple[M | None, ConfigSource]:
+        if self.settings.env_fallback and has_env(self.service):
+            try:
+                return from_env(self.model, self.service), "env"
+            except InvalidConfig as exc:
+                logger.warning(
+                    "environment config invalid, trying defaults: service=%s detail=%s",
+                    self.service,
+                    exc,
+                    extra={"service": self.service, "reason": exc.reason},
+                )
+        try:
+            return from_defaults(self.model), "defaults"
+        except InvalidConfig as exc:
+            logger.warning(
+                "model defaults do not validate, waiting for a signed config: service=%s detail=%s",
+                self.service,
+                exc,
+                extra={"service": self.service, "reason": exc.reason},
+            )
+            return None, "defaults"
+
+    # -- MQTT session ---------------------------------------------------------------
+
+    async def _run_mqtt(self, endpoint: MqttEndpoint) -> None:
+        """Connect, subscribe, handle messages; on loss reconnect with capped backoff+jitter."""
+        s = self.settings
+        delay = s.reconnect_min_delay
+        while True:
+            self._session_connected = False
+            try:
+                await self._session(endpoint)
+                error = "session ended"
+            except aiomqtt.MqttError as exc:
+                error = str(exc)
+            finally:
+                self._client = None
+            # Tell a waiting startup that the broker is not there: serve what we have.
+            self._synced.set()
+            connected = self._session_connected
+            if connected:
+                delay = s.reconnect_min_delay
+            wait = delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+            logger.warning(
+                "broker %s: service=%s error=%s retry_in=%.2fs",
+                "connection lost" if connected else "unreachable",
+                self.service,
+                error,
+                wait,
+                extra={"service": self.service, "broker": str(endpoint), "retry_in": wait},
+            )
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, s.reconnect_max_delay)
+
+    async def _session(self, endpoint: MqttEndpoint) -> None:
+        """One connection: subscribe, report, then handle messages until it drops."""
+        s = self.settings
+        will = aiomqtt.Will(
+            self._applied_topic,
+            self._make_report("offline", reason="connection_lost").to_bytes(),
+            qos=1,
+            retain=True,
+        )
+        async with aiomqtt.Client(
+            **endpoint.client_kwargs(),
+            will=will,
+            timeout=s.connect_timeout,
+            keepalive=s.keepalive,
+            logger=logging.getLogger("config_lib.mqtt"),
+        ) as client:
+            granted = await client.subscribe(self._topic, qos=1)
+            if any(_refused(code) for code in granted):
+                raise aiomqtt.MqttError(
+                    f"broker refused the subscription to {self._topic} (check the ACL and "
+                    f"that the MQTT user is the service name)"
+                )
+            self._client = client
+            self._session_connected = True
+            logger.info(
+                "connected to broker: service=%s broker=%s topic=%s",
+                self.service,
+                endpoint,
+                self._topic,
+                extra={"service": self.service, "broker": str(endpoint)},
+            )
+            # The broker queues the retained config right after the SUBACK and before the
+            # PUBACK of this report, so once it is acknowledged every retained message is
+            # already in the client's queue: `pending` tells when startup has seen them.
+            await self._publish(self._report or self._make_report("applied"))
+            pending = len(client.messages)
+            if pending == 0:
+                self._synced.set()
+            async for message in client.messages:
+                if message.topic.matches(self._topic):
+                    await self._handle(message.payload)
+                pending -= 1
+                if pending == 0:
+                    self._synced.set()
+
+    async def _handle(self, payload: Any) -> None:
+        state = self._require_state()
+        if not payload:
+            logger.info(
+                "retained config cleared on the broker, keeping the current one: service=%s",
+                self.service,
+                extra=self._log_fields(),
+            )
+            return
+        raw = payload if isinstance(payload, bytes) else str(payload).encode()
+        try:
+            await self._act_on(await state.offer(raw))
+        finally:
+            self._handled += 1
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _act_on(self, decision: Decision[M]) -> None:
+        fields = self._log_fields()
+        attempted: dict[str, int | None] = {"attempted_version": None, "attempted_epoch": None}
+        if decision.accepted is not None:
+            attempted = {
+                "attempted_version": decision.accepted.envelope.version,
+                "attempted_epoch": decision.accepted.envelope.epoch,
+            }
+        if decision.status == "duplicate":
+            logger.debug("duplicate config ignored: service=%s", self.service, extra=fields)
+            return
+        if decision.status == "rejected":
+            logger.warning(
+                "config rejected: service=%s reason=%s detail=%s version_in_force=%s",
+                self.service,
+                decision.reason,
+                decision.detail,
+                fields["version"],
+                extra={**fields, "reason": decision.reason},
+            )
+            await self._publish(self._make_report("rejected", reason=decision.reason))
+            return
+        if decision.status == "failed":
+            logger.error(
+                "config update failed and was rolled back: service=%s reason=%s detail=%s "
+                "version_in_force=%s",
+                self.service,
+                decision.reason,
+                decision.detail,
+                fields["version"],
+                extra={**fields, "reason": decision.reason, **attempted},
+            )
+            await self._publish(self._make_report("failed", reason=decision.reason, **attempted))
+            return
+        assert decision.accepted is not None
+        changed = sorted(decision.change.changed) if decision.change is not None else []
+        logger.info(
+            "config applied: service=%s version=%s epoch=%s changed=%s",
+            self.service,
+            fields["version"],
+            fields["epoch"],
+            ",".join(changed) or "-",
+            extra={**fields, "changed": changed},
+        )
+        if self._lkg is not None:
+            try:
+                await asyncio.to_thread(self._lkg.save, decision.accepted.envelope.raw)
+            except OSError as exc:
+                logger.error(
+                    "LKG file not written: service=%s path=%s error=%s",
+                    self.service,
+                    self._lkg.path,
+                    exc.strerror,
+                    extra=fields,
+                )
+        await self._publish(self._make_report("applied", **attempted))
+
+    async def _publish(self, report: AppliedReport) -> None:
+        """Remember ``report`` as the latest and publish it retained if connected."""
+        self._report = report
+        client = self._client
+        if client is None:
+            return  # republished on the next connection
+        await client.publish(
+            self._applied_topic,
+            report.to_bytes(),
+            qos=1,
+            retain=True,
+            timeout=self.settings.connect_timeout,
+        )
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _make_report(self, status: Any, **extra: Any) -> AppliedReport:
+        state = self._require_state()
+        return AppliedReport(
+            instance=self.instance_id,
+            service=self.service,
+            status=status,
+            version=state.version,
+            epoch=state.epoch,
+            source=state.source,
+        ).stamped(**extra)
+
+    def _log_fields(self) -> dict[str, Any]:
+        state = self._state
+        return {
+            "service": self.service,
+            "instance": self.instance_id,
+            "version": None if state is None else state.version,
+            "epoch": None if state is None else state.epoch,
+            "source": None if state is None else state.source,
+        }
+
+    def _require_state(self) -> ConfigState[M]:
+        if self._state is None:
+            raise LibraryStateError("use the ConfigLibrary inside `async with` first")
+        return self._state
+
+    async def _wait(self, predicate: Callable[[], bool], timeout: float) -> None:  # noqa: ASYNC109
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+
+def _refused(code: int | ReasonCode) -> bool:
+    """A SUBACK code meaning the subscription was refused (0x80 and up)."""
+    return code.is_failure if isinstance(code, ReasonCode) else code >= 0x80

@@ -1,0 +1,171 @@
+"""The config in force and the all-or-nothing apply, with no IO.
+
+:class:`ConfigState` takes raw bytes through the pure pipeline and decides: applied,
+duplicate (ignored quietly), rejected (a reason code) or failed (a callback refused the
+update; the previous config was restored). The MQTT loop, LKG writes and applied reports
+live in :mod:`config_lib._client`, which acts on the returned :class:`Decision`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeAlias, TypeVar
+
+from pydantic import BaseModel
+
+from ._change import ConfigChange, ConfigSource, changed_fields
+from ._envelope import Position
+from ._exceptions import ConfigLibError, Duplicate
+from ._metrics import ConfigMetrics
+from ._pipeline import Accepted, ConfigPipeline
+
+__all__ = ["ChangeCallback", "ConfigState", "Decision", "DecisionStatus"]
+
+M = TypeVar("M", bound=BaseModel)
+logger = logging.getLogger("config_lib")
+
+ChangeCallback: TypeAlias = Callable[[ConfigChange[M]], Awaitable[None] | None]
+DecisionStatus = Literal["applied", "duplicate", "rejected", "failed"]
+CALLBACK_FAILED = "callback_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision(Generic[M]):
+    """What happened to one received message. ``detail`` never holds config values."""
+
+    status: DecisionStatus
+    reason: str | None = None
+    detail: str | None = None
+    accepted: Accepted[M] | None = None
+    change: ConfigChange[M] | None = None
+
+
+def _name(callback: object) -> str:
+    return getattr(callback, "__qualname__", None) or repr(callback)
+
+
+async def _call(callback: ChangeCallback[M], change: ConfigChange[M]) -> None:
+    result = callback(change)
+    if inspect.isawaitable(result):
+        await result
+
+
+class ConfigState(Generic[M]):
+    """The config in force, its origin and position, the callbacks and the counters."""
+
+    def __init__(
+        self,
+        pipeline: ConfigPipeline[M],
+        *,
+        current: M | None,
+        source: ConfigSource,
+        position: Position | None = None,
+        metrics: ConfigMetrics | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.current = current
+        self.source: ConfigSource = source
+        self.position = position
+        self.metrics = metrics or ConfigMetrics()
+        # A tuple replaced on every change: registering from another thread (the threaded
+        # adapter) never races with an apply iterating over it.
+        self._callbacks: tuple[ChangeCallback[M], ...] = ()
+
+    @property
+    def version(self) -> int | None:
+        return None if self.position is None else self.position[1]
+
+    @property
+    def epoch(self) -> int | None:
+        return None if self.position is None else self.position[0]
+
+    def on_change(self, callback: ChangeCallback[M]) -> Callable[[], None]:
+        """Register ``callback``; returns the function that unregisters it."""
+        self._callbacks = (*self._callbacks, callback)
+
+        def unsubscribe() -> None:
+            self._callbacks = tuple(cb for cb in self._callbacks if cb is not callback)
+
+        return unsubscribe
+
+    async def offer(self, raw: bytes) -> Decision[M]:
+        """Run ``raw`` through the pipeline and, if it passes, apply it all-or-nothing."""
+        self.metrics.received += 1
+        try:
+            accepted = self.pipeline.accept(raw, last=self.position)
+        except Duplicate as exc:
+            self.metrics.duplicate += 1
+            return Decision("duplicate", exc.reason, str(exc))
+        except ConfigLibError as exc:
+            self.metrics.rejected[exc.reason] += 1
+            return Decision("rejected", exc.reason, str(exc))
+        return await self.apply(accepted)
+
+    async def apply(self, accepted: Accepted[M]) -> Decision[M]:
+        """Call every callback in registration order; on a failure restore the previous one.
+
+        Restoring calls each callback that was called (the failing one included, since it
+        may have applied part of the update) again, in reverse order, with ``old`` and
+        ``new`` swapped and ``restore=True``. The previous config stays in force.
+        """
+        old, new = self.current, accepted.config
+        epoch, version = accepted.position
+        if old is None:  # first config of a service that had none: nothing to change from
+            self._commit(accepted)
+            return Decision("applied", accepted=accepted)
+        change = ConfigChange(
+            old=old,
+            new=new,
+            changed=changed_fields(old, new),
+            version=version,
+            epoch=epoch,
+            source="broker",
+        )
+        called: list[ChangeCallback[M]] = []
+        for callback in self._callbacks:
+            called.append(callback)
+            try:
+                await _call(callback, change)
+            # A user callback boundary: whatever a service's callback raises must not stop
+            # the subscription or leave a half-applied config, so every Exception is caught,
+            # logged (type only: its message may hold values) and the update is rolled back.
+            except Exception as exc:
+                await self._restore(called, change)
+                self.metrics.failed += 1
+                detail = f"callback {_name(callback)} raised {type(exc).__name__}"
+                logger.debug("config callback traceback", exc_info=exc)
+                return Decision("failed", CALLBACK_FAILED, detail, accepted, change)
+        self._commit(accepted)
+        return Decision("applied", accepted=accepted, change=change)
+
+    def _commit(self, accepted: Accepted[M]) -> None:
+        self.current = accepted.config
+        self.position = accepted.position
+        self.source = "broker"
+        self.metrics.applied += 1
+
+    async def _restore(self, called: list[ChangeCallback[M]], change: ConfigChange[M]) -> None:
+        back = ConfigChange(
+            old=change.new,
+            new=change.old,
+            changed=change.changed,
+            version=self.version,
+            epoch=self.epoch,
+            source=self.source,
+            restore=True,
+        )
+        for callback in reversed(called):
+            try:
+                await _call(callback, back)
+            # Same user callback boundary as in apply(): keep restoring the others.
+            except Exception as exc:
+                logger.error(
+                    "config callback raised while restoring the previous config: "
+                    "callback=%s error=%s",
+                    _name(callback),
+                    type(exc).__name__,
+                    extra={"callback": _name(callback), "error": type(exc).__name__},
+                )
