@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from .broker import BrokerFiles, find_mosquitto, mqtt_login, render_broker_files
+from .tls import ensure_local_certificates
 
 __all__ = ["main"]
 
@@ -152,7 +153,12 @@ async def _run(args: argparse.Namespace) -> int:
         return 1
 
     files = BrokerFiles(data_dir / "mosquitto")
-    render_broker_files(files, port=args.mqtt_port, log_to_file=False)
+    tls = None
+    if args.tls_port:
+        certs = ensure_local_certificates(data_dir / "tls")
+        tls = certs.as_template_values(args.tls_port)
+        _say("stack", f"TLS listener on port {args.tls_port}; clients trust {certs.ca_file}")
+    render_broker_files(files, port=args.mqtt_port, tls=tls, log_to_file=False)
     mosquitto = find_mosquitto()
     assert mosquitto is not None
     children = [
@@ -244,6 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m config_manager.stack", description=__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("CONFIG_MANAGER_DATA_DIR", "data"))
     parser.add_argument("--mqtt-port", type=int, default=int(os.environ.get("MQTT_PORT", "1883")))
+    parser.add_argument(
+        "--tls-port",
+        type=int,
+        default=int(os.environ.get("MQTT_TLS_PORT", "0")),
+        help="also listen with TLS on this port (local CA generated in <data dir>/tls)",
+    )
     parser.add_argument("--http-port", type=int, default=int(os.environ.get("HTTP_PORT", "8081")))
     args = parser.parse_args(argv)
     args.data_dir = Path(args.data_dir).resolve()

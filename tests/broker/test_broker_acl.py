@@ -8,12 +8,21 @@ subscriber sees must be the sentinel.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiomqtt
 import pytest
 
-from config_lib import sign_envelope, updated_topic, verify_envelope
-from config_manager.broker import mqtt_login
+from config_lib import MqttEndpoint, sign_envelope, updated_topic, verify_envelope
+from config_manager.broker import (
+    BrokerFiles,
+    MosquittoProcess,
+    free_port,
+    mqtt_login,
+    render_broker_files,
+    write_password_file,
+)
+from config_manager.tls import ensure_local_certificates
 from tests.conftest import Broker, Keys
 
 TIMEOUT = 10
@@ -127,3 +136,29 @@ async def test_retained_config_survives_a_broker_restart(
         await svc.subscribe(updated_topic(service_name), qos=1)
         message = await _first_message(svc)
     assert message.payload == raw
+
+
+async def test_optional_tls_listener(tmp_path: Path, keys: Keys, service_name: str) -> None:
+    files = BrokerFiles(tmp_path / "mosquitto")
+    tls = ensure_local_certificates(tmp_path / "tls")
+    port, tls_port = free_port(), free_port()
+    render_broker_files(files, port=port, tls=tls.as_template_values(tls_port))
+    write_password_file(files.password_file, {"manager": "pw-m", service_name: "pw-s"})
+    process = MosquittoProcess(files, port=port)
+    process.start()
+    try:
+        raw = sign_envelope(service=service_name, version=1, epoch=1, config={}, key=keys.signing)
+        secure = MqttEndpoint("127.0.0.1", tls_port, "manager", "pw-m", tls=True,
+                              ca_file=str(tls.ca_file))  # fmt: skip
+        async with aiomqtt.Client(**secure.client_kwargs()) as manager:
+            await manager.publish(updated_topic(service_name), raw, qos=1, retain=True)
+        reader = MqttEndpoint("127.0.0.1", tls_port, service_name, "pw-s", tls=True,
+                              ca_file=str(tls.ca_file))  # fmt: skip
+        async with aiomqtt.Client(**reader.client_kwargs()) as svc:
+            await svc.subscribe(updated_topic(service_name), qos=1)
+            message = await _first_message(svc)
+        assert message.payload == raw
+        # The TLS files are created once and kept.
+        assert ensure_local_certificates(tmp_path / "tls") == tls
+    finally:
+        process.stop()
