@@ -57,6 +57,7 @@ from ._report import AppliedReport
 from ._secrets import MASK, decrypt_secrets, encrypt_secrets, is_encrypted, mask_secrets
 from ._settings import LibrarySettings, default_instance_id
 from ._sources import env_prefix
+from ._threaded import ThreadedConfig, initialize_and_subscribe, sync_module_constants
 from ._topics import (
     applied_topic,
     applied_wildcard,
@@ -99,6 +100,7 @@ __all__ = [
     "ServiceMismatch",
     "SigningKey",
     "StaleEnvelope",
+    "ThreadedConfig",
     "TrustStore",
     "UnknownKey",
     "Unsigned",
@@ -111,6 +113,7 @@ __all__ = [
     "derive_data_key",
     "encrypt_secrets",
     "env_prefix",
+    "initialize_and_subscribe",
     "is_encrypted",
     "key_id_for",
     "load_data_key",
@@ -124,6 +127,7 @@ __all__ = [
     "prometheus_collector",
     "save_data_key",
     "sign_envelope",
+    "sync_module_constants",
     "updated_topic",
     "validate_name",
     "verify_envelope",
