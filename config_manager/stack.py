@@ -226,6 +226,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _banner(args: argparse.Namespace, data_dir: Path, missing: list[str]) -> None:
     rel = os.path.relpath(data_dir)
+    if rel.startswith(".."):
+        rel = str(data_dir)
     lines = [
         "",
         "The stack is up.",
