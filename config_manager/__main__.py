@@ -1,0 +1,134 @@
+"""Command line: ``python -m config_manager [serve|init|token ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _settings(args: argparse.Namespace) -> object:
+    from .settings import ManagerSettings
+
+    overrides: dict[str, object] = {}
+    if getattr(args, "data_dir", None) is not None:
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "host", None) is not None:
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    if getattr(args, "dev", False):
+        overrides["dev_mode"] = True
+    return ManagerSettings(**overrides)  # type: ignore[arg-type]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .bootstrap import startup_problems
+    from .settings import ManagerSettings
+
+    settings = _settings(args)
+    assert isinstance(settings, ManagerSettings)
+    problems = startup_problems(settings)
+    if problems:
+        print("config manager: refusing to start:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=os.environ.get("CONFIG_MANAGER_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=bool(getattr(args, "access_log", False)),
+    )
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .bootstrap import init_data_dir
+
+    data_dir = args.data_dir or Path(os.environ.get("CONFIG_MANAGER_DATA_DIR", "data"))
+    result = init_data_dir(data_dir, mqtt_port=args.mqtt_port, dev=args.dev)
+    if not result.changed:
+        print(f"{result.data_dir}: already initialised, nothing changed")
+    for path in result.created:
+        print(f"created  {path}")
+    for path in result.updated:
+        print(f"updated  {path}")
+    if result.admin_token:
+        print()
+        print(f"First admin API token (shown once; also in {result.admin_token_file}):")
+        print(f"  {result.admin_token}")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .settings import ManagerSettings
+    from .tokens import Role, create_token_sync
+
+    settings = _settings(args)
+    assert isinstance(settings, ManagerSettings)
+    if args.token_command == "create":  # noqa: S105 - a subcommand name, not a password
+        try:
+            token = create_token_sync(settings.db_file, args.name, Role(args.role))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"token {args.name!r} ({args.role}), shown once:", file=sys.stderr)
+        print(token)
+        return 0
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m config_manager",
+        description="Config manager: typed, versioned configs published signed over MQTT.",
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the HTTP API (the default)")
+    for p in (parser, serve):
+        p.add_argument("--data-dir", type=Path, default=None, help="data directory")
+        p.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+        p.add_argument("--port", type=int, default=None, help="listen port (default 8081)")
+        p.add_argument("--dev", action="store_true", help="development mode")
+        p.add_argument("--access-log", action="store_true", help="log every request")
+
+    init = sub.add_parser("init", help="create the data directory (idempotent)")
+    init.add_argument("--data-dir", type=Path, default=None)
+    init.add_argument("--mqtt-port", type=int, default=int(os.environ.get("MQTT_PORT", "1883")))
+    init.add_argument("--dev", action="store_true", help="development mode")
+
+    token = sub.add_parser("token", help="manage API tokens")
+    token.add_argument("--data-dir", type=Path, default=None)
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="create a token and print it once")
+    create.add_argument("--role", choices=["viewer", "editor", "admin"], required=True)
+    create.add_argument("name")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "init":
+        return _init(args)
+    if args.command == "token":
+        return _token(args)
+    return _serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

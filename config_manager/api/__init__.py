@@ -1,0 +1,1 @@
+"""HTTP API of the config manager: one router per resource under ``/api/v1``."""

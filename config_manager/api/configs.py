@@ -1,0 +1,131 @@
+"""``/api/v1/configs/{service}``: read, replace (PUT), merge (PATCH), dry-run validate."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Response
+
+from config_lib import mask_secrets
+
+from ..publisher import OutboxPublisher
+from ..settings import ManagerSettings
+from ..writes import ConfigWriter, CurrentConfig, etag_for, parse_if_match
+from .deps import Editor, JsonBody, PublisherDep, SettingsDep, Viewer, WriterDep
+from .schemas import ConfigPublic, ValidationPublic, WritePublic
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/configs", tags=["configs"])
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+_PATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/merge-patch+json": {"schema": {"type": "object"}}},
+    }
+}
+IfMatch = Annotated[
+    str | None,
+    Header(description='Version the change is based on: 7, "7" or the ETag "<epoch>.<version>".'),
+]
+
+
+def _public(current: CurrentConfig) -> dict[str, Any]:
+    return {
+        "service": current.service,
+        "version": current.version,
+        "epoch": current.epoch,
+        "etag": etag_for(current.epoch, current.version),
+        "values": current.masked,
+        "updated_at": current.updated_at,
+        "updated_by": current.updated_by,
+    }
+
+
+@router.get("/{service}", response_model=ConfigPublic)
+async def get_config(
+    service: str, writer: WriterDep, response: Response, _: Viewer
+) -> dict[str, Any]:
+    current = await writer.current(service)
+    response.headers["ETag"] = etag_for(current.epoch, current.version)
+    return _public(current)
+
+
+async def _write(
+    service: str,
+    if_match: str | None,
+    writer: ConfigWriter,
+    publisher: OutboxPublisher,
+    settings: ManagerSettings,
+    actor: str,
+    response: Response,
+    **body: Any,
+) -> dict[str, Any]:
+    expected = parse_if_match(if_match, await writer.store.epoch())
+    outcome = await writer.write(service, expected_version=expected, actor=actor, **body)
+    published = False
+    if outcome.outbox_id is not None and settings.publish_wait_s > 0:
+        published = await publisher.wait_published([outcome.outbox_id], settings.publish_wait_s)
+    current = outcome.current
+    response.headers["ETag"] = etag_for(current.epoch, current.version)
+    return {**_public(current), "publication": "published" if published else "pending"}
+
+
+@router.put("/{service}", response_model=WritePublic, openapi_extra=_BODY)
+async def put_config(
+    service: str,
+    body: JsonBody,
+    writer: WriterDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    principal: Editor,
+    response: Response,
+    if_match: IfMatch = None,
+) -> dict[str, Any]:
+    return await _write(
+        service, if_match, writer, publisher, settings, principal.name, response, document=body
+    )
+
+
+@router.patch("/{service}", response_model=WritePublic, openapi_extra=_PATCH_BODY)
+async def patch_config(
+    service: str,
+    body: JsonBody,
+    writer: WriterDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    principal: Editor,
+    response: Response,
+    if_match: IfMatch = None,
+) -> dict[str, Any]:
+    return await _write(
+        service, if_match, writer, publisher, settings, principal.name, response, patch=body
+    )
+
+
+@router.post("/{service}/validate", response_model=ValidationPublic, openapi_extra=_BODY)
+async def validate_config(
+    service: str,
+    body: JsonBody,
+    writer: WriterDep,
+    principal: Editor,
+    if_match: IfMatch = None,
+) -> dict[str, Any]:
+    """Dry run of a PUT: validates (and checks If-Match when given); stores nothing."""
+    current = await writer.current(service)
+    expected = current.version if if_match is None else parse_if_match(if_match, current.epoch)
+    outcome = await writer.write(
+        service, expected_version=expected, document=body, actor=principal.name, dry_run=True
+    )
+    values = mask_secrets(outcome.change.values)
+    return {
+        "service": service,
+        "based_on_version": outcome.current.version,
+        "would_be_version": outcome.current.version + 1,
+        "values": values,
+    }

@@ -1,0 +1,100 @@
+"""Request and response bodies of the API (``XCreate`` / ``XUpdate`` / ``XPublic``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..tokens import Role
+
+__all__ = [
+    "ConfigPublic",
+    "InstancePublic",
+    "ServicePublic",
+    "TokenCreate",
+    "TokenCreatedPublic",
+    "TokenPublic",
+    "ValidationPublic",
+    "VersionPublic",
+    "WritePublic",
+]
+
+
+class ConfigPublic(BaseModel):
+    """A service's config as stored (secrets masked)."""
+
+    service: str
+    version: int = Field(description="0 means the model's defaults: nothing stored yet.")
+    epoch: int
+    etag: str
+    values: dict[str, Any]
+    updated_at: str | None
+    updated_by: str | None = Field(description="Name of the token that wrote this version.")
+
+
+class WritePublic(ConfigPublic):
+    """The result of an accepted write."""
+
+    publication: Literal["published", "pending"] = Field(
+        description="'published': the broker acknowledged the signed envelope; 'pending': it "
+        "is in the outbox and will be published, in order, as soon as the broker is reachable."
+    )
+
+
+class ValidationPublic(BaseModel):
+    """What a write would do (nothing is stored)."""
+
+    valid: Literal[True] = True
+    service: str
+    based_on_version: int
+    would_be_version: int
+    values: dict[str, Any]
+
+
+class VersionPublic(BaseModel):
+    service: str
+    version: int
+    epoch: int
+    created_at: str
+    created_by: str
+    change_id: str
+    values: dict[str, Any]
+
+
+class ServicePublic(BaseModel):
+    name: str
+    version: int
+    epoch: int
+    updated_at: str | None
+    instances: int
+
+
+class InstancePublic(BaseModel):
+    instance: str
+    status: str
+    version: int | None
+    epoch: int | None
+    reason: str | None
+    time: str | None
+    received_at: float
+    current: bool = Field(description="True when it runs the service's current version.")
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+    role: Role
+
+
+class TokenPublic(BaseModel):
+    name: str
+    role: Role
+    created_at: str
+    created_by: str
+    revoked_at: str | None
+
+
+class TokenCreatedPublic(TokenPublic):
+    token: str = Field(description="The token itself: shown once, only its hash is stored.")

@@ -1,0 +1,90 @@
+"""``/api/v1/services``: registered services, their schemas, history and running instances."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from config_lib import mask_secrets
+
+from ..registry import secret_schema
+from .deps import RegistryDep, StoreDep, TrackerDep, Viewer, WriterDep
+from .schemas import InstancePublic, ServicePublic, VersionPublic
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/services", tags=["services"])
+
+
+@router.get("", response_model=list[ServicePublic])
+async def list_services(
+    registry: RegistryDep, store: StoreDep, tracker: TrackerDep, _: Viewer
+) -> list[dict[str, Any]]:
+    """Every registered service with its current version, the epoch and the last update."""
+    stored = {s.service: s for s in await store.services()}
+    epoch = await store.epoch()
+    result = []
+    for name in registry:
+        summary = stored.get(name)
+        result.append(
+            {
+                "name": name,
+                "version": summary.version if summary else 0,
+                "epoch": epoch,
+                "updated_at": summary.updated_at if summary else None,
+                "instances": len(tracker.for_service(name)),
+            }
+        )
+    return result
+
+
+@router.get("/{service}/schema")
+async def get_schema(service: str, writer: WriterDep, _: Viewer) -> dict[str, Any]:
+    """The model's JSON Schema; secret fields carry ``"x-secret": true``."""
+    return secret_schema(writer.model(service))
+
+
+@router.get("/{service}/instances", response_model=list[InstancePublic])
+async def list_instances(
+    service: str, writer: WriterDep, tracker: TrackerDep, _: Viewer
+) -> list[dict[str, Any]]:
+    """What each instance last reported on ``config/applied/<service>/<instance>``."""
+    current = await writer.current(service)
+    return [
+        {
+            "instance": r.instance,
+            "status": r.status,
+            "version": r.version,
+            "epoch": r.epoch,
+            "reason": r.reason,
+            "time": r.time,
+            "received_at": r.received_at,
+            "current": (r.epoch, r.version) == (current.epoch, current.version),
+        }
+        for r in tracker.for_service(service)
+    ]
+
+
+@router.get("/{service}/versions", response_model=list[VersionPublic])
+async def list_versions(
+    service: str,
+    writer: WriterDep,
+    store: StoreDep,
+    _: Viewer,
+    limit: int = Query(50, ge=1, le=1000),
+) -> list[dict[str, Any]]:
+    """Stored versions, newest first (secrets masked)."""
+    writer.model(service)
+    return [
+        {
+            "service": v.service,
+            "version": v.version,
+            "epoch": v.epoch,
+            "created_at": v.created_at,
+            "created_by": v.created_by,
+            "change_id": v.change_id,
+            "values": mask_secrets(v.values),
+        }
+        for v in await store.history(service, limit)
+    ]

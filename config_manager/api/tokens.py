@@ -1,0 +1,56 @@
+"""``/api/v1/tokens``: API tokens (admin only). A token is shown once, when created."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from ..problems import Problem
+from ..tokens import hash_token, new_token
+from .deps import Admin, StoreDep
+from .schemas import TokenCreate, TokenCreatedPublic, TokenPublic
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
+
+
+@router.get("", response_model=list[TokenPublic])
+async def list_tokens(store: StoreDep, _: Admin) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": t.name,
+            "role": t.role,
+            "created_at": t.created_at,
+            "created_by": t.created_by,
+            "revoked_at": t.revoked_at,
+        }
+        for t in await store.tokens()
+    ]
+
+
+@router.post("", response_model=TokenCreatedPublic, status_code=status.HTTP_201_CREATED)
+async def create_token(body: TokenCreate, store: StoreDep, admin: Admin) -> dict[str, Any]:
+    if any(t.name == body.name for t in await store.tokens()):
+        raise Problem(
+            409, "Token exists", f"a token named {body.name!r} exists", kind="token-exists"
+        )
+    token = new_token()
+    await store.add_token(body.name, body.role.value, hash_token(token), created_by=admin.name)
+    record = next(t for t in await store.tokens() if t.name == body.name)
+    return {
+        "name": record.name,
+        "role": record.role,
+        "created_at": record.created_at,
+        "created_by": record.created_by,
+        "revoked_at": None,
+        "token": token,
+    }
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_token(name: str, store: StoreDep, _: Admin) -> Response:
+    if not await store.revoke_token(name):
+        raise Problem(404, "No such token", f"no active token named {name!r}", kind="unknown-token")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

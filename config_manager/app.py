@@ -1,0 +1,137 @@
+"""``create_app(settings)``: the FastAPI application. Nothing is opened at import time.
+
+The lifespan checks the start conditions, loads the keys, opens the database (one
+aiosqlite connection) and starts the outbox publisher (which also follows applied
+reports); all of it lives on ``app.state`` until shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from config_lib import (
+    TrustStore,
+    load_master_key,
+    load_or_create_master_key,
+    load_or_create_signing_key,
+    load_signing_key,
+)
+
+from .api import configs, health, services, tokens
+from .bootstrap import startup_problems
+from .instances import InstanceTracker
+from .keyring import KeyRing
+from .metrics import Metrics
+from .problems import install_problem_handlers
+from .publisher import OutboxPublisher, PublisherLimits
+from .registry import SchemaRegistry
+from .settings import ManagerSettings
+from .store import ConfigStore
+from .writes import CompatibilityCheck, ConfigWriter
+
+__all__ = ["StartupError", "create_app"]
+
+_log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+class StartupError(RuntimeError):
+    """The manager refuses to start (missing keys, placeholder secrets...)."""
+
+
+def _load_keys(settings: ManagerSettings) -> KeyRing:
+    if settings.dev_mode:
+        signing, _ = load_or_create_signing_key(settings.signing_key_file)
+        master, _ = load_or_create_master_key(settings.master_key_file)
+    else:
+        signing = load_signing_key(settings.signing_key_file)
+        master = load_master_key(settings.master_key_file)
+    trust = (
+        TrustStore.load(settings.trust_store_file)
+        if settings.trust_store_file.exists()
+        else TrustStore([signing.public_key])
+    )
+    if signing.key_id not in trust:
+        raise StartupError(
+            f"the signing key {signing.key_id} is not in the trust store "
+            f"{settings.trust_store_file}: services would refuse every config"
+        )
+    return KeyRing(signing, trust, master)
+
+
+def create_app(
+    settings: ManagerSettings,
+    *,
+    registry: SchemaRegistry | None = None,
+    compatibility: CompatibilityCheck | None = None,
+) -> FastAPI:
+    """Build the app. ``registry`` defaults to the ``config_manager.schemas`` entry points."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        problems = startup_problems(settings)
+        if problems:
+            raise StartupError("refusing to start:\n  " + "\n  ".join(problems))
+        keys = _load_keys(settings)
+        reg = registry if registry is not None else SchemaRegistry.from_entry_points()
+        metrics: Metrics = app.state.metrics
+        tracker = InstanceTracker()
+        endpoint = settings.mqtt_endpoint()
+        async with AsyncExitStack() as stack:
+            store = await stack.enter_async_context(ConfigStore(settings.db_file))
+            publisher = await stack.enter_async_context(
+                OutboxPublisher(
+                    store=store,
+                    endpoint=endpoint,
+                    signing_key=keys.signing,
+                    metrics=metrics,
+                    tracker=tracker,
+                    limits=PublisherLimits(
+                        timeout_s=settings.mqtt_timeout_s,
+                        reconnect_min_s=settings.reconnect_min_s,
+                        reconnect_max_s=settings.reconnect_max_s,
+                        batch=settings.outbox_batch,
+                    ),
+                )
+            )
+            app.state.store = store
+            app.state.registry = reg
+            app.state.keys = keys
+            app.state.tracker = tracker
+            app.state.publisher = publisher
+            app.state.writer = ConfigWriter(
+                store=store,
+                registry=reg,
+                keys=keys,
+                metrics=metrics,
+                notify=publisher.notify,
+                compatibility=compatibility,
+            )
+            _log.info(
+                "config manager ready: %d services, database %s, broker %s",
+                len(reg),
+                settings.db_file,
+                endpoint,
+            )
+            yield
+
+    app = FastAPI(
+        title="Config manager",
+        version="1",
+        summary="Typed, versioned, signed configuration published over MQTT.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    install_problem_handlers(app)
+    for router in (health.router, services.router, configs.router, tokens.router):
+        app.include_router(router)
+    if (STATIC_DIR / "index.html").exists():
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="editor")
+    return app

@@ -1,0 +1,123 @@
+"""``ManagerSettings``: every knob of the config manager, read once from ``CONFIG_MANAGER_*``.
+
+Precedence (pydantic-settings' own, stated once here): explicit constructor arguments, then
+environment variables, then a ``.env`` file is NOT read, then the defaults below. Paths left
+unset are derived from ``data_dir`` following the project's data-directory layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config_lib import DEFAULT_MAX_BYTES, MqttEndpoint
+
+__all__ = ["ManagerSettings"]
+
+
+class ManagerSettings(BaseSettings):
+    """Settings of the config manager (env prefix ``CONFIG_MANAGER_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONFIG_MANAGER_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Root of the data directory.")
+    db_path: Path | None = Field(None, description="SQLite file (default data_dir/manager.db).")
+    signing_key: Path | None = Field(None, description="Ed25519 key (data_dir/keys/signing.pem).")
+    trust_store: Path | None = Field(None, description="Trusted keys (data_dir/keys/trust.pem).")
+    master_key: Path | None = Field(None, description="Master key (data_dir/keys/master.key).")
+
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL (mqtt:// or mqtts://).")
+    mqtt_username: str | None = Field(
+        None, description="MQTT user name (default: the URL's, else 'manager')."
+    )
+    mqtt_password: SecretStr | None = Field(None, description="MQTT password (or password file).")
+    mqtt_password_file: Path | None = Field(
+        None, description="File holding the MQTT password (data_dir/secrets/mqtt/<user>.password)."
+    )
+    mqtt_ca_file: Path | None = Field(None, description="CA bundle for mqtts://.")
+
+    host: str = Field("127.0.0.1", description="HTTP listen address.")
+    port: int = Field(8081, ge=0, le=65535, description="HTTP listen port.")
+    dev_mode: bool = Field(False, description="Allow missing keys and placeholder secrets.")
+
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BYTES, gt=0, description="Largest request body accepted (413 above)."
+    )
+    publish_wait_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long a write waits for the broker's PUBACK before answering 'pending'.",
+    )
+    mqtt_timeout_s: float = Field(5.0, gt=0, description="MQTT operation timeout.")
+    reconnect_min_s: float = Field(0.2, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(5.0, gt=0, description="Longest reconnect delay.")
+    outbox_batch: int = Field(200, ge=1, le=10_000, description="Envelopes published per batch.")
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Self:
+        d = self.data_dir
+        if self.db_path is None:
+            self.db_path = d / "manager.db"
+        if self.signing_key is None:
+            self.signing_key = d / "keys" / "signing.pem"
+        if self.trust_store is None:
+            self.trust_store = d / "keys" / "trust.pem"
+        if self.master_key is None:
+            self.master_key = d / "keys" / "master.key"
+        return self
+
+    # Typed accessors for the derived paths (always set after validation).
+    @property
+    def db_file(self) -> Path:
+        assert self.db_path is not None
+        return self.db_path
+
+    @property
+    def signing_key_file(self) -> Path:
+        assert self.signing_key is not None
+        return self.signing_key
+
+    @property
+    def trust_store_file(self) -> Path:
+        assert self.trust_store is not None
+        return self.trust_store
+
+    @property
+    def master_key_file(self) -> Path:
+        assert self.master_key is not None
+        return self.master_key
+
+    def data_key_file(self, service: str) -> Path:
+        return self.data_dir / "keys" / "services" / f"{service}.key"
+
+    def mqtt_endpoint(self) -> MqttEndpoint:
+        """Broker address and credentials.
+
+        User: ``mqtt_username``, else the URL's, else ``manager``. Password:
+        ``mqtt_password``, else ``mqtt_password_file``, else the URL's, else the file
+        ``data_dir/secrets/mqtt/<user>.password`` written by ``init``.
+        """
+        url = MqttEndpoint.from_url(
+            self.mqtt_url, ca_file=str(self.mqtt_ca_file) if self.mqtt_ca_file else None
+        )
+        user = self.mqtt_username or url.username or "manager"
+        password: str | None
+        if self.mqtt_password is not None:
+            password = self.mqtt_password.get_secret_value()
+        elif self.mqtt_password_file is not None:
+            password = _read(self.mqtt_password_file)
+        elif url.password is not None and (url.username in (None, user)):
+            password = url.password
+        else:
+            password = _read(self.data_dir / "secrets" / "mqtt" / f"{user}.password")
+        return url.with_credentials(user, password)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None

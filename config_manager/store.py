@@ -1,0 +1,338 @@
+"""``ConfigStore``: the one aiosqlite connection and every query the manager runs.
+
+One connection runs one statement at a time on its own thread; an ``asyncio.Lock`` makes
+each method's statements (and each transaction) atomic with respect to the others, so a
+reader never sees another coroutine's uncommitted rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+
+from .db import PRAGMAS, migrate, now_iso
+
+__all__ = [
+    "ConfigStore",
+    "NewVersion",
+    "OutboxItem",
+    "ServiceSummary",
+    "StoredVersion",
+    "TokenRecord",
+    "VersionConflict",
+]
+
+
+class VersionConflict(Exception):
+    """The version a write was based on is not the current one; nothing was written."""
+
+    def __init__(self, service: str, expected: int, current: int) -> None:
+        super().__init__(f"{service}: expected version {expected}, current is {current}")
+        self.service = service
+        self.expected = expected
+        self.current = current
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    service: str
+    version: int
+    epoch: int
+    values: dict[str, Any]  # secrets as ciphertext objects
+    created_at: str
+    created_by: str
+    change_id: str
+    outbox_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    service: str
+    expected_version: int
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    service: str
+    version: int
+    values: dict[str, Any]
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    service: str
+    version: int
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    name: str
+    role: str
+    created_at: str
+    created_by: str
+    revoked_at: str | None
+
+
+def _dumps(values: dict[str, Any]) -> str:
+    return json.dumps(values, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class ConfigStore:
+    """Async context manager owning the manager's database connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self.schema_version = 0
+
+    async def __aenter__(self) -> Self:
+        self.schema_version = await asyncio.to_thread(migrate, self.path)
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            for pragma in PRAGMAS:
+                await conn.execute(pragma)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("the store is not open")
+        return self._conn
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self.conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # -- epoch -------------------------------------------------------------------------
+    async def epoch(self) -> int:
+        async with self._lock:
+            rows = await self._all("SELECT value FROM meta WHERE key = 'epoch'")
+        return int(rows[0][0])
+
+    async def bump_epoch(self) -> int:
+        """Raise the epoch to ``max(old + 1, now)``; returns the new epoch."""
+        async with self._lock:
+            rows = await self._all("SELECT value FROM meta WHERE key = 'epoch'")
+            new = max(int(rows[0][0]) + 1, int(time.time()))
+            await self.conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))
+        return new
+
+    # -- configs -------------------------------------------------------------------------
+    async def current(self, service: str) -> StoredVersion | None:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, "
+                "v.created_by, v.change_id FROM services s JOIN versions v "
+                "ON v.service = s.name AND v.version = s.current_version WHERE s.name = ?",
+                (service,),
+            )
+        return _version(rows[0]) if rows else None
+
+    async def version(self, service: str, version: int) -> StoredVersion | None:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT service, version, epoch, values_json, created_at, created_by, change_id "
+                "FROM versions WHERE service = ? AND version = ?",
+                (service, version),
+            )
+        return _version(rows[0]) if rows else None
+
+    async def history(self, service: str, limit: int = 50) -> list[StoredVersion]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT service, version, epoch, values_json, created_at, created_by, change_id "
+                "FROM versions WHERE service = ? ORDER BY version DESC LIMIT ?",
+                (service, limit),
+            )
+        return [_version(r) for r in rows]
+
+    async def services(self) -> list[ServiceSummary]:
+        async with self._lock:
+            rows = await self._all("SELECT name, current_version, updated_at FROM services")
+        return [ServiceSummary(r[0], int(r[1]), r[2]) for r in rows]
+
+    async def current_all(self) -> list[StoredVersion]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, "
+                "v.created_by, v.change_id FROM services s JOIN versions v "
+                "ON v.service = s.name AND v.version = s.current_version ORDER BY s.name"
+            )
+        return [_version(r) for r in rows]
+
+    async def write(self, changes: Iterable[NewVersion], *, actor: str) -> list[StoredVersion]:
+        """Store one new version per change and its outbox row, all in ONE transaction.
+
+        Raises :class:`VersionConflict` (and writes nothing) if any change's expected
+        version is not the current one.
+        """
+        changes = list(changes)
+        change_id = secrets.token_hex(8)
+        created = now_iso()
+        stored: list[StoredVersion] = []
+        async with self._lock:
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = await self._all("SELECT value FROM meta WHERE key = 'epoch'")
+                epoch = int(rows[0][0])
+                for change in changes:
+                    rows = await self._all(
+                        "SELECT current_version FROM services WHERE name = ?", (change.service,)
+                    )
+                    current = int(rows[0][0]) if rows else 0
+                    if current != change.expected_version:
+                        raise VersionConflict(change.service, change.expected_version, current)
+                    version = current + 1
+                    if rows:
+                        await conn.execute(
+                            "UPDATE services SET current_version = ?, updated_at = ? "
+                            "WHERE name = ?",
+                            (version, created, change.service),
+                        )
+                    else:
+                        await conn.execute(
+                            "INSERT INTO services (name, current_version, updated_at) "
+                            "VALUES (?, ?, ?)",
+                            (change.service, version, created),
+                        )
+                    await conn.execute(
+                        "INSERT INTO versions (service, version, epoch, values_json, "
+                        "created_at, created_by, change_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            change.service,
+                            version,
+                            epoch,
+                            _dumps(change.values),
+                            created,
+                            actor,
+                            change_id,
+                        ),
+                    )
+                    cur = await conn.execute(
+                        "INSERT INTO outbox (service, version, created_at) VALUES (?, ?, ?)",
+                        (change.service, version, created),
+                    )
+                    outbox_id = cur.lastrowid
+                    await cur.close()
+                    stored.append(
+                        StoredVersion(
+                            change.service,
+                            version,
+                            epoch,
+                            change.values,
+                            created,
+                            actor,
+                            change_id,
+                            outbox_id,
+                        )
+                    )
+                await conn.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT may already have ended the transaction; nothing to undo then.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await conn.execute("ROLLBACK")
+                raise
+        return stored
+
+    # -- outbox --------------------------------------------------------------------------
+    async def pending(self, limit: int) -> list[OutboxItem]:
+        """Unpublished outbox rows in write order, with the values to publish."""
+        async with self._lock:
+            rows = await self._all(
+                "SELECT o.id, o.service, o.version, v.values_json, o.created_at FROM outbox o "
+                "JOIN versions v ON v.service = o.service AND v.version = o.version "
+                "WHERE o.published_at IS NULL ORDER BY o.id LIMIT ?",
+                (limit,),
+            )
+        return [OutboxItem(int(r[0]), r[1], int(r[2]), json.loads(r[3]), r[4]) for r in rows]
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+        async with self._lock:
+            await self.conn.execute(
+                f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",  # noqa: S608
+                (now_iso(), *ids),
+            )
+
+    async def outbox_depth(self) -> int:
+        async with self._lock:
+            rows = await self._all("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+        return int(rows[0][0])
+
+    # -- tokens --------------------------------------------------------------------------
+    async def add_token(self, name: str, role: str, token_hash: str, *, created_by: str) -> None:
+        async with self._lock:
+            await self.conn.execute(
+                "INSERT INTO tokens (name, role, token_hash, created_at, created_by) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, role, token_hash, now_iso(), created_by),
+            )
+
+    async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT name, role, created_at, created_by, revoked_at FROM tokens "
+                "WHERE token_hash = ?",
+                (token_hash,),
+            )
+        return TokenRecord(*rows[0]) if rows else None
+
+    async def tokens(self) -> list[TokenRecord]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT name, role, created_at, created_by, revoked_at FROM tokens ORDER BY name"
+            )
+        return [TokenRecord(*r) for r in rows]
+
+    async def revoke_token(self, name: str) -> bool:
+        async with self._lock:
+            cur = await self.conn.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                (now_iso(), name),
+            )
+            count = cur.rowcount
+            await cur.close()
+        return count > 0
+
+
+def _version(row: Sequence[Any]) -> StoredVersion:
+    return StoredVersion(
+        row[0], int(row[1]), int(row[2]), json.loads(row[3]), row[4], row[5], row[6]
+    )

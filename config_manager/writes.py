@@ -1,0 +1,329 @@
+"""``ConfigWriter``: every change to a config goes through here (API routes and presets).
+
+A write: take the current version (or the model's defaults as version 0), build the new
+values (whole document for PUT, RFC 7396 merge for PATCH), put back stored secrets where
+the client sent the mask, validate with the service's model (strict JSON mode), check the
+cross-service rules, encrypt the secrets, then store version + outbox row in one
+transaction that also checks the version the client based its change on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from config_lib import MASK, decrypt_secrets, encrypt_secrets, is_encrypted, mask_secrets
+
+from .keyring import KeyRing
+from .merge_patch import merge_patch
+from .metrics import Metrics
+from .problems import Problem, validation_problem
+from .registry import SchemaRegistry
+from .store import ConfigStore, NewVersion, StoredVersion, VersionConflict
+
+__all__ = [
+    "CompatibilityCheck",
+    "ConfigWriter",
+    "CurrentConfig",
+    "PlannedChange",
+    "WriteOutcome",
+    "etag_for",
+    "parse_if_match",
+]
+
+CompatibilityCheck = Callable[[Mapping[str, BaseModel], frozenset[str]], Problem | None]
+"""Given every service's config as it would be after a change (and which services change),
+return a 422 Problem naming the fields involved, or None when the rules hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentConfig:
+    service: str
+    version: int  # 0: the model's defaults, nothing stored yet
+    epoch: int
+    values: dict[str, Any]  # secrets as ciphertext
+    updated_at: str | None
+    updated_by: str | None
+
+    @property
+    def masked(self) -> dict[str, Any]:
+        result = mask_secrets(self.values)
+        assert isinstance(result, dict)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedChange:
+    """A validated change, ready to store."""
+
+    service: str
+    expected_version: int
+    model: BaseModel
+    values: dict[str, Any]  # secrets as ciphertext
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    change: PlannedChange
+    current: CurrentConfig  # after the write (before it, for a dry run)
+    outbox_id: int | None  # None for a dry run
+
+
+def etag_for(epoch: int, version: int) -> str:
+    return f'"{epoch}.{version}"'
+
+
+def parse_if_match(header: str | None, epoch: int) -> int:
+    """The version named by an ``If-Match`` header: ``7``, ``"7"`` or our ETag ``"<epoch>.7"``.
+
+    Missing → 428; unreadable → 400; an ETag of another epoch can never match → 412.
+    """
+    if header is None or not header.strip():
+        raise Problem(
+            428,
+            "Precondition required",
+            "send If-Match with the version your change is based on (GET returns it as ETag)",
+            kind="precondition-required",
+        )
+    text = header.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    head, dot, tail = text.partition(".")
+    try:
+        if dot:
+            tag_epoch, version = int(head), int(tail)
+            if tag_epoch != epoch:
+                return -1  # from another epoch: stale by definition
+        else:
+            version = int(text)
+    except ValueError:
+        raise Problem(
+            400,
+            "Bad If-Match",
+            f"cannot read a version in If-Match {header!r}",
+            kind="bad-if-match",
+        ) from None
+    if version < 0:
+        raise Problem(400, "Bad If-Match", "a version is never negative", kind="bad-if-match")
+    return version
+
+
+def _unmask(new: Any, plain: Any, stored: Any) -> Any:
+    """Where the client sent the mask for a stored secret, use the stored secret."""
+    if isinstance(new, str) and new == MASK and is_encrypted(stored):
+        return plain
+    if isinstance(new, dict) and isinstance(plain, dict) and isinstance(stored, dict):
+        return {k: _unmask(v, plain.get(k), stored.get(k)) for k, v in new.items()}
+    if isinstance(new, list) and isinstance(plain, list) and isinstance(stored, list):
+        return [
+            _unmask(v, plain[i] if i < len(plain) else None, stored[i] if i < len(stored) else None)
+            for i, v in enumerate(new)
+        ]
+    return new
+
+
+class ConfigWriter:
+    """Reads current configs and applies validated changes (one write at a time)."""
+
+    def __init__(
+        self,
+        *,
+        store: ConfigStore,
+        registry: SchemaRegistry,
+        keys: KeyRing,
+        metrics: Metrics,
+        notify: Callable[[], None],
+        compatibility: CompatibilityCheck | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.keys = keys
+        self.metrics = metrics
+        self._notify = notify
+        self.compatibility = compatibility
+        self._lock = asyncio.Lock()
+
+    # -- reading -------------------------------------------------------------------------
+    def model(self, service: str) -> type[BaseModel]:
+        model = self.registry.get(service)
+        if model is None:
+            raise Problem(
+                404,
+                "Unknown service",
+                f"no schema is registered for service {service!r}",
+                kind="unknown-service",
+                service=service,
+            )
+        return model
+
+    async def current(self, service: str) -> CurrentConfig:
+        self.model(service)
+        stored = await self.store.current(service)
+        epoch = await self.store.epoch()
+        if stored is not None:
+            return CurrentConfig(
+                service, stored.version, epoch, stored.values, stored.created_at, stored.created_by
+            )
+        defaults = self.registry.defaults(service)
+        if defaults is None:
+            raise Problem(
+                404,
+                "No config yet",
+                f"{service} has no stored config and its model has required fields: PUT one "
+                "with If-Match: 0",
+                kind="no-config",
+                service=service,
+                version=0,
+            )
+        values = encrypt_secrets(defaults, service=service, key=self.keys.data_key(service))
+        return CurrentConfig(service, 0, epoch, values, None, None)
+
+    def current_model(self, current: CurrentConfig) -> BaseModel:
+        plain = decrypt_secrets(current.values, service=current.service, keys=[self._key(current)])
+        return self.model(current.service).model_validate(plain)
+
+    def _key(self, current: CurrentConfig) -> Any:
+        return self.keys.data_key(current.service)
+
+    # -- building ------------------------------------------------------------------------
+    def plan(
+        self,
+        current: CurrentConfig,
+        *,
+        document: Any = None,
+        patch: Any = None,
+        expected_version: int | None = None,
+    ) -> PlannedChange:
+        """Validate a whole document (PUT) or a merge patch (PATCH) against ``current``."""
+        service = current.service
+        model = self.model(service)
+        plain = decrypt_secrets(current.values, service=service, keys=[self._key(current)])
+        if patch is not None:
+            if not isinstance(patch, dict):
+                raise Problem(
+                    422,
+                    "Invalid merge patch",
+                    "a config merge patch must be a JSON object",
+                    kind="invalid-config",
+                    service=service,
+                    errors=[{"loc": [], "msg": "expected a JSON object", "type": "dict_type"}],
+                )
+            document = merge_patch(plain, patch)
+        if not isinstance(document, dict):
+            raise Problem(
+                422,
+                "Invalid configuration",
+                f"{service}: a config must be a JSON object",
+                kind="invalid-config",
+                service=service,
+                errors=[{"loc": [], "msg": "expected a JSON object", "type": "dict_type"}],
+            )
+        document = _unmask(document, plain, current.values)
+        try:
+            instance = model.model_validate_json(json.dumps(document), strict=True)
+        except ValidationError as exc:
+            raise validation_problem(exc, service) from None
+        values = encrypt_secrets(instance, service=service, key=self.keys.data_key(service))
+        return PlannedChange(
+            service,
+            current.version if expected_version is None else expected_version,
+            instance,
+            values,
+        )
+
+    async def check_compatibility(self, changes: Sequence[PlannedChange]) -> None:
+        """Run the cross-service rules on the configs as they would be after ``changes``."""
+        if self.compatibility is None:
+            return
+        after: dict[str, BaseModel] = {}
+        for service in self.registry:
+            try:
+                current = await self.current(service)
+            except Problem:
+                continue  # no stored config and no defaults: nothing to check against
+            after[service] = self.current_model(current)
+        for change in changes:
+            after[change.service] = change.model
+        problem = self.compatibility(after, frozenset(c.service for c in changes))
+        if problem is not None:
+            raise problem
+
+    # -- writing -------------------------------------------------------------------------
+    async def write(
+        self,
+        service: str,
+        *,
+        expected_version: int,
+        document: Any = None,
+        patch: Any = None,
+        actor: str,
+        dry_run: bool = False,
+    ) -> WriteOutcome:
+        """Plan and (unless ``dry_run``) store one change. Raises Problem on refusal."""
+        async with self._lock:
+            current = await self.current(service)
+            if expected_version != current.version:
+                raise self._conflict(service, expected_version, current)
+            try:
+                change = self.plan(
+                    current, document=document, patch=patch, expected_version=expected_version
+                )
+                await self.check_compatibility([change])
+            except Problem:
+                self.metrics.writes.labels(service=service, result="rejected").inc()
+                raise
+            if dry_run:
+                return WriteOutcome(change, current, None)
+            stored = (await self._store([change], actor))[0]
+            after = CurrentConfig(
+                service, stored.version, stored.epoch, stored.values, stored.created_at, actor
+            )
+            return WriteOutcome(change, after, stored.outbox_id)
+
+    async def write_many(
+        self, changes: Sequence[PlannedChange], *, actor: str
+    ) -> list[StoredVersion]:
+        """Store several planned changes as ONE transaction (all or nothing)."""
+        async with self._lock:
+            try:
+                await self.check_compatibility(changes)
+            except Problem:
+                for change in changes:
+                    self.metrics.writes.labels(service=change.service, result="rejected").inc()
+                raise
+            return await self._store(changes, actor)
+
+    async def _store(self, changes: Sequence[PlannedChange], actor: str) -> list[StoredVersion]:
+        new = [NewVersion(c.service, c.expected_version, c.values) for c in changes]
+        try:
+            # Shielded: a client hanging up must not cut a transaction in half.
+            stored = await asyncio.shield(self.store.write(new, actor=actor))
+        except VersionConflict as exc:
+            current = await self.current(exc.service)
+            raise self._conflict(exc.service, exc.expected, current) from None
+        for change in changes:
+            self.metrics.writes.labels(service=change.service, result="ok").inc()
+        self._notify()
+        return stored
+
+    def _conflict(self, service: str, expected: int, current: CurrentConfig) -> Problem:
+        self.metrics.writes.labels(service=service, result="conflict").inc()
+        return Problem(
+            412,
+            "Version conflict",
+            f"{service}: your change is based on version {expected}, the current version is "
+            f"{current.version}; GET it, reapply your change and retry",
+            kind="version-conflict",
+            headers={"ETag": etag_for(current.epoch, current.version)},
+            service=service,
+            expected_version=expected,
+            current_version=current.version,
+            current_epoch=current.epoch,
+            etag=etag_for(current.epoch, current.version),
+        )
