@@ -35,7 +35,10 @@ const FieldEditor = {
     kind() { return kindOf(this.p); },
     id() { return "f-" + this.path.join("-"); },
     error() { return this.errors[this.path.join(".")]; },
-    label() { return this.p.title || this.name; },
+    label() {
+      const own = this.prop && this.prop.title;
+      return own || String(this.name).replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());
+    },
   },
   created() {
     if (this.kind === "json") this.jsonText = JSON.stringify(this.model[this.name], null, 1);
