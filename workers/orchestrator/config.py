@@ -55,7 +55,7 @@ class OrchestratorConfig(BaseModel):
         "rate is refused.",
     )
     boundary_search_s: float = Field(
-        default=0.5,
+        default=0.0,
         ge=0,
         description="Each chunk ends at the quietest 10 ms within this many seconds before "
         "its latest possible end (capped at half the new audio per chunk), so that chunk "

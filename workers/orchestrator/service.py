@@ -60,7 +60,7 @@ class OrchestratorConfigChange(Protocol):
     def new(self) -> OrchestratorConfig: ...
 
     @property
-    def version(self) -> int: ...
+    def version(self) -> int | None: ...
 
 
 @dataclass
@@ -165,7 +165,7 @@ class Orchestrator:
         config until it ends (a rate cannot change mid-stream); new sessions get the new
         one.
         """
-        new, version = change.new, change.version
+        new, version = change.new, change.version if change.version is not None else 0
         self._config, self._version = new, version
         for session in self.sessions.values():
             if session.sample_rate != new.sample_rate:

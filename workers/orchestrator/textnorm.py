@@ -23,6 +23,13 @@ _ORDINALS = {
 }
 
 
+_CONTRACTIONS = {
+    "i'm": "i am", "you're": "you are", "we're": "we are", "they're": "they are",
+    "i've": "i have", "you've": "you have", "we've": "we have", "they've": "they have",
+    "i'll": "i will", "you'll": "you will", "we'll": "we will", "they'll": "they will",
+}
+
+
 def _below_100(n: int) -> str:
     if n < 20:
         return _ONES[n]
@@ -74,12 +81,15 @@ def normalize_word(word: str) -> str:
 
 def normalize_text(text: str) -> str:
     """Lower-case, strip punctuation, spell out numbers; words joined by single spaces."""
-    text = text.lower().replace("-", " ").replace("—", " ").replace("–", " ")
+    text = text.lower().replace("’", "'").replace("-", " ").replace("—", " ").replace("–", " ")
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text)  # 1,000 -> 1000
     out: list[str] = []
     for raw in text.split():
         token = re.sub(r"[^\w']", "", raw).strip("'")
         if not token:
+            continue
+        if token in _CONTRACTIONS:
+            out.append(_CONTRACTIONS[token])
             continue
         if token.isdigit():
             out.append(number_to_words(int(token)))

@@ -1,0 +1,175 @@
+"""``python -m workers.orchestrator``: run the orchestrator, or stream a file through it.
+
+::
+
+    python -m workers.orchestrator                  # run the service (ORCHESTRATOR_* env)
+    python -m workers.orchestrator transcribe FILE [--reference TEXT] [--realtime]
+                                                   [--mqtt-url URL] [--timeout S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workers.orchestrator.config import OrchestratorConfig
+from workers.orchestrator.settings import OrchestratorSettings
+
+_log = logging.getLogger("workers.orchestrator")
+
+
+class TranscribeSettings(BaseSettings):
+    """Defaults of the ``transcribe`` command (``ORCHESTRATOR_CLIENT_*``); flags win."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_CLIENT_", extra="forbid")
+
+    mqtt_url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="Broker URL of a user that may write audio/input/# and read "
+        "transcripts/final/# (the 'client' user of the project's ACL).",
+    )
+    frame_s: float = Field(0.5, gt=0, le=10, description="Audio per input frame (s).")
+    timeout_s: float = Field(
+        600.0, gt=0, description="How long to wait for the final transcript (s)."
+    )
+
+
+# -- service -------------------------------------------------------------------------------
+async def run_service(settings: OrchestratorSettings) -> None:
+    from config_lib import ConfigLibrary, LibrarySettings
+    from workers.orchestrator.service import Orchestrator
+
+    library_settings = LibrarySettings()
+    async with ConfigLibrary(
+        service="orchestrator",
+        model=OrchestratorConfig,
+        settings=library_settings,
+        instance_id=settings.instance_id,
+    ) as cfg:
+        _log.info(
+            "chunking config version %s from %s: %s", cfg.version, cfg.source, cfg.current
+        )
+        async with Orchestrator(
+            settings=settings, config=cfg.current, config_version=cfg.version or 0
+        ) as orchestrator:
+            unsubscribe = cfg.on_change(orchestrator.apply_config)
+            try:
+                await orchestrator.serve_forever()
+            finally:
+                unsubscribe()
+
+
+# -- transcribe ----------------------------------------------------------------------------
+class _ProgressBar:
+    """A one-line progress bar on stderr: audio sent and audio transcribed."""
+
+    def __init__(self, total_s: float, width: int = 30) -> None:
+        self.total_s = max(total_s, 1e-9)
+        self.width = width
+        self.enabled = sys.stderr.isatty()
+        self._last = ""
+
+    def __call__(self, sent_s: float, done_s: float, doc: dict[str, Any] | None) -> None:
+        done = min(1.0, done_s / self.total_s)
+        sent = min(1.0, sent_s / self.total_s)
+        filled = int(done * self.width)
+        queued = max(0, int(sent * self.width) - filled)
+        bar = "█" * filled + "▒" * queued + "·" * (self.width - filled - queued)
+        line = f"\r[{bar}] sent {sent_s:6.1f} s  transcribed {done_s:6.1f}/{self.total_s:.1f} s"
+        if line != self._last:
+            self._last = line
+            sys.stderr.write(line if self.enabled else line.lstrip("\r") + "\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> int:
+    import aiomqtt
+
+    from config_lib import MqttEndpoint
+    from workers.orchestrator.audio import load_pcm16
+    from workers.orchestrator.client import stream_audio
+    from workers.orchestrator.textnorm import word_error_rate
+
+    path = Path(args.file)
+    rate = 16000
+    pcm = load_pcm16(path, rate)
+    total_s = len(pcm) / rate
+    endpoint = MqttEndpoint.from_url(args.mqtt_url or settings.mqtt_url)
+    session = args.session or f"cli-{secrets.token_hex(4)}"
+    bar = _ProgressBar(total_s)
+    print(f"streaming {path.name} ({total_s:.1f} s) as session {session} via {endpoint}",
+          file=sys.stderr)
+    try:
+        async with aiomqtt.Client(**endpoint.client_kwargs(), identifier=session) as client:
+            result = await stream_audio(
+                client, session, pcm, sample_rate=rate,
+                frame_s=settings.frame_s, realtime=args.realtime,
+                timeout_s=args.timeout or settings.timeout_s, progress=bar,
+            )
+    except aiomqtt.MqttError as exc:
+        bar.close()
+        print(f"error: cannot reach the broker at {endpoint}: {exc}", file=sys.stderr)
+        return 2
+    except TimeoutError:
+        bar.close()
+        print("error: no final transcript in time: are the orchestrator and the STT worker "
+              "running?", file=sys.stderr)
+        return 3
+    bar.close()
+    doc = result.final
+    print(doc["text"])
+    versions = doc.get("config_versions", [])
+    print(f"\n{len(doc['words'])} words, {len(doc['chunks'])} chunks, "
+          f"config version(s) {versions}", file=sys.stderr)
+    if args.reference:
+        reference = await asyncio.to_thread(Path(args.reference).read_text, encoding="utf-8")
+        print(f"WER: {word_error_rate(reference, doc['text']):.2%}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m workers.orchestrator")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the orchestrator service (the default)")
+    t = sub.add_parser("transcribe", help="stream a WAV/FLAC file through the running stack")
+    t.add_argument("file", help="audio file (any rate and channels; resampled to 16 kHz)")
+    t.add_argument("--reference", help="text file with the reference transcript: print WER")
+    t.add_argument("--realtime", action="store_true", help="send audio at the speed of speech")
+    t.add_argument("--mqtt-url", help="broker URL (default ORCHESTRATOR_CLIENT_MQTT_URL)")
+    t.add_argument("--session", help="session id (default: cli-<random>)")
+    t.add_argument("--timeout", type=float, help="seconds to wait for the final transcript")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "transcribe":
+        logging.basicConfig(level=logging.WARNING)
+        return asyncio.run(transcribe(args, TranscribeSettings()))
+    settings = OrchestratorSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(run_service(settings))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
