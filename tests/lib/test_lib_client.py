@@ -1,0 +1,261 @@
+"""ConfigLibrary against a real mosquitto: apply, callbacks, rollback, reports, secrets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from lib_support import (
+    SECRET,
+    DemoConfig,
+    ReportWatcher,
+    envelope,
+    file_mode,
+    mqtt_client,
+    publish_config,
+    read_bytes,
+)
+
+from config_lib import (
+    ConfigChange,
+    ConfigLibrary,
+    LibrarySettings,
+    LibraryStateError,
+    encrypt_secrets,
+    sign_envelope,
+)
+
+
+@pytest.fixture
+async def debug_client(broker: Any) -> AsyncIterator[aiomqtt.Client]:
+    """The read-only `debug` user: may read config/# including applied reports."""
+    async with mqtt_client(broker.endpoint("debug")) as client:
+        yield client
+
+
+def _library(
+    broker: Any, keys: Any, service: str, settings: LibrarySettings
+) -> ConfigLibrary[DemoConfig]:
+    return ConfigLibrary(
+        service=service,
+        model=DemoConfig,
+        settings=settings,
+        trust=keys.trust,
+        data_keys=[keys.data_key(service)],
+        endpoint=broker.endpoint(service),
+    )
+
+
+async def test_valid_update_is_applied_and_callback_sees_old_and_new(
+    broker: Any,
+    keys: Any,
+    service_name: str,
+    lib_settings: LibrarySettings,
+    manager_client: aiomqtt.Client,
+) -> None:
+    dk = keys.data_key(service_name)
+    await publish_config(
+        manager_client, service_name, envelope(service_name, 1, signing=keys.signing, data_key=dk)
+    )
+    async with _library(broker, keys, service_name, lib_settings) as cfg:
+        assert cfg.source == "broker"
+        assert cfg.version == 1
+        seen: list[ConfigChange[DemoConfig]] = []
+        cfg.on_change(seen.append)
+        raw = envelope(
+            service_name,
+            2,
+            signing=keys.signing,
+            data_key=dk,
+            beam_size=7,
+            vad={"threshold": 0.25},
+            api_key=SECRET,
+        )
+        await publish_config(manager_client, service_name, raw)
+        new = await cfg.wait_for_version(2, timeout=5)
+        assert new.beam_size == 7
+        assert len(seen) == 1
+        change = seen[0]
+        assert change.old.beam_size == 5
+        assert change.new.beam_size == 7
+        assert change.changed == frozenset({"beam_size", "vad.threshold", "api_key"})
+        assert (change.version, change.epoch, change.source) == (2, 1, "broker")
+        assert change.restore is False
+        assert cfg.metrics.applied == 2
+        lkg = Path(lib_settings.lkg_path(service_name) or "")
+        assert read_bytes(lkg) == raw
+        assert file_mode(lkg) == 0o600
+
+
+async def test_async_callbacks_run_in_registration_order_and_unsubscribe(
+    broker: Any,
+    keys: Any,
+    service_name: str,
+    lib_settings: LibrarySettings,
+    manager_client: aiomqtt.Client,
+) -> None:
+    dk = keys.data_key(service_name)
+    order: list[str] = []
+
+    async def first(change: ConfigChange[DemoConfig]) -> None:
+        order.append(f"first:{change.version}")
+
+    def second(change: ConfigChange[DemoConfig]) -> None:
+        order.append(f"second:{change.version}")
+
+    cfg = _library(broker, keys, service_name, lib_settings)
+    cfg.on_change(first)  # registering before `async with` is allowed
+    async with cfg:
+        assert cfg.source == "defaults"
+        stop_second = cfg.on_change(second)
+        await publish_config(
+            manager_client,
+            service_name,
+            envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=2),
+        )
+        await cfg.wait_for_version(1, timeout=5)
+        stop_second()
+        await publish_config(
+            manager_client,
+            service_name,
+            envelope(service_name, 2, signing=keys.signing, data_key=dk, beam_size=3),
+        )
+        await cfg.wait_for_version(2, timeout=5)
+    assert order == ["first:1", "second:1", "first:2"]
+    with pytest.raises(LibraryStateError):
+        await cfg.__aenter__()
+
+
+async def test_duplicate_is_ignored_quietly(
+    broker: Any,
+    keys: Any,
+    service_name: str,
+    lib_settings: LibrarySettings,
+    manager_client: aiomqtt.Client,
+    debug_client: aiomqtt.Client,
+) -> None:
+    dk = keys.data_key(service_name)
+    raw = envelope(service_name, 4, signing=keys.signing, data_key=dk, beam_size=4)
+    await publish_config(manager_client, service_name, raw)
+    async with _library(broker, keys, service_name, lib_settings) as cfg:
+        calls: list[object] = []
+        cfg.on_change(calls.append)
+        reports = ReportWatcher(debug_client, service_name, cfg.instance_id)
+        await reports.start()
+        await reports.next_matching(status="applied", version=4)
+        await publish_config(manager_client, service_name, raw)
+        await cfg.wait_for_received(2, timeout=5)
+        assert cfg.metrics.duplicate == 1
+        assert cfg.metrics.rejected_total == 0
+        assert calls == []
+        assert cfg.version == 4
+
+
+async def test_raising_callback_reports_failed_and_keeps_previous_config(
+    broker: Any,
+    keys: Any,
+    service_name: str,
+    lib_settings: LibrarySettings,
+    manager_client: aiomqtt.Client,
+    debug_client: aiomqtt.Client,
+) -> None:
+    dk = keys.data_key(service_name)
+    await publish_config(
+        manager_client,
+        service_name,
+        envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=2),
+    )
+    async with _library(broker, keys, service_name, lib_settings) as cfg:
+        reports = ReportWatcher(debug_client, service_name, cfg.instance_id)
+        await reports.start()
+        await reports.next_matching(status="applied", version=1)
+        in_force = {
+            "a": cfg.current.beam_size,
+            "b": cfg.current.beam_size,
+            "c": cfg.current.beam_size,
+        }
+
+        def a(change: ConfigChange[DemoConfig]) -> None:
+            in_force["a"] = change.new.beam_size
+
+        def b(change: ConfigChange[DemoConfig]) -> None:
+            in_force["b"] = change.new.beam_size
+            if change.new.beam_size == 13:
+                raise ValueError("13 is unlucky")
+
+        def c(change: ConfigChange[DemoConfig]) -> None:
+            in_force["c"] = change.new.beam_size
+
+        for callback in (a, b, c):
+            cfg.on_change(callback)
+        await publish_config(
+            manager_client,
+            service_name,
+            envelope(service_name, 2, signing=keys.signing, data_key=dk, beam_size=13),
+        )
+        report = await reports.next_matching(status="failed")
+        assert report.reason == "callback_failed"
+        assert (report.version, report.attempted_version) == (1, 2)
+        assert cfg.current.beam_size == 2
+        assert cfg.version == 1
+        assert in_force == {"a": 2, "b": 2, "c": 2}
+        assert cfg.metrics.failed == 1
+        lkg = read_bytes(Path(lib_settings.lkg_path(service_name) or ""))
+        assert b'"version": 1' in lkg
+
+        # The subscription survives: the next good version is applied everywhere.
+        await publish_config(
+            manager_client,
+            service_name,
+            envelope(service_name, 3, signing=keys.signing, data_key=dk, beam_size=4),
+        )
+        await cfg.wait_for_version(3, timeout=5)
+        assert in_force == {"a": 4, "b": 4, "c": 4}
+        await reports.next_matching(status="applied", version=3)
+
+
+async def test_secrets_are_decrypted_in_memory_only(
+    broker: Any,
+    keys: Any,
+    service_name: str,
+    lib_settings: LibrarySettings,
+    manager_client: aiomqtt.Client,
+    debug_client: aiomqtt.Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    dk = keys.data_key(service_name)
+    async with _library(broker, keys, service_name, lib_settings) as cfg:
+        reports = ReportWatcher(debug_client, service_name, cfg.instance_id)
+        await reports.start()
+        raw = envelope(service_name, 1, signing=keys.signing, data_key=dk, api_key=SECRET)
+        await publish_config(manager_client, service_name, raw)
+        await cfg.wait_for_version(1, timeout=5)
+        assert cfg.current.api_key.get_secret_value() == SECRET
+        await reports.next_matching(status="applied", version=1)
+
+        # A signed config that fails validation while carrying the secret.
+        values = encrypt_secrets(DemoConfig(api_key=SECRET), service=service_name, key=dk)  # type: ignore[arg-type]
+        values["beam_size"] = -1
+        bad = sign_envelope(
+            service=service_name, version=2, epoch=1, config=values, key=keys.signing
+        )
+        await publish_config(manager_client, service_name, bad)
+        await reports.next_matching(status="rejected", reason="invalid_config")
+
+        lkg = read_bytes(Path(lib_settings.lkg_path(service_name) or ""))
+        assert lkg == raw
+        assert SECRET.encode() not in lkg
+        assert b'"encrypted": "AES-256-GCM"' in lkg
+        assert reports.raw
+        for report in reports.raw:
+            assert SECRET.encode() not in report
+        assert caplog.records
+        for record in caplog.records:
+            assert SECRET not in record.getMessage()
+            assert SECRET not in repr(record.__dict__)
+        assert SECRET not in repr(cfg.current)

@@ -1,0 +1,135 @@
+"""The public surface of config_lib, its import footprint, settings and metrics export."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import config_lib
+from config_lib import (
+    ConfigMetrics,
+    LibrarySettings,
+    default_instance_id,
+    env_prefix,
+    prometheus_collector,
+    validate_name,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+EXPECTED = {
+    # wire format and verification (foundation)
+    "DEFAULT_MAX_BYTES", "FORMAT_VERSION", "Envelope", "Limits", "Position",
+    "canonical_bytes", "sign_envelope", "verify_envelope",
+    # exceptions
+    "BadSignature", "ConfigLibError", "Duplicate", "EnvelopeError", "EnvelopeTooLarge",
+    "InvalidConfig", "InvalidName", "KeyFileError", "LibraryStateError", "MalformedEnvelope",
+    "NoConfig", "Rollback", "SecretError", "ServiceMismatch", "StaleEnvelope", "UnknownKey",
+    "Unsigned", "UnsupportedFormat",
+    # keys and secrets
+    "DataKey", "SigningKey", "TrustStore", "derive_data_key", "key_id_for", "load_data_key",
+    "load_master_key", "load_or_create_master_key", "load_or_create_signing_key",
+    "load_signing_key", "save_data_key", "MASK", "decrypt_secrets", "encrypt_secrets",
+    "is_encrypted", "mask_secrets",
+    # topics, transport, files
+    "applied_topic", "applied_wildcard", "parse_applied_topic", "parse_updated_topic",
+    "updated_topic", "validate_name", "MqttEndpoint", "write_atomic",
+    # the client
+    "ConfigLibrary", "ConfigChange", "ConfigSource", "LibrarySettings", "ConfigPipeline",
+    "Accepted", "AppliedReport", "ConfigMetrics", "prometheus_collector",
+    "default_instance_id", "env_prefix",
+    # threaded adapter
+    "ThreadedConfig", "initialize_and_subscribe", "sync_module_constants",
+}  # fmt: skip
+
+
+def test_all_is_exactly_the_public_api() -> None:
+    assert set(config_lib.__all__) == EXPECTED
+    assert len(config_lib.__all__) == len(EXPECTED)
+    for name in config_lib.__all__:
+        assert hasattr(config_lib, name), name
+
+
+_BLOCKED_IMPORT = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {'fastapi', 'faster_whisper', 'prometheus_client', 'uvicorn'}:
+            raise ImportError(f'{name} is blocked in this test')
+        return None
+sys.meta_path.insert(0, Block())
+import config_lib
+assert 'fastapi' not in sys.modules and 'faster_whisper' not in sys.modules
+from config_lib import ConfigLibrary, initialize_and_subscribe
+print('ok', len(config_lib.__all__))
+"""
+
+
+def test_import_works_without_fastapi_and_faster_whisper() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _BLOCKED_IMPORT],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok ")
+
+
+def test_env_prefix_and_instance_id() -> None:
+    assert env_prefix("stt") == "CONFIG_STT_"
+    assert env_prefix("speech-to.text") == "CONFIG_SPEECH_TO_TEXT_"
+    assert validate_name(default_instance_id(), "instance")
+
+
+def test_library_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CONFIG_LIB_MQTT_URL", "mqtt://u:p@broker.example:1884")
+    monkeypatch.setenv("CONFIG_LIB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CONFIG_LIB_INITIAL_WAIT", "0.5")
+    settings = LibrarySettings()
+    assert settings.initial_wait == 0.5
+    endpoint = settings.endpoint("stt")
+    assert endpoint is not None
+    assert (endpoint.host, endpoint.port, endpoint.username, endpoint.password) == (
+        "broker.example",
+        1884,
+        "u",
+        "p",
+    )
+    assert settings.lkg_path("stt") == tmp_path / "lkg" / "stt.json"
+
+
+def test_settings_default_user_is_service_and_password_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    password_file = tmp_path / "secrets" / "mqtt" / "stt.password"
+    password_file.parent.mkdir(parents=True)
+    password_file.write_text("pw-from-file\n")
+    settings = LibrarySettings(data_dir=tmp_path, mqtt_url="mqtt://127.0.0.1:1999")
+    endpoint = settings.endpoint("stt")
+    assert endpoint is not None
+    assert (endpoint.username, endpoint.password) == ("stt", "pw-from-file")
+    assert LibrarySettings(mqtt_url="").endpoint("stt") is None
+
+
+def test_prometheus_collector_exports_counters() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    metrics = ConfigMetrics(received=3, applied=1)
+    metrics.rejected["bad_signature"] += 2
+    registry = CollectorRegistry()
+    registry.register(prometheus_collector(metrics, service="stt", instance="host-a"))
+    text = generate_latest(registry).decode()
+    assert (
+        'config_lib_messages_total{instance="host-a",outcome="received",service="stt"} 3.0' in text
+    )
+    assert (
+        'config_lib_rejected_total{instance="host-a",reason="bad_signature",service="stt"} 2.0'
+        in text
+    )
+    assert metrics.snapshot()["rejected"] == {"bad_signature": 2}

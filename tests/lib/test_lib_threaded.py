@@ -1,0 +1,128 @@
+"""The threaded adapter, used from a program that never touches asyncio."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import types
+from typing import Any
+
+from lib_support import DemoConfig, envelope
+from pydantic import SecretStr
+
+from config_lib import (
+    ConfigChange,
+    LibrarySettings,
+    initialize_and_subscribe,
+    updated_topic,
+)
+
+
+def _mosquitto_pub(broker: Any, user: str, topic: str, payload: bytes) -> None:
+    """Publish retained, QoS 1, with the broker's own command-line client."""
+    subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            broker.host,
+            "-p",
+            str(broker.port),
+            "-u",
+            user,
+            "-P",
+            broker.password(user),
+            "-t",
+            topic,
+            "-r",
+            "-q",
+            "1",
+            "-s",
+        ],
+        input=payload,
+        check=True,
+        timeout=10,
+    )
+
+
+def test_threaded_adapter_receives_update_without_asyncio(
+    broker: Any, keys: Any, service_name: str, lib_settings: LibrarySettings
+) -> None:
+    dk = keys.data_key(service_name)
+    topic = updated_topic(service_name)
+    _mosquitto_pub(
+        broker,
+        "manager",
+        topic,
+        envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=2),
+    )
+    legacy = types.ModuleType("legacy_settings")
+    legacy.BEAM_SIZE = 0  # type: ignore[attr-defined]
+    legacy.VAD_THRESHOLD = 0.0  # type: ignore[attr-defined]
+    legacy.API_KEY = ""  # type: ignore[attr-defined]
+    legacy.UNRELATED = "kept"  # type: ignore[attr-defined]
+
+    handle = initialize_and_subscribe(
+        service_name,
+        DemoConfig,
+        mqtt_url=broker.url(service_name),
+        settings=lib_settings,
+        trust=keys.trust,
+        data_keys=[dk],
+    )
+    with handle:
+        assert handle.get_config().beam_size == 2
+        assert handle.source == "broker"
+        stop_sync = handle.sync_module_constants(legacy, reveal_secrets=True)
+        assert legacy.BEAM_SIZE == 2  # type: ignore[attr-defined]
+
+        got = threading.Event()
+        changes: list[ConfigChange[DemoConfig]] = []
+        threads: list[str] = []
+
+        def on_change(change: ConfigChange[DemoConfig]) -> None:
+            changes.append(change)
+            threads.append(threading.current_thread().name)
+            got.set()
+
+        handle.register_callback(on_change)
+        _mosquitto_pub(
+            broker,
+            "manager",
+            topic,
+            envelope(
+                service_name,
+                2,
+                signing=keys.signing,
+                data_key=dk,
+                beam_size=9,
+                vad={"threshold": 0.7},
+                api_key=SecretStr("legacy-secret"),
+            ),
+        )
+        assert got.wait(10)
+        assert handle.wait_for_version(2, timeout=5).beam_size == 9
+        assert changes[0].old.beam_size == 2
+        assert changes[0].new.beam_size == 9
+        assert threads == ["config_lib"]
+        assert legacy.BEAM_SIZE == 9  # type: ignore[attr-defined]
+        assert legacy.VAD_THRESHOLD == 0.7  # type: ignore[attr-defined]
+        assert legacy.API_KEY == "legacy-secret"  # type: ignore[attr-defined]
+        assert legacy.UNRELATED == "kept"  # type: ignore[attr-defined]
+        stop_sync()
+    assert not handle._thread.is_alive()
+
+
+def test_explicit_constant_mapping_without_broker(
+    keys: Any, service_name: str, lib_settings: LibrarySettings
+) -> None:
+    legacy = types.ModuleType("legacy_mapping")
+    handle = initialize_and_subscribe(
+        service_name, DemoConfig, settings=lib_settings, trust=keys.trust
+    )
+    try:
+        assert handle.source == "defaults"
+        handle.sync_module_constants(legacy, {"VAD_T": "vad.threshold", "KEY": "api_key"})
+        assert legacy.VAD_T == 0.5  # type: ignore[attr-defined]
+        assert isinstance(legacy.KEY, SecretStr)  # type: ignore[attr-defined]
+    finally:
+        handle.close()
