@@ -23,8 +23,9 @@ from config_lib import (
     load_signing_key,
 )
 
-from .api import configs, health, services, tokens
+from .api import configs, health, presets, services, tokens
 from .bootstrap import startup_problems
+from .compat_check import compatibility_problem
 from .instances import InstanceTracker
 from .keyring import KeyRing
 from .metrics import Metrics
@@ -69,9 +70,13 @@ def create_app(
     settings: ManagerSettings,
     *,
     registry: SchemaRegistry | None = None,
-    compatibility: CompatibilityCheck | None = None,
+    compatibility: CompatibilityCheck | None = compatibility_problem,
 ) -> FastAPI:
-    """Build the app. ``registry`` defaults to the ``config_manager.schemas`` entry points."""
+    """Build the app.
+
+    ``registry`` defaults to the ``config_manager.schemas`` entry points; ``compatibility``
+    to the cross-service rules of :mod:`config_manager.compatibility`.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,7 +135,13 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_problem_handlers(app)
-    for router in (health.router, services.router, configs.router, tokens.router):
+    for router in (
+        health.router,
+        services.router,
+        configs.router,
+        presets.router,
+        tokens.router,
+    ):
         app.include_router(router)
     if (STATIC_DIR / "index.html").exists():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="editor")

@@ -286,16 +286,22 @@ class ConfigWriter:
             )
             return WriteOutcome(change, after, stored.outbox_id)
 
-    async def write_many(
-        self, changes: Sequence[PlannedChange], *, actor: str
-    ) -> list[StoredVersion]:
-        """Store several planned changes as ONE transaction (all or nothing)."""
+    async def write_patches(self, patches: Mapping[str, Any], *, actor: str) -> list[StoredVersion]:
+        """Apply one merge patch per service as ONE transaction: all commit, or none.
+
+        Each patch applies to that service's current config; the cross-service rules see
+        every patched config together.
+        """
         async with self._lock:
+            changes: list[PlannedChange] = []
             try:
+                for service in sorted(patches):
+                    current = await self.current(service)
+                    changes.append(self.plan(current, patch=patches[service]))
                 await self.check_compatibility(changes)
             except Problem:
-                for change in changes:
-                    self.metrics.writes.labels(service=change.service, result="rejected").inc()
+                for service in patches:
+                    self.metrics.writes.labels(service=service, result="rejected").inc()
                 raise
             return await self._store(changes, actor)
 

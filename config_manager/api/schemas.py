@@ -9,8 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..tokens import Role
 
 __all__ = [
+    "CompatibilityPublic",
     "ConfigPublic",
     "InstancePublic",
+    "PresetAppliedPublic",
+    "PresetPublic",
+    "PresetVersionPublic",
     "ServicePublic",
     "TokenCreate",
     "TokenCreatedPublic",
@@ -98,3 +102,30 @@ class TokenPublic(BaseModel):
 
 class TokenCreatedPublic(TokenPublic):
     token: str = Field(description="The token itself: shown once, only its hash is stored.")
+
+
+class PresetPublic(BaseModel):
+    name: str
+    description: str
+    patches: dict[str, dict[str, Any]]
+
+
+class PresetVersionPublic(BaseModel):
+    service: str
+    version: int
+    epoch: int
+    etag: str
+
+
+class PresetAppliedPublic(BaseModel):
+    preset: str
+    change_id: str | None
+    versions: list[PresetVersionPublic]
+    publication: Literal["published", "pending"]
+
+
+class CompatibilityPublic(BaseModel):
+    compatible: bool
+    versions: dict[str, int]
+    violations: list[dict[str, Any]]
+    errors: list[dict[str, Any]]

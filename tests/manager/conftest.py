@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,13 +108,14 @@ def start_manager(
 
 
 @pytest.fixture
-def manager_factory(
-    tmp_path: Path, keys: Any
-) -> Iterator[Callable[..., RunningManager]]:
+def manager_factory(tmp_path: Path, keys: Any) -> Iterator[Callable[..., RunningManager]]:
     started: list[RunningManager] = []
 
     def factory(
-        *, mqtt_url: str, models: dict[str, type[BaseModel]], data_dir: Path | None = None,
+        *,
+        mqtt_url: str,
+        models: dict[str, type[BaseModel]],
+        data_dir: Path | None = None,
         **kw: Any,
     ) -> RunningManager:
         folder = data_dir or tmp_path / "data"
@@ -154,13 +155,13 @@ class EnvelopeWatcher:
                 verify_envelope(bytes(payload), trust=self.trust, service=self.service)
             )
 
-    async def next(self, timeout: float = 10) -> Envelope:
-        return await asyncio.wait_for(self.queue.get(), timeout)
+    async def next(self, wait_s: float = 10) -> Envelope:
+        return await asyncio.wait_for(self.queue.get(), wait_s)
 
-    async def until_version(self, version: int, timeout: float = 20) -> list[Envelope]:
+    async def until_version(self, version: int, wait_s: float = 20) -> list[Envelope]:
         """Collect envelopes until one with ``version`` arrives."""
         seen: list[Envelope] = []
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait_s):
             while True:
                 env = await self.queue.get()
                 seen.append(env)
@@ -169,9 +170,7 @@ class EnvelopeWatcher:
 
 
 @contextlib.asynccontextmanager
-async def watch(
-    broker: Any, trust: TrustStore, service: str
-) -> AsyncIterator[EnvelopeWatcher]:
+async def watch(broker: Any, trust: TrustStore, service: str) -> AsyncIterator[EnvelopeWatcher]:
     async with aiomqtt.Client(**broker.endpoint("debug").client_kwargs()) as client:
         await client.subscribe(updated_topic(service), qos=1)
         watcher = EnvelopeWatcher(client, trust, service)
@@ -182,3 +181,18 @@ async def watch(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], wait_s: float = 10) -> None:
+    """Re-check an HTTP-visible condition until it holds (bounded; for state only an API shows)."""
+    async with asyncio.timeout(wait_s):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+async def put(
+    http: httpx.AsyncClient, service: str, body: Any, if_match: str | int
+) -> httpx.Response:
+    return await http.put(
+        f"/api/v1/configs/{service}", json=body, headers={"If-Match": str(if_match)}
+    )

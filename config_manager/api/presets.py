@@ -1,0 +1,88 @@
+"""``/api/v1/presets`` and ``/api/v1/compatibility``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from ..compat_check import violation_errors
+from ..compatibility import check_compatibility
+from ..presets import PRESETS, get_preset, preset_names
+from ..problems import Problem
+from ..writes import etag_for
+from .deps import Editor, PublisherDep, SettingsDep, Viewer, WriterDep
+from .schemas import CompatibilityPublic, PresetAppliedPublic, PresetPublic
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["presets"])
+
+
+@router.get("/presets", response_model=list[PresetPublic])
+async def list_presets(_: Viewer) -> list[dict[str, Any]]:
+    """Named changes; each is one JSON Merge Patch per service it touches."""
+    return [PRESETS[name].to_dict() for name in preset_names()]
+
+
+@router.post("/presets/{name}/apply", response_model=PresetAppliedPublic)
+async def apply_preset(
+    name: str,
+    request: Request,
+    writer: WriterDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    principal: Editor,
+) -> dict[str, Any]:
+    """Apply a preset as ONE change: every service's new version commits, or none does."""
+    try:
+        preset = get_preset(name)
+    except KeyError as exc:
+        raise Problem(404, "Unknown preset", str(exc.args[0]), kind="unknown-preset") from None
+    missing = [s for s in preset.services if s not in writer.registry]
+    if missing:
+        raise Problem(
+            409,
+            "Preset needs unregistered services",
+            f"preset {name!r} changes {', '.join(missing)}, which this manager does not know",
+            kind="preset-services",
+            services=missing,
+        )
+    stored = await writer.write_patches(preset.patches, actor=principal.name)
+    ids = [s.outbox_id for s in stored if s.outbox_id is not None]
+    published = bool(ids) and await publisher.wait_published(ids, settings.publish_wait_s)
+    return {
+        "preset": name,
+        "change_id": stored[0].change_id if stored else None,
+        "versions": [
+            {
+                "service": s.service,
+                "version": s.version,
+                "epoch": s.epoch,
+                "etag": etag_for(s.epoch, s.version),
+            }
+            for s in stored
+        ],
+        "publication": "published" if published else "pending",
+    }
+
+
+@router.get("/compatibility", response_model=CompatibilityPublic)
+async def compatibility(writer: WriterDep, _: Viewer) -> dict[str, Any]:
+    """The cross-service rules evaluated on the stored configs (defaults where none)."""
+    configs = {}
+    versions = {}
+    for service in writer.registry:
+        try:
+            current = await writer.current(service)
+        except Problem:
+            continue
+        configs[service] = writer.current_model(current)
+        versions[service] = current.version
+    violations = check_compatibility(configs)
+    return {
+        "compatible": not violations,
+        "versions": versions,
+        "violations": [v.to_dict() for v in violations],
+        "errors": violation_errors(violations),
+    }
