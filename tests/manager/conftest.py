@@ -186,7 +186,9 @@ async def watch(broker: Any, trust: TrustStore, service: str) -> AsyncIterator[E
 async def eventually(check: Callable[[], Awaitable[bool]], wait_s: float = 10) -> None:
     """Re-check an HTTP-visible condition until it holds (bounded; for state only an API shows)."""
     async with asyncio.timeout(wait_s):
-        while not await check():
+        # The condition is only visible through HTTP (another process or thread), so it is
+        # re-checked; the timeout bounds the wait.
+        while not await check():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 

@@ -134,4 +134,5 @@ def test_serve_refuses_placeholder_and_missing_secrets(tmp_path: Path) -> None:
 def test_placeholder_mqtt_passwords(tmp_path: Path, password: str) -> None:
     init_data_dir(tmp_path, services=[])
     problems = startup_problems(ManagerSettings(data_dir=tmp_path, mqtt_password=password))
-    assert problems and "MQTT password" in problems[0]
+    assert problems
+    assert "MQTT password" in problems[0]
