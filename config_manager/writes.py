@@ -114,6 +114,15 @@ def parse_if_match(header: str | None, epoch: int) -> int:
     return version
 
 
+def _plain(value: Any) -> Any:
+    """Read-only mappings (presets) as plain JSON-ready dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _unmask(new: Any, plain: Any, stored: Any) -> Any:
     """Where the client sent the mask for a stored secret, use the stored secret."""
     if isinstance(new, str) and new == MASK and is_encrypted(stored):
@@ -297,7 +306,7 @@ class ConfigWriter:
             try:
                 for service in sorted(patches):
                     current = await self.current(service)
-                    changes.append(self.plan(current, patch=patches[service]))
+                    changes.append(self.plan(current, patch=_plain(patches[service])))
                 await self.check_compatibility(changes)
             except Problem:
                 for service in patches:

@@ -1,0 +1,54 @@
+"""Operations surface: health, readiness, metrics, docs, the package's public names."""
+
+from __future__ import annotations
+
+import httpx
+from conftest import RunningManager, put
+
+import config_manager
+
+
+async def test_health_ready_metrics_docs(manager: RunningManager, service_name: str) -> None:
+    async with manager.client("editor") as http:
+        assert (await put(http, service_name, {"label": "m"}, 0)).status_code == 200
+        assert (await put(http, service_name, {"label": "m"}, 0)).status_code == 412
+        assert (await put(http, service_name, {"rate": 1}, 1)).status_code == 422
+    async with httpx.AsyncClient(base_url=manager.base_url) as anon:
+        assert (await anon.get("/healthz")).json() == {"status": "ok"}
+        ready = await anon.get("/readyz")
+        assert ready.status_code == 200
+        body = ready.json()
+        assert body["database"] == "open"
+        assert body["broker"] == "connected"
+        assert body["outbox_depth"] == 0
+        assert body["schema_version"] >= 1
+        metrics = (await anon.get("/metrics")).text
+        assert f'config_manager_writes_total{{result="ok",service="{service_name}"}} 1.0' in metrics
+        assert (
+            f'config_manager_writes_total{{result="conflict",service="{service_name}"}} 1.0'
+            in metrics
+        )
+        assert (
+            f'config_manager_writes_total{{result="rejected",service="{service_name}"}} 1.0'
+            in metrics
+        )
+        assert 'config_manager_rejected_requests_total{status="412"} 1.0' in metrics
+        assert "config_manager_publish_latency_seconds_count 1.0" in metrics
+        assert "config_manager_outbox_depth 0.0" in metrics
+        assert (await anon.get("/docs")).status_code == 200
+        spec = (await anon.get("/openapi.json")).json()
+        assert "/api/v1/configs/{service}" in spec["paths"]
+
+
+def test_public_api_is_exactly_all() -> None:
+    assert sorted(config_manager.__all__) == [
+        "InitResult",
+        "ManagerSettings",
+        "SchemaRegistry",
+        "StartupError",
+        "create_app",
+        "init_data_dir",
+        "startup_problems",
+    ]
+    for name in config_manager.__all__:
+        assert getattr(config_manager, name) is not None

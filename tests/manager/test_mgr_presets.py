@@ -1,0 +1,82 @@
+"""Presets change two services in one transaction; cross-service rules refuse bad writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import RunningManager, put, watch
+
+from config_manager.presets import PRESETS
+from workers.orchestrator.config import OrchestratorConfig
+from workers.stt.config import SttConfig
+
+MODELS = {"stt": SttConfig, "orchestrator": OrchestratorConfig}
+
+
+async def _versions(http: Any) -> dict[str, int]:
+    return {s["name"]: s["version"] for s in (await http.get("/api/v1/services")).json()}
+
+
+async def test_preset_commits_and_publishes_both_services(
+    manager_factory: Any, own_broker: Any, keys: Any
+) -> None:
+    # The real service names: on a broker of its own, so no other test sees these configs.
+    manager: RunningManager = manager_factory(mqtt_url=own_broker.url("manager"), models=MODELS)
+    async with (
+        watch(own_broker, keys.trust, "stt") as stt,
+        watch(own_broker, keys.trust, "orchestrator") as orch,
+        manager.client("editor") as http,
+    ):
+        listed = (await http.get("/api/v1/presets")).json()
+        assert {p["name"] for p in listed} == set(PRESETS)
+        resp = await http.post("/api/v1/presets/high_accuracy/apply")
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["publication"] == "published"
+        assert {v["service"]: v["version"] for v in body["versions"]} == {
+            "stt": 1,
+            "orchestrator": 1,
+        }
+        assert (await orch.next()).config["chunk_duration_s"] == 4.0
+        assert (await stt.next()).config["beam_size"] == 5
+        history = (await http.get("/api/v1/services/stt/versions")).json()
+        other = (await http.get("/api/v1/services/orchestrator/versions")).json()
+        assert history[0]["change_id"] == other[0]["change_id"] == body["change_id"]
+        compat = (await http.get("/api/v1/compatibility")).json()
+        assert compat["compatible"] is True
+        assert compat["versions"] == {"stt": 1, "orchestrator": 1}
+        assert (await http.post("/api/v1/presets/no_such/apply")).status_code == 404
+
+
+async def test_incompatible_writes_and_presets_are_refused_whole(
+    manager_factory: Any, own_broker: Any
+) -> None:
+    manager: RunningManager = manager_factory(mqtt_url=own_broker.url("manager"), models=MODELS)
+    async with manager.client("editor") as http:
+        # The orchestrator's default chunk is 6 s: an STT maximum of 3 s breaks a rule.
+        refused = await put(http, "stt", {"max_chunk_duration_s": 3.0}, 0)
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()
+        fields = {tuple(e["loc"]) for e in problem["errors"]}
+        assert ("orchestrator", "chunk_duration_s") in fields
+        assert ("stt", "max_chunk_duration_s") in fields
+        assert "orchestrator.chunk_duration_s" in problem["detail"]
+        assert "stt.max_chunk_duration_s" in problem["detail"]
+        assert await _versions(http) == {"stt": 0, "orchestrator": 0}
+
+        small = {
+            "chunk_duration_s": 3.0,
+            "overlap_duration_s": 0.5,
+            "processing_interval_s": 2.5,
+            "buffer_duration_s": 4.0,
+        }
+        assert (await put(http, "orchestrator", small, 0)).status_code == 200
+        assert (await put(http, "stt", {"max_chunk_duration_s": 3.5}, 0)).status_code == 200
+        # high_accuracy wants 4 s chunks (> 3.5 s) and a beam change: neither may land.
+        resp = await http.post("/api/v1/presets/high_accuracy/apply")
+        assert resp.status_code == 422
+        assert {"orchestrator", "stt"} <= set(resp.json()["services"])
+        assert await _versions(http) == {"stt": 1, "orchestrator": 1}
+        stt = (await http.get("/api/v1/configs/stt")).json()["values"]
+        assert stt["beam_size"] == 5
+        assert stt["max_chunk_duration_s"] == 3.5
