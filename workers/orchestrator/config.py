@@ -20,30 +20,36 @@ class OrchestratorConfig(BaseModel):
     followed by ``min(processing_interval_s, chunk_duration_s - overlap_duration_s)``
     seconds of new audio; so every chunk is at most ``chunk_duration_s`` long and
     consecutive chunks overlap by exactly ``overlap_duration_s``.
+
+    The defaults (16 s chunks, 8 s overlap, a chunk every 8 s) were tuned on the 228 s
+    LJ Speech passage with tiny.en: streamed WER 2.8 % against 2.6 % for the whole file
+    in one call (ratio 1.07). Every word is decoded with at least ~4 s of audio on each
+    side, which is what Whisper needs; the presets trade that for latency (see
+    docs/orchestrator.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     chunk_duration_s: float = Field(
-        default=6.0,
+        default=16.0,
         gt=0,
         le=30.0,
         description="Longest chunk sent to the STT worker, in seconds (overlap included).",
     )
     overlap_duration_s: float = Field(
-        default=1.0,
+        default=8.0,
         gt=0,
         description="Audio repeated at the start of each chunk from the end of the previous "
         "one, in seconds. Words in this region are merged, not duplicated.",
     )
     processing_interval_s: float = Field(
-        default=5.0,
+        default=8.0,
         gt=0,
         description="New audio that triggers the next chunk, in seconds (capped at chunk "
         "minus overlap). Shorter means lower latency and more chunks.",
     )
     buffer_duration_s: float = Field(
-        default=8.0,
+        default=24.0,
         gt=0,
         description="Upper bound on the audio a session keeps in memory, in seconds. Must "
         "hold a chunk plus its overlap.",
