@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,13 @@ import aiomqtt
 import numpy as np
 import pytest
 
-from config_lib import ConfigChange
+from config_lib import (
+    ConfigLibrary,
+    LibrarySettings,
+    encrypt_secrets,
+    sign_envelope,
+    updated_topic,
+)
 from config_manager.presets import PRESETS
 from workers.orchestrator import Orchestrator, OrchestratorConfig, OrchestratorSettings
 from workers.orchestrator.audio import load_pcm16
@@ -59,22 +64,6 @@ RECORDINGS = {
 def _preset_config(name: str) -> OrchestratorConfig:
     patch = dict(PRESETS[name].patches["orchestrator"])
     return OrchestratorConfig.model_validate({**OrchestratorConfig().model_dump(), **patch})
-
-
-def _change(
-    old: OrchestratorConfig, new: OrchestratorConfig, version: int
-) -> ConfigChange[OrchestratorConfig]:
-    changed = frozenset(k for k in type(new).model_fields if getattr(old, k) != getattr(new, k))
-    return ConfigChange(
-        old=old, new=new, changed=changed, version=version, epoch=1, source="broker"
-    )
-
-
-@dataclass
-class Stack:
-    orchestrator: Orchestrator
-    client: aiomqtt.Client
-    engine: WhisperEngine
 
 
 @pytest.fixture(scope="module")
@@ -202,45 +191,69 @@ async def test_default_config_on_lj_excerpt(
     assert streamed <= whole + 0.035, doc["text"]
 
 
-async def test_preset_switch_mid_stream(
-    broker: Any, engine: WhisperEngine, stt: SttWorker
+async def test_preset_switch_mid_stream_through_signed_config(
+    broker: Any, engine: WhisperEngine, stt: SttWorker, keys: Any, tmp_path: Path
 ) -> None:
+    """exact_whisper_match (v1) → high_accuracy (v2), signed and published mid-stream."""
     path, reference = RECORDINGS["libri"]
     pcm = load_pcm16(path, RATE)
+    service = f"orch-{secrets.token_hex(3)}"  # its own config topic and broker user
     first, second = _preset_config("exact_whisper_match"), _preset_config("high_accuracy")
-    orchestrator, client = await _stack(broker, engine, first, version=7)
-    switched = asyncio.Event()
 
-    def progress(sent_s: float, done_s: float, doc: dict[str, Any] | None) -> None:
-        if sent_s >= 5.0 and not switched.is_set():
-            switched.set()
+    def signed(config: OrchestratorConfig, version: int) -> bytes:
+        payload = encrypt_secrets(config, service=service, key=keys.data_key(service))
+        return sign_envelope(
+            service=service, version=version, epoch=1, config=payload, key=keys.signing
+        )
 
-    async with orchestrator, client:
-        await asyncio.wait_for(orchestrator.wait_connected(), 10)
-        session = f"t-switch-{secrets.token_hex(3)}"
+    async with aiomqtt.Client(**broker.endpoint("manager").client_kwargs()) as manager:
+        await manager.publish(updated_topic(service), signed(first, 1), qos=1, retain=True)
+        library = ConfigLibrary(
+            service=service,
+            model=OrchestratorConfig,
+            settings=LibrarySettings(data_dir=tmp_path, initial_wait=5.0),
+            trust=keys.trust,
+            data_keys=[keys.data_key(service)],
+            endpoint=broker.endpoint(service),
+        )
+        async with library as cfg:
+            assert cfg.version == 1
+            orchestrator, client = await _stack(broker, engine, cfg.current, cfg.version)
+            unsubscribe = cfg.on_change(orchestrator.apply_config)
+            switched_at: list[float] = []
 
-        async def switch() -> None:
-            await switched.wait()
-            await orchestrator.apply_config(_change(first, second, 8))
+            async def before_frame(offset_s: float) -> None:
+                if offset_s >= 5.0 and not switched_at:
+                    switched_at.append(offset_s)
+                    await manager.publish(
+                        updated_topic(service), signed(second, 2), qos=1, retain=True
+                    )
+                    await cfg.wait_for_version(2, timeout=10)
 
-        switcher = asyncio.create_task(switch())
-        try:
-            result = await stream_audio(
-                client, session, pcm, frame_s=0.25, timeout_s=90, progress=progress
-            )
-        finally:
-            await asyncio.wait_for(switcher, 5)
+            async with orchestrator, client:
+                await asyncio.wait_for(orchestrator.wait_connected(), 10)
+                result = await stream_audio(
+                    client, f"t-switch-{secrets.token_hex(3)}", pcm, frame_s=0.25,
+                    timeout_s=90, before_frame=before_frame,
+                )
+                assert orchestrator.config_version == 2
+            unsubscribe()
+        await manager.publish(updated_topic(service), b"", qos=1, retain=True)
     doc = result.final
-    assert doc["config_versions"] == [7, 8]
+    assert doc["config_versions"] == [1, 2]
     _check_coverage(doc, len(pcm) / RATE)
     versions = [c["config_version"] for c in doc["chunks"]]
     assert versions == sorted(versions)
+    # v1 chunks were all cut before the switch; v2 chunks carry v2's overlap
+    assert all(c["end_s"] <= switched_at[0] for c in doc["chunks"] if c["config_version"] == 1)
     for c in doc["chunks"][1:]:
-        expected = 0.2 if c["config_version"] == 7 else 0.8
+        expected = 0.2 if c["config_version"] == 1 else 0.8
         assert c["overlap_s"] == pytest.approx(expected, abs=1e-3)
-    # high_accuracy chunks are 4 s long (the tail may be shorter)
-    assert any(c["end_s"] - c["start_s"] == pytest.approx(4.0) for c in doc["chunks"] if
-               c["config_version"] == 8)
+    assert any(
+        c["end_s"] - c["start_s"] == pytest.approx(4.0)
+        for c in doc["chunks"]
+        if c["config_version"] == 2
+    )
     assert _seam_duplicates(doc) == []
     whole = word_error_rate(reference, _whole_file_text(engine, pcm))
     assert word_error_rate(reference, doc["text"]) <= whole + 0.15, doc["text"]

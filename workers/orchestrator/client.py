@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,11 +51,14 @@ async def stream_audio(
     realtime: bool = False,
     timeout_s: float = 300.0,
     progress: Progress | None = None,
+    before_frame: Callable[[float], Awaitable[None]] | None = None,
 ) -> StreamResult:
     """Send ``pcm`` as session ``session`` and wait for its final merged transcript.
 
     ``client`` must be connected; this subscribes to the session's transcript topic
     before sending. With ``realtime`` frames are paced at the speed of speech.
+    ``before_frame`` is awaited with each frame's offset (seconds) before it is sent
+    (tests use it to change the config at a known point of the stream).
     Raises ``TimeoutError`` if the final transcript does not come within ``timeout_s``
     after the last frame.
     """
@@ -97,6 +100,8 @@ async def stream_audio(
                 pcm=pcm[pos:end].astype("<i2").tobytes(),
                 extra={"final": True} if last else {},
             )
+            if before_frame is not None:
+                await before_frame(pos / sample_rate)
             if realtime:
                 due = started + end / sample_rate
                 await asyncio.sleep(max(0.0, due - time.monotonic()))

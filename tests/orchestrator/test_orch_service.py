@@ -1,0 +1,155 @@
+"""The running orchestrator's wiring: idle timeout, refused input, the transcribe command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import numpy as np
+import pytest
+
+from workers.common import AudioChunk, audio_input_topic, encode_chunk, final_transcripts_topic
+from workers.orchestrator import Orchestrator, OrchestratorConfig, OrchestratorSettings
+from workers.orchestrator.audio import load_pcm16
+from workers.orchestrator.client import stream_audio
+from workers.orchestrator.textnorm import normalize_text
+from workers.stt import SttConfig, SttWorker, SttWorkerSettings
+from workers.stt.engine import ModelSpec, WhisperEngine, load_engine
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO.parent / "shared" / "data"
+RATE = 16000
+JFK_TEXT = (
+    "and so my fellow americans ask not what your country can do for you "
+    "ask what you can do for your country"
+)
+
+
+@pytest.fixture(scope="module")
+def engine() -> WhisperEngine:
+    return load_engine(ModelSpec.from_config(SttConfig()))
+
+
+@pytest.fixture
+async def stt(broker: Any, engine: WhisperEngine) -> AsyncIterator[SttWorker]:
+    async with SttWorker(
+        endpoint=broker.endpoint("stt"),
+        instance_id=f"stt-{secrets.token_hex(3)}",
+        config=SttConfig(),
+        settings=SttWorkerSettings(persistent_session=False),
+        engine=engine,
+    ) as worker:
+        await asyncio.wait_for(worker.wait_ready(), 15)
+        yield worker
+
+
+def _orchestrator(broker: Any, config: OrchestratorConfig) -> Orchestrator:
+    return Orchestrator(
+        settings=OrchestratorSettings(
+            mqtt_url=broker.url("orchestrator"),
+            instance_id=f"orch-{secrets.token_hex(3)}",
+            persistent_session=False,
+            sweep_interval_s=0.1,
+        ),
+        config=config,
+    )
+
+
+def _frame(session: str, pcm: np.ndarray, offset: int, rate: int = RATE, **extra: Any) -> bytes:
+    return encode_chunk(
+        AudioChunk(
+            session=session, chunk_id=offset, offset_s=offset / rate, sample_rate=rate,
+            pcm=pcm.astype("<i2").tobytes(), extra=extra,
+        )
+    )
+
+
+async def _final(client: aiomqtt.Client, topic: str) -> dict[str, Any]:
+    async for message in client.messages:
+        if message.topic.value == topic and isinstance(message.payload, bytes):
+            doc = json.loads(message.payload)
+            if doc["final"]:
+                return dict(doc)
+    raise AssertionError("message stream ended")
+
+
+async def test_idle_session_is_flushed_and_closed(broker: Any, stt: SttWorker) -> None:
+    """No end marker: after session_idle_timeout_s the tail is sent and the result final."""
+    pcm = load_pcm16(DATA / "derived" / "jfk_16k.wav")
+    config = OrchestratorConfig(
+        chunk_duration_s=4.0, overlap_duration_s=0.8, processing_interval_s=3.2,
+        buffer_duration_s=8.0, session_idle_timeout_s=1.0,
+    )
+    session = f"t-idle-{secrets.token_hex(3)}"
+    orchestrator = _orchestrator(broker, config)
+    client = aiomqtt.Client(**broker.endpoint("client").client_kwargs())
+    async with orchestrator, client:
+        await asyncio.wait_for(orchestrator.wait_connected(), 10)
+        await client.subscribe(final_transcripts_topic(session), qos=1)
+        step = RATE // 2
+        for pos in range(0, len(pcm), step):
+            payload = _frame(session, pcm[pos : pos + step], pos)
+            await client.publish(audio_input_topic(session), payload, qos=1)
+        doc = await asyncio.wait_for(_final(client, final_transcripts_topic(session)), 60)
+        assert orchestrator.stats.sessions_timed_out == 1
+        assert session not in orchestrator.sessions
+    assert doc["chunks"][-1]["end_s"] == pytest.approx(len(pcm) / RATE, abs=1e-3)
+    assert all(c["answered"] for c in doc["chunks"])
+    assert normalize_text(doc["text"]).split()[-3:] == ["for", "your", "country"]
+
+
+async def test_bad_input_is_refused_and_the_next_session_works(
+    broker: Any, stt: SttWorker
+) -> None:
+    pcm = load_pcm16(DATA / "derived" / "jfk_16k.wav")
+    orchestrator = _orchestrator(broker, OrchestratorConfig())
+    bad = f"t-bad-{secrets.token_hex(3)}"
+    async with orchestrator, aiomqtt.Client(**broker.endpoint("client").client_kwargs()) as client:
+        await asyncio.wait_for(orchestrator.wait_connected(), 10)
+        topic = audio_input_topic(bad)
+        await client.publish(topic, b"not a chunk", qos=1)
+        await client.publish(topic, _frame(bad, pcm[:800], 0, rate=8000), qos=1)
+        await client.publish(topic, _frame("someone-else", pcm[:800], 0), qos=1)
+        good = f"t-good-{secrets.token_hex(3)}"
+        result = await stream_audio(client, good, pcm, timeout_s=60)
+        assert orchestrator.stats.refused_frames == {
+            "bad_magic": 1, "bad_sample_rate": 1, "session_mismatch": 1,
+        }
+        assert bad not in orchestrator.sessions
+    assert normalize_text(result.text) == JFK_TEXT
+
+
+async def test_transcribe_command_streams_a_flac_and_prints_wer(
+    broker: Any, stt: SttWorker
+) -> None:
+    """``python -m workers.orchestrator transcribe`` against the running stack: the JFK
+    FLAC is 44.1 kHz stereo, so this also covers reading and resampling."""
+    orchestrator = _orchestrator(broker, OrchestratorConfig())
+    async with orchestrator:
+        await asyncio.wait_for(orchestrator.wait_connected(), 10)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workers.orchestrator", "transcribe",
+            str(DATA / "jfk" / "jfk.flac"),
+            "--reference", str(DATA / "jfk" / "jfk.txt"),
+            "--mqtt-url", broker.url("client"),
+            "--timeout", "60",
+            cwd=REPO,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().strip().splitlines()
+    assert normalize_text(lines[0]) == JFK_TEXT
+    assert lines[-1] == "WER: 0.00%"
+    assert "transcribed" in err.decode()  # the progress bar went to stderr
