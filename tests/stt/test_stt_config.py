@@ -49,6 +49,12 @@ def test_defaults_are_the_packaged_model_on_cpu() -> None:
         {"vad": {"min_silence_duration_ms": -1}},
         {"vad": {"unknown": 1}},
         {"beam_sise": 5},
+        {"repetition_penalty": 0.9},
+        {"no_repeat_ngram_size": 11},
+        {"max_new_tokens": 0},
+        {"max_new_tokens": 449},
+        {"temperature_increment_on_fallback": 1.5},
+        {"compression_ratio_threshold": 0},
     ],
 )
 def test_out_of_range_values_are_refused(values: dict[str, Any]) -> None:
@@ -121,3 +127,28 @@ def test_public_api_is_exactly_all() -> None:
     assert public - modules - {"engine", "settings", "worker"} == set(workers.stt.__all__)
     with pytest.raises(AttributeError):
         _ = workers.stt.no_such_name  # type: ignore[attr-defined]
+
+
+def test_decode_options_follow_the_config() -> None:
+    from workers.stt.engine import decode_options
+
+    options = decode_options(SttConfig())
+    assert options["temperature"] == 0.0
+    assert options["beam_size"] == 5
+    assert options["word_timestamps"] is True
+    assert options["no_repeat_ngram_size"] == 4
+    assert "vad_parameters" not in options
+    custom = SttConfig(
+        temperature=0.2,
+        temperature_increment_on_fallback=0.4,
+        vad_filter=True,
+        vad=VadParameters(threshold=0.3),
+        language=None,
+        initial_prompt="Budget meeting.",
+    )
+    options = decode_options(custom)
+    assert options["temperature"] == (0.2, 0.6, 1.0)
+    assert options["vad_filter"] is True
+    assert options["vad_parameters"]["threshold"] == 0.3
+    assert options["language"] is None
+    assert options["initial_prompt"] == "Budget meeting."

@@ -106,6 +106,45 @@ class SttConfig(BaseModel):
     temperature: float = Field(
         0.0, ge=0.0, le=1.0, description="Sampling temperature; 0 is deterministic decoding."
     )
+    temperature_increment_on_fallback: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "If > 0, a window that fails compression_ratio_threshold or log_prob_threshold is "
+            "decoded again at temperature + k * this (up to 1.0); 0 disables the fallback "
+            "(deterministic, bounded latency)."
+        ),
+    )
+    compression_ratio_threshold: float | None = Field(
+        2.4,
+        gt=0.0,
+        description="gzip compression ratio above which a window counts as failed (repetitive).",
+    )
+    log_prob_threshold: float | None = Field(
+        -1.0, description="Average log probability below which a window counts as failed."
+    )
+    repetition_penalty: float = Field(
+        1.0, ge=1.0, le=2.0, description="Penalty on tokens already generated (1 = none)."
+    )
+    no_repeat_ngram_size: int = Field(
+        # 4 by default: on 5 s chunks of the LJ passage, tiny.en fell into repetition loops
+        # (WER 44 %, 10 s to decode one chunk); with 4 the loops are gone (WER 10.7 %,
+        # <= 2.4 s per chunk) and clean recordings keep the same WER.
+        4,
+        ge=0,
+        le=10,
+        description=(
+            "Forbid repeating any token n-gram of this size within a window (0 = off); "
+            "stops Whisper's repetition loops."
+        ),
+    )
+    max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=448,
+        description="Cap on tokens decoded per 30 s window (null = Whisper's own limit).",
+    )
     vad_filter: bool = Field(
         False, description="Drop non-speech with the Silero VAD before decoding."
     )

@@ -160,7 +160,12 @@ def decode_options(config: SttConfig) -> dict[str, Any]:
     options: dict[str, Any] = {
         "beam_size": config.beam_size,
         "language": config.language,
-        "temperature": config.temperature,
+        "temperature": _temperatures(config),
+        "compression_ratio_threshold": config.compression_ratio_threshold,
+        "log_prob_threshold": config.log_prob_threshold,
+        "repetition_penalty": config.repetition_penalty,
+        "no_repeat_ngram_size": config.no_repeat_ngram_size,
+        "max_new_tokens": config.max_new_tokens,
         "word_timestamps": config.word_timestamps,
         "condition_on_previous_text": config.condition_on_previous_text,
         "initial_prompt": config.initial_prompt,
@@ -170,6 +175,14 @@ def decode_options(config: SttConfig) -> dict[str, Any]:
     if config.vad_filter:
         options["vad_parameters"] = config.vad.model_dump()
     return options
+
+
+def _temperatures(config: SttConfig) -> float | tuple[float, ...]:
+    step = config.temperature_increment_on_fallback
+    if step <= 0 or config.temperature >= 1.0:
+        return config.temperature
+    count = int((1.0 - config.temperature) / step + 1e-9)
+    return tuple(round(config.temperature + k * step, 6) for k in range(count + 1))
 
 
 def pcm16_to_float32(pcm: bytes) -> npt.NDArray[np.float32]:
