@@ -14,6 +14,7 @@ import logging
 import random
 import secrets
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,6 +65,8 @@ class OutboxPublisher:
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._acked_upto = 0  # every outbox id <= this one has been acknowledged
+        self._queue: deque[StoredVersion] = deque()  # committed, not yet published
+        self._unmarked: list[int] = []  # acknowledged, not yet marked in the database
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error: str | None = None
@@ -101,8 +104,15 @@ class OutboxPublisher:
         exc = task.exception()
         return repr(exc) if exc else "stopped"
 
-    def notify(self) -> None:
-        """A write committed new outbox rows."""
+    def notify(self, stored: Sequence[StoredVersion] = ()) -> None:
+        """A write committed these versions (and their outbox rows): publish them.
+
+        While connected they are queued in memory and published without reading them
+        back; while disconnected nothing is queued (memory stays bounded) and the outbox
+        in the database is drained at the next connection.
+        """
+        if self.connected:
+            self._queue.extend(stored)
         self._wake.set()
 
     async def wait_published(self, outbox_ids: Sequence[int], wait_s: float) -> bool:
@@ -123,6 +133,10 @@ class OutboxPublisher:
     # -- the connection task -----------------------------------------------------------
     def _set_connected(self, value: bool) -> None:
         self.connected = value
+        if not value:
+            # Everything committed is in the database's outbox: drained at reconnection.
+            self._queue.clear()
+            self._unmarked.clear()
         self._metrics.broker_connected.set(1 if value else 0)
         self._signal_progress()
 
@@ -163,12 +177,26 @@ class OutboxPublisher:
             delay = min(delay * 2, self._limits.reconnect_max_s)
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
-        await self._drain(client)
+        # The database is the truth at every (re)connection: drain its outbox first, then
+        # republish each service's current version (heals a broker that lost its store).
+        await self._drain_outbox(client)
         await self._republish_current(client)
+        # From here on every commit is queued in memory by notify(), in commit order.
         while True:
-            await self._wake.wait()
+            if not self._queue:
+                await self._mark_acknowledged()  # idle: bookkeeping off the write path
+                if not self._queue:
+                    await self._wake.wait()
             self._wake.clear()
-            await self._drain(client)
+            batch: list[StoredVersion] = []
+            while self._queue and len(batch) < self._limits.batch:
+                item = self._queue.popleft()
+                if item.outbox_id is not None and item.outbox_id > self._acked_upto:
+                    batch.append(item)
+            if batch:
+                await self._publish_outbox_rows(client, batch)
+            if len(self._unmarked) >= self._limits.batch:
+                await self._mark_acknowledged()
 
     async def _publish_batch(
         self, client: aiomqtt.Client, versions: Sequence[StoredVersion]
@@ -193,27 +221,46 @@ class OutboxPublisher:
             for topic, payload in payloads:
                 group.create_task(client.publish(topic, payload, qos=1, retain=True))
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
+    async def _drain_outbox(self, client: aiomqtt.Client) -> None:
+        """Publish every unpublished outbox row of the database, in write order."""
         while True:
             items = await self._store.pending(self._limits.batch)
             if not items:
                 self._metrics.outbox_depth.set(0)
                 return
-            versions = [
+            # Rows this process already had acknowledged only lack their mark: publishing
+            # them again would show subscribers an older version after a newer one.
+            self._unmarked.extend(i.id for i in items if i.id <= self._acked_upto)
+            fresh = [
                 StoredVersion(i.service, i.version, 0, i.values, i.created_at, "", "", i.id)
                 for i in items
+                if i.id > self._acked_upto
             ]
-            await self._publish_batch(client, versions)
-            ids = [i.id for i in items]
+            if fresh:
+                await self._publish_outbox_rows(client, fresh)
+            await self._mark_acknowledged()
+
+    async def _publish_outbox_rows(
+        self, client: aiomqtt.Client, rows: Sequence[StoredVersion]
+    ) -> None:
+        await self._publish_batch(client, rows)
+        ids = [r.outbox_id for r in rows if r.outbox_id is not None]
+        # Acknowledged by the broker: waiting writers may answer now. The rows are marked
+        # later (batched); if the process dies first they are published once more after
+        # the restart (a duplicate, which subscribers ignore), never lost.
+        self._acked_upto = max(self._acked_upto, *ids)
+        self._unmarked.extend(ids)
+        self._signal_progress()
+        now = time.time()
+        for row in rows:
+            created = datetime.fromisoformat(row.created_at).timestamp()
+            self._metrics.publish_latency.observe(max(0.0, now - created))
+        self._metrics.published.labels(kind="outbox").inc(len(rows))
+
+    async def _mark_acknowledged(self) -> None:
+        ids, self._unmarked = self._unmarked, []
+        if ids:
             await self._store.mark_published(ids)
-            now = time.time()
-            for item in items:
-                created = datetime.fromisoformat(item.created_at).timestamp()
-                self._metrics.publish_latency.observe(max(0.0, now - created))
-            self._metrics.published.labels(kind="outbox").inc(len(items))
-            self._acked_upto = max(self._acked_upto, *ids)
-            self._metrics.outbox_depth.set(await self._store.outbox_depth())
-            self._signal_progress()
 
     async def _republish_current(self, client: aiomqtt.Client) -> None:
         current = await self._store.current_all()

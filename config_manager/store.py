@@ -88,6 +88,14 @@ class TokenRecord:
     revoked_at: str | None
 
 
+_TOKEN_TTL_S = 30.0
+_CURRENT_SQL = (
+    "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, v.created_by, "
+    "v.change_id FROM services s JOIN versions v "
+    "ON v.service = s.name AND v.version = s.current_version"
+)
+
+
 def _dumps(values: dict[str, Any]) -> str:
     return json.dumps(values, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -100,6 +108,11 @@ class ConfigStore:
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self.schema_version = 0
+        # This process is the database's only writer (one manager per database), so the
+        # epoch and each service's current version are cached and kept up to date here.
+        self._epoch = 0
+        self._current: dict[str, StoredVersion] = {}
+        self._tokens: dict[str, tuple[float, TokenRecord | None]] = {}
 
     async def __aenter__(self) -> Self:
         self.schema_version = await asyncio.to_thread(migrate, self.path)
@@ -111,6 +124,11 @@ class ConfigStore:
             await conn.close()
             raise
         self._conn = conn
+        async with self._lock:
+            rows = await self._all("SELECT value FROM meta WHERE key = 'epoch'")
+            self._epoch = int(rows[0][0])
+            rows = await self._all(_CURRENT_SQL + " ORDER BY s.name")
+            self._current = {row[0]: _version(row) for row in rows}
         return self
 
     async def __aexit__(
@@ -139,28 +157,19 @@ class ConfigStore:
 
     # -- epoch -------------------------------------------------------------------------
     async def epoch(self) -> int:
-        async with self._lock:
-            rows = await self._all("SELECT value FROM meta WHERE key = 'epoch'")
-        return int(rows[0][0])
+        return self._epoch
 
     async def bump_epoch(self) -> int:
         """Raise the epoch to ``max(old + 1, now)``; returns the new epoch."""
         async with self._lock:
-            rows = await self._all("SELECT value FROM meta WHERE key = 'epoch'")
-            new = max(int(rows[0][0]) + 1, int(time.time()))
+            new = max(self._epoch + 1, int(time.time()))
             await self.conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))
+            self._epoch = new
         return new
 
     # -- configs -------------------------------------------------------------------------
     async def current(self, service: str) -> StoredVersion | None:
-        async with self._lock:
-            rows = await self._all(
-                "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, "
-                "v.created_by, v.change_id FROM services s JOIN versions v "
-                "ON v.service = s.name AND v.version = s.current_version WHERE s.name = ?",
-                (service,),
-            )
-        return _version(rows[0]) if rows else None
+        return self._current.get(service)
 
     async def version(self, service: str, version: int) -> StoredVersion | None:
         async with self._lock:
@@ -181,18 +190,13 @@ class ConfigStore:
         return [_version(r) for r in rows]
 
     async def services(self) -> list[ServiceSummary]:
-        async with self._lock:
-            rows = await self._all("SELECT name, current_version, updated_at FROM services")
-        return [ServiceSummary(r[0], int(r[1]), r[2]) for r in rows]
+        return [
+            ServiceSummary(v.service, v.version, v.created_at)
+            for v in sorted(self._current.values(), key=lambda v: v.service)
+        ]
 
     async def current_all(self) -> list[StoredVersion]:
-        async with self._lock:
-            rows = await self._all(
-                "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, "
-                "v.created_by, v.change_id FROM services s JOIN versions v "
-                "ON v.service = s.name AND v.version = s.current_version ORDER BY s.name"
-            )
-        return [_version(r) for r in rows]
+        return sorted(self._current.values(), key=lambda v: v.service)
 
     async def write(self, changes: Iterable[NewVersion], *, actor: str) -> list[StoredVersion]:
         """Store one new version per change and its outbox row, all in ONE transaction.
@@ -206,30 +210,37 @@ class ConfigStore:
         stored: list[StoredVersion] = []
         async with self._lock:
             conn = self.conn
+            epoch = self._epoch
             await conn.execute("BEGIN IMMEDIATE")
             try:
-                rows = await self._all("SELECT value FROM meta WHERE key = 'epoch'")
-                epoch = int(rows[0][0])
                 for change in changes:
-                    rows = await self._all(
-                        "SELECT current_version FROM services WHERE name = ?", (change.service,)
-                    )
-                    current = int(rows[0][0]) if rows else 0
-                    if current != change.expected_version:
-                        raise VersionConflict(change.service, change.expected_version, current)
-                    version = current + 1
-                    if rows:
-                        await conn.execute(
-                            "UPDATE services SET current_version = ?, updated_at = ? "
-                            "WHERE name = ?",
-                            (version, created, change.service),
-                        )
+                    version = change.expected_version + 1
+                    if change.expected_version == 0:
+                        try:
+                            await conn.execute(
+                                "INSERT INTO services (name, current_version, updated_at) "
+                                "VALUES (?, ?, ?)",
+                                (change.service, version, created),
+                            )
+                        except sqlite3.IntegrityError:
+                            raise VersionConflict(
+                                change.service, 0, self._version_of(change.service)
+                            ) from None
                     else:
-                        await conn.execute(
-                            "INSERT INTO services (name, current_version, updated_at) "
-                            "VALUES (?, ?, ?)",
-                            (change.service, version, created),
+                        # The version check is in the statement itself.
+                        cur = await conn.execute(
+                            "UPDATE services SET current_version = ?, updated_at = ? "
+                            "WHERE name = ? AND current_version = ?",
+                            (version, created, change.service, change.expected_version),
                         )
+                        updated = cur.rowcount
+                        await cur.close()
+                        if updated != 1:
+                            raise VersionConflict(
+                                change.service,
+                                change.expected_version,
+                                self._version_of(change.service),
+                            )
                     await conn.execute(
                         "INSERT INTO versions (service, version, epoch, values_json, "
                         "created_at, created_by, change_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -267,7 +278,13 @@ class ConfigStore:
                 with contextlib.suppress(sqlite3.OperationalError):
                     await conn.execute("ROLLBACK")
                 raise
+            for item in stored:
+                self._current[item.service] = item
         return stored
+
+    def _version_of(self, service: str) -> int:
+        current = self._current.get(service)
+        return current.version if current else 0
 
     # -- outbox --------------------------------------------------------------------------
     async def pending(self, limit: int) -> list[OutboxItem]:
@@ -282,14 +299,22 @@ class ConfigStore:
         return [OutboxItem(int(r[0]), r[1], int(r[2]), json.loads(r[3]), r[4]) for r in rows]
 
     async def mark_published(self, ids: Sequence[int]) -> None:
+        """Mark outbox rows published. Not fsynced on its own (``synchronous=NORMAL``): a
+        mark lost in a power cut only means one more (duplicate) publication, and the next
+        durable commit syncs it anyway."""
         if not ids:
             return
         marks = ",".join("?" * len(ids))
         async with self._lock:
-            await self.conn.execute(
-                f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",  # noqa: S608
-                (now_iso(), *ids),
-            )
+            conn = self.conn
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                await conn.execute(
+                    f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",  # noqa: S608
+                    (now_iso(), *ids),
+                )
+            finally:
+                await conn.execute("PRAGMA synchronous = FULL")
 
     async def outbox_depth(self) -> int:
         async with self._lock:
@@ -306,13 +331,21 @@ class ConfigStore:
             )
 
     async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        """The token with this hash (cached briefly: tokens made by the CLI appear at once,
+        revocations through the API at once, direct database edits within the TTL)."""
+        cached = self._tokens.get(token_hash)
+        if cached is not None and cached[1] is not None and time.monotonic() < cached[0]:
+            return cached[1]
         async with self._lock:
             rows = await self._all(
                 "SELECT name, role, created_at, created_by, revoked_at FROM tokens "
                 "WHERE token_hash = ?",
                 (token_hash,),
             )
-        return TokenRecord(*rows[0]) if rows else None
+        record = TokenRecord(*rows[0]) if rows else None
+        if record is not None:
+            self._tokens[token_hash] = (time.monotonic() + _TOKEN_TTL_S, record)
+        return record
 
     async def tokens(self) -> list[TokenRecord]:
         async with self._lock:
@@ -329,6 +362,7 @@ class ConfigStore:
             )
             count = cur.rowcount
             await cur.close()
+            self._tokens.clear()
         return count > 0
 
 

@@ -147,7 +147,7 @@ class ConfigWriter:
         registry: SchemaRegistry,
         keys: KeyRing,
         metrics: Metrics,
-        notify: Callable[[], None],
+        notify: Callable[[Sequence[StoredVersion]], None],
         compatibility: CompatibilityCheck | None = None,
     ) -> None:
         self.store = store
@@ -324,7 +324,7 @@ class ConfigWriter:
             raise self._conflict(exc.service, exc.expected, current) from None
         for change in changes:
             self.metrics.writes.labels(service=change.service, result="ok").inc()
-        self._notify()
+        self._notify(stored)
         return stored
 
     def _conflict(self, service: str, expected: int, current: CurrentConfig) -> Problem:

@@ -45,32 +45,32 @@ class Principal:
     role: Role
 
 
-def get_settings(request: Request) -> ManagerSettings:
+async def get_settings(request: Request) -> ManagerSettings:
     settings: ManagerSettings = request.app.state.settings
     return settings
 
 
-def get_store(request: Request) -> ConfigStore:
+async def get_store(request: Request) -> ConfigStore:
     store: ConfigStore = request.app.state.store
     return store
 
 
-def get_writer(request: Request) -> ConfigWriter:
+async def get_writer(request: Request) -> ConfigWriter:
     writer: ConfigWriter = request.app.state.writer
     return writer
 
 
-def get_publisher(request: Request) -> OutboxPublisher:
+async def get_publisher(request: Request) -> OutboxPublisher:
     publisher: OutboxPublisher = request.app.state.publisher
     return publisher
 
 
-def get_registry(request: Request) -> SchemaRegistry:
+async def get_registry(request: Request) -> SchemaRegistry:
     registry: SchemaRegistry = request.app.state.registry
     return registry
 
 
-def get_tracker(request: Request) -> InstanceTracker:
+async def get_tracker(request: Request) -> InstanceTracker:
     tracker: InstanceTracker = request.app.state.tracker
     return tracker
 
