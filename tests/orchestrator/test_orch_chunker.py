@@ -75,6 +75,7 @@ def test_chunks_cover_input_with_exact_overlap(
         pos += n
         i += 1
     chunks += chunker.flush()
+    assert chunker.received_samples == total
     overlap = round(cfg.overlap_duration_s * RATE)
     _check_stream(audio, chunks, dict.fromkeys(range(len(chunks)), overlap))
     hop = round(cfg.hop_duration_s * RATE)

@@ -88,8 +88,8 @@ async def _stack(
     broker: Any, engine: WhisperEngine, config: OrchestratorConfig, version: int = 1
 ) -> tuple[Orchestrator, aiomqtt.Client]:
     orchestrator = Orchestrator(
+        endpoint=broker.endpoint("orchestrator"),
         settings=OrchestratorSettings(
-            mqtt_url=broker.url("orchestrator"),
             instance_id=f"orch-{secrets.token_hex(3)}",
             persistent_session=False,
         ),

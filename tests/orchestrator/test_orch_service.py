@@ -54,8 +54,8 @@ async def stt(broker: Any, engine: WhisperEngine) -> AsyncIterator[SttWorker]:
 
 def _orchestrator(broker: Any, config: OrchestratorConfig) -> Orchestrator:
     return Orchestrator(
+        endpoint=broker.endpoint("orchestrator"),
         settings=OrchestratorSettings(
-            mqtt_url=broker.url("orchestrator"),
             instance_id=f"orch-{secrets.token_hex(3)}",
             persistent_session=False,
             sweep_interval_s=0.1,

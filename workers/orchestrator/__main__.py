@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config_lib import MqttEndpoint
 from workers.orchestrator.config import OrchestratorConfig
 from workers.orchestrator.settings import OrchestratorSettings
 
@@ -37,6 +38,20 @@ class TranscribeSettings(BaseSettings):
         description="Broker URL of a user that may write audio/input/# and read "
         "transcripts/final/# (the 'client' user of the project's ACL).",
     )
+    mqtt_username: str = Field("client", description="User when the URL names none.")
+    mqtt_password_file: Path = Field(
+        Path("data/secrets/mqtt/client.password"),
+        description="Password file read when the URL has no password (where `make run` "
+        "writes it).",
+    )
+
+    def endpoint(self, url: str | None) -> MqttEndpoint:
+        endpoint = MqttEndpoint.from_url(url or self.mqtt_url)
+        username = endpoint.username or self.mqtt_username
+        password = endpoint.password
+        if password is None and self.mqtt_password_file.is_file():
+            password = self.mqtt_password_file.read_text(encoding="utf-8").strip()
+        return endpoint.with_credentials(username, password)
     frame_s: float = Field(0.5, gt=0, le=10, description="Audio per input frame (s).")
     timeout_s: float = Field(
         600.0, gt=0, description="How long to wait for the final transcript (s)."
@@ -49,6 +64,9 @@ async def run_service(settings: OrchestratorSettings) -> None:
     from workers.orchestrator.service import Orchestrator
 
     library_settings = LibrarySettings()
+    endpoint = settings.endpoint() or library_settings.endpoint("orchestrator")
+    if endpoint is None:
+        raise SystemExit("no broker: set ORCHESTRATOR_MQTT_URL or CONFIG_LIB_MQTT_URL")
     async with ConfigLibrary(
         service="orchestrator",
         model=OrchestratorConfig,
@@ -59,7 +77,10 @@ async def run_service(settings: OrchestratorSettings) -> None:
             "chunking config version %s from %s: %s", cfg.version, cfg.source, cfg.current
         )
         async with Orchestrator(
-            settings=settings, config=cfg.current, config_version=cfg.version or 0
+            endpoint=endpoint,
+            settings=settings,
+            config=cfg.current,
+            config_version=cfg.version or 0,
         ) as orchestrator:
             unsubscribe = cfg.on_change(orchestrator.apply_config)
             try:
@@ -98,7 +119,6 @@ class _ProgressBar:
 async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> int:
     import aiomqtt
 
-    from config_lib import MqttEndpoint
     from workers.orchestrator.audio import load_pcm16
     from workers.orchestrator.client import stream_audio
     from workers.orchestrator.textnorm import word_error_rate
@@ -107,7 +127,7 @@ async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> 
     rate = 16000
     pcm = load_pcm16(path, rate)
     total_s = len(pcm) / rate
-    endpoint = MqttEndpoint.from_url(args.mqtt_url or settings.mqtt_url)
+    endpoint = settings.endpoint(args.mqtt_url)
     session = args.session or f"cli-{secrets.token_hex(4)}"
     bar = _ProgressBar(total_s)
     print(f"streaming {path.name} ({total_s:.1f} s) as session {session} via {endpoint}",

@@ -155,6 +155,7 @@ class Chunker:
         if end > self._emitted_end:
             out.append(self._cut(end, final=True))
         self._closed = True
+        self._buf_start = end
         self._buf = np.zeros(0, dtype=np.int16)
         return out
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol, Self
 
 import aiomqtt
 
+from config_lib import MqttEndpoint
 from workers.common import (
     AUDIO_INPUT_PREFIX,
     STT_ERRORS_PREFIX,
@@ -85,7 +86,7 @@ class _Outgoing:
 class Orchestrator:
     """Chunks live audio per session, sends chunks to STT, merges and publishes transcripts.
 
-    ``async with Orchestrator(settings=..., config=..., config_version=...) as orch:``;
+    ``async with Orchestrator(endpoint=..., settings=..., config=...) as orch:``;
     register :meth:`apply_config` as a ConfigLibrary ``on_change`` callback.
     ``on_published`` (optional) is called with every merged transcript document published,
     which is how the bench measures latency without a second client.
@@ -94,11 +95,13 @@ class Orchestrator:
     def __init__(
         self,
         *,
+        endpoint: MqttEndpoint,
         settings: OrchestratorSettings,
         config: OrchestratorConfig,
         config_version: int = 0,
         on_published: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        self._endpoint = endpoint
         self._settings = settings
         self._config = config
         self._version = config_version
@@ -180,7 +183,7 @@ class Orchestrator:
     # -- MQTT ------------------------------------------------------------------------
     async def _connection_loop(self) -> None:
         settings = self._settings
-        endpoint = settings.endpoint()
+        endpoint = self._endpoint
         delay = settings.reconnect_initial_s
         while True:
             try:

@@ -26,8 +26,11 @@ class OrchestratorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="forbid")
 
-    mqtt_url: str = Field(
-        "mqtt://127.0.0.1:1883", description="Broker URL, mqtt://[user[:password]@]host[:port]."
+    mqtt_url: str | None = Field(
+        None,
+        description="Broker URL, mqtt://[user[:password]@]host[:port]. Unset: the same broker "
+        "and credentials as the ConfigLibrary (CONFIG_LIB_MQTT_URL, user 'orchestrator', "
+        "password file under CONFIG_LIB_DATA_DIR).",
     )
     mqtt_username: str | None = Field(None, description="Overrides the URL's user name.")
     mqtt_password: SecretStr | None = Field(None, description="Overrides the URL's password.")
@@ -58,8 +61,10 @@ class OrchestratorSettings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Python logging level.")
 
-    def endpoint(self) -> MqttEndpoint:
-        """The broker endpoint, credentials from the URL unless overridden."""
+    def endpoint(self) -> MqttEndpoint | None:
+        """The broker endpoint, credentials from the URL unless overridden; None if unset."""
+        if not self.mqtt_url:
+            return None
         password = self.mqtt_password.get_secret_value() if self.mqtt_password else None
         return MqttEndpoint.from_url(
             self.mqtt_url,

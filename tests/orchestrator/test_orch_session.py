@@ -1,0 +1,103 @@
+"""Pure tests of a session: input offsets, transcripts in any order, the document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from workers.orchestrator.config import OrchestratorConfig
+from workers.orchestrator.session import Session, TranscriptError
+
+CFG = OrchestratorConfig(
+    chunk_duration_s=2.0, overlap_duration_s=0.5, processing_interval_s=1.5,
+    buffer_duration_s=3.0, session_idle_timeout_s=5.0,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _pcm(seconds: float) -> bytes:
+    return np.ones(round(seconds * 16000), dtype="<i2").tobytes()
+
+
+def _body(chunk_id: int, *words: tuple[str, float, float]) -> dict[str, Any]:
+    return {
+        "session": "s", "chunk_id": chunk_id,
+        "segments": [{"words": [
+            {"word": f" {w}", "start": a, "end": b, "probability": 0.9} for w, a, b in words
+        ]}],
+    }
+
+
+def test_feed_end_and_transcripts_make_a_final_document() -> None:
+    clock = Clock()
+    session = Session("s", CFG, 3, clock=clock)
+    chunks = session.feed(_pcm(2.5), offset_s=0.0)
+    assert [(c.start_s, c.end_s) for c in chunks] == [(0.0, 2.0)]
+    clock.now += 1
+    tail = session.end()
+    assert [(c.start_s, c.end_s, c.final) for c in tail] == [(1.5, 2.5, True)]
+    assert not session.complete
+    assert session.on_transcript(_body(1, ("world", 1.9, 2.3))) is False  # waits for 0
+    assert session.on_transcript(_body(0, ("hello", 0.2, 0.6))) is True
+    assert session.on_transcript(_body(0, ("hello", 0.2, 0.6))) is False  # duplicate
+    assert session.complete
+    doc = session.document()
+    assert doc["final"] is True
+    assert doc["text"] == "hello world"
+    assert doc["config_versions"] == [3]
+    assert [c["seam"] for c in doc["chunks"]] == ["first", "midpoint"]
+    assert doc["words"][1] == {
+        "start": 1.9, "end": 2.3, "word": " world", "probability": 0.9, "chunk_id": 1,
+    }
+    assert doc["duration_s"] == 2.5
+
+
+def test_redelivered_audio_is_trimmed_and_gaps_are_filled() -> None:
+    session = Session("s", CFG, 1)
+    session.feed(_pcm(1.0), offset_s=0.0)
+    session.feed(_pcm(1.0), offset_s=0.5)  # half of it repeats what we have
+    assert session.duplicate_samples_dropped == 8000
+    assert session.received_samples == 24000
+    session.feed(_pcm(0.5), offset_s=2.0)  # 0.5 s missing before it
+    assert session.gaps_filled_samples == 8000
+    assert session.received_samples == 40000
+
+
+def test_stt_error_still_lets_the_session_finish() -> None:
+    session = Session("s", CFG, 1)
+    session.feed(_pcm(1.0))
+    session.end()
+    assert session.outstanding == 1
+    assert session.on_error(0, "too_long: chunk too long") is True
+    assert session.complete
+    assert session.document()["chunks"][0]["error"] == "too_long: chunk too long"
+
+
+def test_bad_transcript_body_is_refused() -> None:
+    session = Session("s", CFG, 1)
+    session.feed(_pcm(2.0))
+    with pytest.raises(TranscriptError):
+        session.on_transcript({"session": "s"})
+    with pytest.raises(TranscriptError):
+        session.on_transcript({"chunk_id": 0, "segments": [{"words": [{"word": "x"}]}]})
+
+
+def test_idle_time_and_no_feed_after_end() -> None:
+    clock = Clock()
+    session = Session("s", CFG, 1, clock=clock)
+    session.feed(_pcm(0.1))
+    clock.now += 4.0
+    assert session.idle_for() == pytest.approx(4.0)
+    session.end()
+    assert session.end() == []
+    with pytest.raises(RuntimeError):
+        session.feed(_pcm(0.1))
