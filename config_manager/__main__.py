@@ -92,6 +92,25 @@ def _token(args: argparse.Namespace) -> int:
     return 2
 
 
+def _epoch(args: argparse.Namespace) -> int:
+    from .db import bump_epoch_sync, connect_sync, migrate, read_epoch_sync
+    from .settings import ManagerSettings
+
+    settings = _settings(args)
+    assert isinstance(settings, ManagerSettings)
+    migrate(settings.db_file)
+    conn = connect_sync(settings.db_file)
+    try:
+        if args.epoch_command == "bump":
+            old = read_epoch_sync(conn)
+            print(f"epoch {old} -> {bump_epoch_sync(conn)}")
+        else:
+            print(read_epoch_sync(conn))
+    finally:
+        conn.close()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m config_manager",
@@ -118,6 +137,10 @@ def _parser() -> argparse.ArgumentParser:
     create = token_sub.add_parser("create", help="create a token and print it once")
     create.add_argument("--role", choices=["viewer", "editor", "admin"], required=True)
     create.add_argument("name")
+
+    epoch = sub.add_parser("epoch", help="show or bump the config epoch (manager stopped)")
+    epoch.add_argument("--data-dir", type=Path, default=None)
+    epoch.add_argument("epoch_command", choices=["show", "bump"])
     return parser
 
 
@@ -127,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _init(args)
     if args.command == "token":
         return _token(args)
+    if args.command == "epoch":
+        return _epoch(args)
     return _serve(args)
 
 
