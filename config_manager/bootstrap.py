@@ -21,6 +21,7 @@ from config_lib import (
     load_master_key,
     load_or_create_master_key,
     load_or_create_signing_key,
+    load_signing_key,
     save_data_key,
     validate_name,
     write_atomic,
@@ -213,6 +214,18 @@ def startup_problems(settings: ManagerSettings) -> list[str]:
     ):
         if not path.exists():
             problems.append(f"{what} {path} is missing: {hint}")
+    if settings.signing_key_file.exists() and settings.trust_store_file.exists():
+        try:
+            signing = load_signing_key(settings.signing_key_file)
+            trusted = signing.key_id in TrustStore.load(settings.trust_store_file)
+        except KeyFileError as exc:
+            problems.append(str(exc))
+        else:
+            if not trusted:
+                problems.append(
+                    f"the signing key {signing.key_id} is not in the trust store "
+                    f"{settings.trust_store_file}: services would refuse every config"
+                )
     if settings.master_key_file.exists():
         try:
             master = load_master_key(settings.master_key_file)

@@ -110,6 +110,13 @@ def test_serve_refuses_placeholder_and_missing_secrets(tmp_path: Path) -> None:
 
     init_data_dir(data, services=["stt"])
     assert startup_problems(ManagerSettings(data_dir=data)) == []
+    trust = data / "keys/trust.pem"
+    kept = trust.read_bytes()
+    write_atomic(trust, SigningKey.generate().public_pem(), mode=0o644)
+    assert any(
+        "not in the trust store" in p for p in startup_problems(ManagerSettings(data_dir=data))
+    )
+    write_atomic(trust, kept, mode=0o644)
     weak = startup_problems(ManagerSettings(data_dir=data, mqtt_password="changeme"))
     assert any("placeholder" in p for p in weak)
     (data / "keys/master.key").unlink()

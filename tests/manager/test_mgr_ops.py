@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from conftest import RunningManager, put
 
@@ -36,6 +38,9 @@ async def test_health_ready_metrics_docs(manager: RunningManager, service_name: 
         assert "config_manager_publish_latency_seconds_count 1.0" in metrics
         assert "config_manager_outbox_depth 0.0" in metrics
         assert (await anon.get("/docs")).status_code == 200
+        editor = await anon.get("/")
+        assert editor.status_code == 200
+        assert editor.headers["content-type"].startswith("text/html")
         spec = (await anon.get("/openapi.json")).json()
         assert "/api/v1/configs/{service}" in spec["paths"]
 
@@ -52,3 +57,41 @@ def test_public_api_is_exactly_all() -> None:
     ]
     for name in config_manager.__all__:
         assert getattr(config_manager, name) is not None
+
+
+async def test_epoch_bump_after_a_restore_is_published(
+    manager_factory: Any, broker: Any, keys: Any, service_name: str
+) -> None:
+    from conftest import watch
+    from mgr_models import DemoConfig
+
+    from config_manager.db import bump_epoch_sync, connect_sync
+
+    first: RunningManager = manager_factory(
+        mqtt_url=broker.url("manager"), models={service_name: DemoConfig}
+    )
+    async with first.client("editor") as http:
+        resp = await put(http, service_name, {"label": "before"}, 0)
+        old_epoch = resp.json()["epoch"]
+    first.stop()
+    conn = connect_sync(first.settings.db_file)  # what `python -m config_manager epoch bump` does
+    try:
+        new_epoch = bump_epoch_sync(conn)
+    finally:
+        conn.close()
+    assert new_epoch > old_epoch
+
+    async with watch(broker, keys.trust, service_name) as watcher:
+        second: RunningManager = manager_factory(
+            mqtt_url=broker.url("manager"),
+            models={service_name: DemoConfig},
+            data_dir=first.data_dir,
+            tokens=first.tokens,
+        )
+        # Retained (old epoch) first, then the restart's republication under the new epoch.
+        seen = [await watcher.next(), await watcher.next()]
+        assert [e.position for e in seen] == [(old_epoch, 1), (new_epoch, 1)]
+        async with second.client("viewer") as http:
+            got = await http.get(f"/api/v1/configs/{service_name}")
+            assert got.json()["epoch"] == new_epoch
+            assert got.headers["etag"] == f'"{new_epoch}.1"'
