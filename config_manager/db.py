@@ -97,9 +97,19 @@ def migrate(path: Path) -> int:
 
 
 def _statements(sql: str) -> list[str]:
-    """Split a migration into statements (no triggers in our migrations, so ';' ends one)."""
-    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    """Split a migration into complete statements (trigger bodies hold ';' too)."""
+    statements: list[str] = []
+    pending = ""
+    for line in sql.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete statement at the end of a migration: {pending.strip()!r}")
+    return statements
 
 
 def read_epoch_sync(conn: sqlite3.Connection) -> int:

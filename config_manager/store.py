@@ -211,53 +211,36 @@ class ConfigStore:
         async with self._lock:
             conn = self.conn
             epoch = self._epoch
-            await conn.execute("BEGIN IMMEDIATE")
+            single = len(changes) == 1
+            if not single:
+                await conn.execute("BEGIN IMMEDIATE")
             try:
                 for change in changes:
                     version = change.expected_version + 1
-                    if change.expected_version == 0:
-                        try:
-                            await conn.execute(
-                                "INSERT INTO services (name, current_version, updated_at) "
-                                "VALUES (?, ?, ?)",
-                                (change.service, version, created),
-                            )
-                        except sqlite3.IntegrityError:
-                            raise VersionConflict(
-                                change.service, 0, self._version_of(change.service)
-                            ) from None
-                    else:
-                        # The version check is in the statement itself.
+                    try:
+                        # One statement: the triggers check the version, advance the
+                        # service and add the outbox row (id = this row's rowid).
                         cur = await conn.execute(
-                            "UPDATE services SET current_version = ?, updated_at = ? "
-                            "WHERE name = ? AND current_version = ?",
-                            (version, created, change.service, change.expected_version),
-                        )
-                        updated = cur.rowcount
-                        await cur.close()
-                        if updated != 1:
-                            raise VersionConflict(
+                            "INSERT INTO versions (service, version, epoch, values_json, "
+                            "created_at, created_by, change_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (
                                 change.service,
-                                change.expected_version,
-                                self._version_of(change.service),
-                            )
-                    await conn.execute(
-                        "INSERT INTO versions (service, version, epoch, values_json, "
-                        "created_at, created_by, change_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (
+                                version,
+                                epoch,
+                                _dumps(change.values),
+                                created,
+                                actor,
+                                change_id,
+                            ),
+                        )
+                    except sqlite3.IntegrityError as exc:
+                        if "version conflict" not in str(exc):
+                            raise
+                        raise VersionConflict(
                             change.service,
-                            version,
-                            epoch,
-                            _dumps(change.values),
-                            created,
-                            actor,
-                            change_id,
-                        ),
-                    )
-                    cur = await conn.execute(
-                        "INSERT INTO outbox (service, version, created_at) VALUES (?, ?, ?)",
-                        (change.service, version, created),
-                    )
+                            change.expected_version,
+                            self._version_of(change.service),
+                        ) from None
                     outbox_id = cur.lastrowid
                     await cur.close()
                     stored.append(
@@ -272,11 +255,13 @@ class ConfigStore:
                             outbox_id,
                         )
                     )
-                await conn.execute("COMMIT")
+                if not single:
+                    await conn.execute("COMMIT")
             except BaseException:
-                # A failed COMMIT may already have ended the transaction; nothing to undo then.
-                with contextlib.suppress(sqlite3.OperationalError):
-                    await conn.execute("ROLLBACK")
+                if not single:
+                    # A failed COMMIT may already have ended the transaction.
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await conn.execute("ROLLBACK")
                 raise
             for item in stored:
                 self._current[item.service] = item
