@@ -1,0 +1,74 @@
+"""The database: migrations upgrade an existing file, the schema itself enforces versions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from config_manager.db import migrate, migrations, now_iso
+from config_manager.store import ConfigStore, NewVersion, VersionConflict
+
+
+def _database_at_schema_1(path: Path) -> None:
+    """A database as the first release left it: migration 1 only, one version stored."""
+    number, name, sql = migrations()[0]
+    assert number == 1
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.executescript(sql)
+        conn.execute(
+            "CREATE TABLE schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        conn.execute("INSERT INTO schema_migrations VALUES (1, ?, ?)", (name, now_iso()))
+        conn.execute("INSERT INTO meta VALUES ('epoch', '1700000000')")
+        conn.execute("INSERT INTO services VALUES ('svc-old', 1, ?)", (now_iso(),))
+        conn.execute(
+            "INSERT INTO versions VALUES ('svc-old', 1, 1700000000, '{\"a\":1}', ?, 'x', 'c')",
+            (now_iso(),),
+        )
+        conn.execute(
+            "INSERT INTO outbox (service, version, created_at) VALUES ('svc-old', 1, ?)",
+            (now_iso(),),
+        )
+    finally:
+        conn.close()
+
+
+async def test_an_old_database_is_migrated_and_keeps_working(tmp_path: Path) -> None:
+    db = tmp_path / "manager.db"
+    _database_at_schema_1(db)
+    assert migrate(db) == max(n for n, _, _ in migrations())
+    async with ConfigStore(db) as store:
+        assert await store.epoch() == 1700000000  # an existing epoch is never replaced
+        assert (await store.current("svc-old")) is not None
+        [stored] = await store.write([NewVersion("svc-old", 1, {"a": 2})], actor="t")
+        assert stored.version == 2
+        pending = await store.pending(10)
+        assert [(p.service, p.version) for p in pending] == [("svc-old", 1), ("svc-old", 2)]
+        assert pending[-1].id == stored.outbox_id
+
+
+async def test_the_schema_refuses_a_version_that_does_not_follow(tmp_path: Path) -> None:
+    db = tmp_path / "manager.db"
+    async with ConfigStore(db) as store:
+        await store.write([NewVersion("svc-a", 0, {"n": 1})], actor="t")
+        with pytest.raises(VersionConflict) as info:
+            await store.write([NewVersion("svc-a", 0, {"n": 2})], actor="t")
+        assert info.value.current == 1
+        # Two services in one transaction: the second one's conflict undoes the first.
+        with pytest.raises(VersionConflict):
+            await store.write(
+                [NewVersion("svc-b", 0, {"n": 1}), NewVersion("svc-a", 5, {"n": 3})], actor="t"
+            )
+        assert await store.current("svc-b") is None
+        assert [s.service for s in await store.services()] == ["svc-a"]
+    conn = sqlite3.connect(db)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="version conflict"):
+            conn.execute("INSERT INTO versions VALUES ('svc-a', 3, 1, '{}', 't', 'x', 'c')")
+        assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+    finally:
+        conn.close()
