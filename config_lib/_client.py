@@ -18,6 +18,7 @@ import asyncio
 import enum
 import logging
 import random
+import socket
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -96,6 +97,8 @@ class ConfigLibrary(Generic[M]):
         self._handled = 0
         self._report: AppliedReport | None = None
         self._session_connected = False
+        # The position in force once its LKG write and report are done (what waiters see).
+        self._settled: Position | None = None
 
     # -- public state ---------------------------------------------------------------
 
@@ -152,7 +155,7 @@ class ConfigLibrary(Generic[M]):
             if callback in self._pending_callbacks:
                 self._pending_callbacks.remove(callback)
             if self._state is not None:
-                self._state.on_change(callback)()
+                self._state.remove(callback)
 
         return unsubscribe
 
@@ -170,7 +173,7 @@ class ConfigLibrary(Generic[M]):
         """
 
         def reached() -> bool:
-            pos = self._require_state().position
+            pos = self._settled
             if pos is None:
                 return False
             return pos >= (epoch, version) if epoch is not None else pos[1] >= version
@@ -207,6 +210,7 @@ class ConfigLibrary(Generic[M]):
             limits=self.settings.limits,
         )
         self._state = self._initial_state(pipeline)
+        self._settled = self._state.position
         for callback in self._pending_callbacks:
             self._state.on_change(callback)
         self._pending_callbacks.clear()
@@ -367,6 +371,9 @@ class ConfigLibrary(Generic[M]):
             timeout=s.connect_timeout,
             keepalive=s.keepalive,
             logger=logging.getLogger("config_lib.mqtt"),
+            # Small packets both ways (PUBACK, then the report): without this, Nagle's
+            # algorithm and the broker's delayed ACK add tens of milliseconds per update.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         ) as client:
             granted = await client.subscribe(self._topic, qos=1)
             if any(_refused(code) for code in granted):
@@ -386,7 +393,7 @@ class ConfigLibrary(Generic[M]):
             # The broker queues the retained config right after the SUBACK and before the
             # PUBACK of this report, so once it is acknowledged every retained message is
             # already in the client's queue: `pending` tells when startup has seen them.
-            await self._publish(self._report or self._make_report("applied"))
+            await self._publish(self._report or self._make_report("applied"), qos=1)
             pending = len(client.messages)
             if pending == 0:
                 self._synced.set()
@@ -411,6 +418,7 @@ class ConfigLibrary(Generic[M]):
             await self._act_on(await state.offer(raw))
         finally:
             self._handled += 1
+            self._settled = state.position
             async with self._changed:
                 self._changed.notify_all()
 
@@ -471,8 +479,15 @@ class ConfigLibrary(Generic[M]):
                 )
         await self._publish(self._make_report("applied", **attempted))
 
-    async def _publish(self, report: AppliedReport) -> None:
-        """Remember ``report`` as the latest and publish it retained if connected."""
+    async def _publish(self, report: AppliedReport, *, qos: int = 0) -> None:
+        """Remember ``report`` as the latest and publish it retained if connected.
+
+        QoS 0 is enough for reports after the first one of a connection: TCP delivers them
+        in order while the connection lives, and the latest report is published again
+        (QoS 1) on every new connection. It also spares the broker's PUBACK, which with
+        Nagle's algorithm on the broker side would delay the next config by a delayed-ACK
+        timeout.
+        """
         self._report = report
         client = self._client
         if client is None:
@@ -480,7 +495,7 @@ class ConfigLibrary(Generic[M]):
         await client.publish(
             self._applied_topic,
             report.to_bytes(),
-            qos=1,
+            qos=qos,
             retain=True,
             timeout=self.settings.connect_timeout,
         )

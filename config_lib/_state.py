@@ -85,11 +85,11 @@ class ConfigState(Generic[M]):
     def on_change(self, callback: ChangeCallback[M]) -> Callable[[], None]:
         """Register ``callback``; returns the function that unregisters it."""
         self._callbacks = (*self._callbacks, callback)
+        return lambda: self.remove(callback)
 
-        def unsubscribe() -> None:
-            self._callbacks = tuple(cb for cb in self._callbacks if cb is not callback)
-
-        return unsubscribe
+    def remove(self, callback: ChangeCallback[M]) -> None:
+        """Unregister ``callback`` (every registration of it); unknown callbacks are ignored."""
+        self._callbacks = tuple(cb for cb in self._callbacks if cb is not callback)
 
     async def offer(self, raw: bytes) -> Decision[M]:
         """Run ``raw`` through the pipeline and, if it passes, apply it all-or-nothing."""

@@ -163,7 +163,9 @@ async def test_cold_start_with_broker_down_uses_lkg_then_catches_up(
     own_broker.stop()
 
     # initial_wait is 30 s: a refused connection must not make startup wait for it.
-    cfg = await asyncio.wait_for(lib().__aenter__(), timeout=10)
+    cfg = lib()
+    async with asyncio.timeout(10):
+        await cfg.__aenter__()
     try:
         assert cfg.source == "lkg"
         assert cfg.version == 2
