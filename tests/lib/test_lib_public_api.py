@@ -133,3 +133,31 @@ def test_prometheus_collector_exports_counters() -> None:
         in text
     )
     assert metrics.snapshot()["rejected"] == {"bad_signature": 2}
+
+
+def _python_blocks(markdown: str) -> list[str]:
+    blocks, current, inside = [], [], False
+    for line in markdown.splitlines():
+        if line.strip() == "```python":
+            inside, current = True, []
+        elif line.strip() == "```" and inside:
+            inside = False
+            blocks.append("\n".join(current))
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+def test_docs_snippets_compile_and_the_first_one_runs(tmp_path: Path) -> None:
+    doc = (REPO / "docs" / "config_lib.md").read_text()
+    blocks = _python_blocks(doc)
+    assert len(blocks) >= 3
+    for i, block in enumerate(blocks):
+        compile(block, f"docs/config_lib.md[{i}]", "exec")
+    namespace: dict[str, object] = {"__name__": "doc_snippet"}
+    code = compile(blocks[0], "docs/config_lib.md[0]", "exec", dont_inherit=True)
+    exec(code, namespace)  # noqa: S102 - running our own documentation snippet
+    model = namespace["SttConfig"]
+    assert model().beam_size == 5  # type: ignore[operator]
+    imported = {name for name in namespace if name in config_lib.__all__}
+    assert {"ConfigChange", "ConfigLibrary", "LibrarySettings"} <= imported
