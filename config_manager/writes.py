@@ -171,7 +171,12 @@ class ConfigWriter:
             )
         return model
 
-    async def current(self, service: str) -> CurrentConfig:
+    async def current(self, service: str, *, for_write: bool = False) -> CurrentConfig:
+        """The stored config, or the model's defaults as version 0.
+
+        A model with required fields has no defaults: reading it before the first write is
+        a 404, while a write (``for_write``) starts from an empty version 0.
+        """
         self.model(service)
         stored = await self.store.current(service)
         epoch = await self.store.epoch()
@@ -180,6 +185,8 @@ class ConfigWriter:
                 service, stored.version, epoch, stored.values, stored.created_at, stored.created_by
             )
         defaults = self.registry.defaults(service)
+        if defaults is None and for_write:
+            return CurrentConfig(service, 0, epoch, {}, None, None)
         if defaults is None:
             raise Problem(
                 404,
@@ -276,7 +283,7 @@ class ConfigWriter:
     ) -> WriteOutcome:
         """Plan and (unless ``dry_run``) store one change. Raises Problem on refusal."""
         async with self._lock:
-            current = await self.current(service)
+            current = await self.current(service, for_write=True)
             if expected_version != current.version:
                 raise self._conflict(service, expected_version, current)
             try:
@@ -305,7 +312,7 @@ class ConfigWriter:
             changes: list[PlannedChange] = []
             try:
                 for service in sorted(patches):
-                    current = await self.current(service)
+                    current = await self.current(service, for_write=True)
                     changes.append(self.plan(current, patch=_plain(patches[service])))
                 await self.check_compatibility(changes)
             except Problem:

@@ -117,7 +117,7 @@ async def validate_config(
     if_match: IfMatch = None,
 ) -> dict[str, Any]:
     """Dry run of a PUT: validates (and checks If-Match when given); stores nothing."""
-    current = await writer.current(service)
+    current = await writer.current(service, for_write=True)
     expected = current.version if if_match is None else parse_if_match(if_match, current.epoch)
     outcome = await writer.write(
         service, expected_version=expected, document=body, actor=principal.name, dry_run=True

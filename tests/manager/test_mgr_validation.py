@@ -210,3 +210,25 @@ async def test_secrets_are_kept_on_mask_and_never_stored_in_plaintext(
     raw = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
     assert secret.encode() not in raw
     assert b"default-api-key-0000" not in raw
+
+
+async def test_a_model_without_defaults_starts_empty(
+    manager_factory: Any, broker: Any, service_name: str
+) -> None:
+    from pydantic import BaseModel, ConfigDict
+
+    class Required(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        endpoint: str
+
+    manager = manager_factory(mqtt_url=broker.url("manager"), models={service_name: Required})
+    async with manager.client("editor") as http:
+        missing = await http.get(f"/api/v1/configs/{service_name}")
+        assert missing.status_code == 404
+        assert missing.json()["version"] == 0
+        incomplete = await put(http, service_name, {}, 0)
+        assert incomplete.status_code == 422
+        assert incomplete.json()["errors"][0]["loc"] == ["endpoint"]
+        first = await put(http, service_name, {"endpoint": "https://example.test"}, 0)
+        assert first.status_code == 200, first.text
+        assert first.json()["version"] == 1
