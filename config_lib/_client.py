@@ -268,7 +268,7 @@ class ConfigLibrary(Generic[M]):
     async def _close(self) -> None:
         if self._lifecycle is _Lifecycle.CLOSED:
             return
-        self._lifecycle = _Lifecycle.CLOSED
+        self._lifecycle = _Lifecycle.CLOSED  # from now on _publish() sends nothing
         client = self._client
         if client is not None and self._report is not None:
             offline = self._report.stamped(status="offline", reason="stopped")
@@ -490,8 +490,8 @@ class ConfigLibrary(Generic[M]):
         """
         self._report = report
         client = self._client
-        if client is None:
-            return  # republished on the next connection
+        if client is None or self._lifecycle is _Lifecycle.CLOSED:
+            return  # republished on the next connection; nothing after the offline report
         await client.publish(
             self._applied_topic,
             report.to_bytes(),

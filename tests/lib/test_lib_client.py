@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from config_lib import (
     LibraryStateError,
     encrypt_secrets,
     sign_envelope,
+    write_atomic,
 )
 
 
@@ -259,3 +263,77 @@ async def test_secrets_are_decrypted_in_memory_only(
             assert SECRET not in record.getMessage()
             assert SECRET not in repr(record.__dict__)
         assert SECRET not in repr(cfg.current)
+
+
+async def test_clean_shutdown_reports_offline(
+    broker: Any,
+    keys: Any,
+    service_name: str,
+    lib_settings: LibrarySettings,
+    manager_client: aiomqtt.Client,
+    debug_client: aiomqtt.Client,
+) -> None:
+    dk = keys.data_key(service_name)
+    await publish_config(
+        manager_client,
+        service_name,
+        envelope(service_name, 3, signing=keys.signing, data_key=dk, beam_size=3),
+    )
+    reports = ReportWatcher(debug_client, service_name, lib_settings.resolved_instance_id())
+    await reports.start()
+    async with _library(broker, keys, service_name, lib_settings) as cfg:
+        assert cfg.connected
+        online = await reports.next_matching(status="applied", version=3)
+        assert online.source == "broker"
+    offline = await reports.next_matching(status="offline")
+    assert (offline.version, offline.reason, offline.instance) == (3, "stopped", "test-1")
+
+
+_CHILD = """
+import sys
+from pydantic import BaseModel
+from config_lib import initialize_and_subscribe
+
+class Plain(BaseModel):
+    x: int = 1
+
+handle = initialize_and_subscribe(sys.argv[1], Plain)
+print("ready", handle.source, flush=True)
+sys.stdin.read()  # until the test kills this process
+"""
+
+
+async def test_killed_process_is_marked_offline_by_its_will(
+    broker: Any,
+    keys: Any,
+    service_name: str,
+    tmp_path: Path,
+    debug_client: aiomqtt.Client,
+) -> None:
+    trust = tmp_path / "trust.pem"
+    write_atomic(trust, keys.trust.to_pem())
+    env = {
+        **os.environ,
+        "CONFIG_LIB_MQTT_URL": broker.url(service_name),
+        "CONFIG_LIB_TRUST_STORE": str(trust),
+        "CONFIG_LIB_LKG_DIR": str(tmp_path / "lkg"),
+        "CONFIG_LIB_INSTANCE_ID": "doomed-1",
+        "CONFIG_LIB_DATA_DIR": str(tmp_path / "data"),
+    }
+    reports = ReportWatcher(debug_client, service_name, "doomed-1")
+    await reports.start()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CHILD, service_name,
+        env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(child.stdout.readline(), 30)
+        assert line.split() == [b"ready", b"defaults"]
+        online = await reports.next_matching(status="applied")
+        assert online.instance == "doomed-1"
+    finally:
+        child.kill()
+        await child.wait()
+    offline = await reports.next_matching(status="offline", timeout=10)
+    assert offline.reason == "connection_lost"

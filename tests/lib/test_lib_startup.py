@@ -18,7 +18,14 @@ from lib_support import (
     read_bytes,
 )
 
-from config_lib import ConfigLibrary, LibrarySettings, NoConfig, env_prefix, write_atomic
+from config_lib import (
+    ConfigLibrary,
+    LibrarySettings,
+    MqttEndpoint,
+    NoConfig,
+    env_prefix,
+    write_atomic,
+)
 
 
 def _lkg(settings: LibrarySettings, service: str) -> Path:
@@ -229,3 +236,36 @@ async def test_newer_retained_config_wins_over_lkg_at_startup(
         # Startup waited for the retained message: it is in force on return.
         assert (cfg.source, cfg.version, cfg.current.beam_size) == ("broker", 4, 4)
     assert json.loads(read_bytes(_lkg(lib_settings, service_name)))["version"] == 4
+
+
+async def test_silent_broker_does_not_block_startup_beyond_initial_wait(
+    keys: Any, service_name: str, lib_settings: LibrarySettings
+) -> None:
+    """A peer that accepts TCP but never answers CONNACK: startup ends after initial_wait."""
+    accepted = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = lib_settings.model_copy(update={"initial_wait": 0.3, "connect_timeout": 30.0})
+    async with server:
+        lib = ConfigLibrary(
+            service=service_name,
+            model=DemoConfig,
+            settings=settings,
+            trust=keys.trust,
+            endpoint=MqttEndpoint("127.0.0.1", port, service_name, "pw"),
+        )
+        async with asyncio.timeout(10):
+            await lib.__aenter__()
+        try:
+            assert accepted.is_set()
+            assert lib.source == "defaults"
+            assert not lib.connected
+        finally:
+            async with asyncio.timeout(10):
+                await lib.aclose()
