@@ -301,6 +301,12 @@ def main() -> int:
     results = asyncio.run(run_stack(args))
     out = REPO / "bench" / "results" / "orchestrator.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and (args.skip_wer or args.skip_latency):
+        # a partial run updates the figures it measured and keeps the others
+        previous = json.loads(out.read_text())
+        for name, entry in results["configs"].items():
+            previous.setdefault("configs", {}).setdefault(name, {}).update(entry)
+        results = previous | {k: v for k, v in results.items() if k != "configs"}
     out.write_text(json.dumps(results, indent=2))
     print(f"\nresults written to {out.relative_to(REPO)}")
     return 0

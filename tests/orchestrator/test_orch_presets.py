@@ -139,8 +139,8 @@ def test_rules_without_the_other_service_are_skipped() -> None:
 @pytest.mark.parametrize(
     ("values", "fragment"),
     [
-        ({"overlap_duration_s": 6.0}, "overlap_duration_s must be shorter"),
-        ({"processing_interval_s": 7.0}, "processing_interval_s must not be longer"),
+        ({"overlap_duration_s": 16.0}, "overlap_duration_s must be shorter"),
+        ({"processing_interval_s": 17.0}, "processing_interval_s must not be longer"),
         ({"buffer_duration_s": 6.5}, "buffer_duration_s must hold"),
         ({"chunk_duration_s": 0.0}, "greater than 0"),
         ({"unknown": 1}, "Extra inputs are not permitted"),

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,6 +91,18 @@ async def run_service(settings: OrchestratorSettings) -> None:
                 unsubscribe()
 
 
+async def _serve(settings: OrchestratorSettings) -> None:
+    """Run until SIGTERM/SIGINT, then close cleanly (the library reports ``offline``)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await run_service(settings)
+    _log.info("orchestrator stopped")
+
+
 # -- transcribe ----------------------------------------------------------------------------
 class _ProgressBar:
     """A one-line progress bar on stderr: audio sent and audio transcribed."""
@@ -106,8 +120,10 @@ class _ProgressBar:
         queued = max(0, int(sent * self.width) - filled)
         bar = "█" * filled + "▒" * queued + "·" * (self.width - filled - queued)
         line = f"\r[{bar}] sent {sent_s:6.1f} s  transcribed {done_s:6.1f}/{self.total_s:.1f} s"
-        if line != self._last:
-            self._last = line
+        # On a terminal redraw in place; in a log, one line per tenth of progress.
+        key = line if self.enabled else f"{int(sent * 10)}/{int(done * 10)}"
+        if key != self._last:
+            self._last = key
             sys.stderr.write(line if self.enabled else line.lstrip("\r") + "\n")
             sys.stderr.flush()
 
@@ -184,10 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        asyncio.run(run_service(settings))
-    except KeyboardInterrupt:
-        return 0
+    asyncio.run(_serve(settings))
     return 0
 
 
