@@ -365,7 +365,7 @@ class ConfigLibrary(Generic[M]):
             qos=1,
             retain=True,
         )
-        async with aiomqtt.Client(
+        client = aiomqtt.Client(
             **endpoint.client_kwargs(),
             will=will,
             timeout=s.connect_timeout,
@@ -374,35 +374,41 @@ class ConfigLibrary(Generic[M]):
             # Small packets both ways (PUBACK, then the report): without this, Nagle's
             # algorithm and the broker's delayed ACK add tens of milliseconds per update.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        ) as client:
-            granted = await client.subscribe(self._topic, qos=1)
-            if any(_refused(code) for code in granted):
-                raise aiomqtt.MqttError(
-                    f"broker refused the subscription to {self._topic} (check the ACL and "
-                    f"that the MQTT user is the service name)"
+        )
+        try:
+            async with client:
+                granted = await client.subscribe(self._topic, qos=1)
+                if any(_refused(code) for code in granted):
+                    raise aiomqtt.MqttError(
+                        f"broker refused the subscription to {self._topic} (check the ACL and "
+                        f"that the MQTT user is the service name)"
+                    )
+                self._client = client
+                self._session_connected = True
+                logger.info(
+                    "connected to broker: service=%s broker=%s topic=%s",
+                    self.service,
+                    endpoint,
+                    self._topic,
+                    extra={"service": self.service, "broker": str(endpoint)},
                 )
-            self._client = client
-            self._session_connected = True
-            logger.info(
-                "connected to broker: service=%s broker=%s topic=%s",
-                self.service,
-                endpoint,
-                self._topic,
-                extra={"service": self.service, "broker": str(endpoint)},
-            )
-            # The broker queues the retained config right after the SUBACK and before the
-            # PUBACK of this report, so once it is acknowledged every retained message is
-            # already in the client's queue: `pending` tells when startup has seen them.
-            await self._publish(self._report or self._make_report("applied"), qos=1)
-            pending = len(client.messages)
-            if pending == 0:
-                self._synced.set()
-            async for message in client.messages:
-                if message.topic.matches(self._topic):
-                    await self._handle(message.payload)
-                pending -= 1
+                # The broker queues the retained config right after the SUBACK and before the
+                # PUBACK of this report, so once it is acknowledged every retained message is
+                # already in the client's queue: `pending` tells when startup has seen them.
+                await self._publish(self._report or self._make_report("applied"), qos=1)
+                pending = len(client.messages)
                 if pending == 0:
                     self._synced.set()
+                async for message in client.messages:
+                    if message.topic.matches(self._topic):
+                        await self._handle(message.payload)
+                    pending -= 1
+                    if pending == 0:
+                        self._synced.set()
+        finally:
+            # aiomqtt leaves the socket open when the connection attempt fails or is
+            # cancelled before CONNACK; reinitialise() closes it (and its loop reader).
+            client._client.reinitialise()
 
     async def _handle(self, payload: Any) -> None:
         state = self._require_state()

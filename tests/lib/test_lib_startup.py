@@ -243,11 +243,14 @@ async def test_silent_broker_does_not_block_startup_beyond_initial_wait(
 ) -> None:
     """A peer that accepts TCP but never answers CONNACK: startup ends after initial_wait."""
     accepted = asyncio.Event()
+    closed = asyncio.Event()
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted.set()
-        await reader.read()  # until the client gives up and closes
+        await reader.read()  # until the client gives up and closes its socket
         writer.close()
+        await writer.wait_closed()
+        closed.set()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -269,3 +272,4 @@ async def test_silent_broker_does_not_block_startup_beyond_initial_wait(
         finally:
             async with asyncio.timeout(10):
                 await lib.aclose()
+                await closed.wait()  # the library closed its half-open connection
