@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from conftest import RunningManager, put
+from mgr_harness import RunningManager, put
 
 from config_manager.tokens import hash_token
 

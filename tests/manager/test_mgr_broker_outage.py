@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiomqtt
-from conftest import RunningManager, eventually, put, watch
+from mgr_harness import RunningManager, eventually, put, watch
 from mgr_models import DemoConfig
 
 from config_lib import Envelope, TrustStore, updated_topic, verify_envelope
@@ -70,7 +70,6 @@ async def test_writes_during_an_outage_are_published_in_order(
     manager: RunningManager = manager_factory(
         mqtt_url=own_broker.url("manager"),
         models={service_name: DemoConfig},
-        publish_wait_s=1.0,
     )
     total, outage_at = 24, 8
     async with (

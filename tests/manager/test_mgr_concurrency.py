@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
-from conftest import RunningManager, put
+from mgr_harness import RunningManager, put
 
 
 async def test_fifty_concurrent_writers_exactly_one_wins(

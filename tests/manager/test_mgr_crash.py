@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import eventually, watch, write_keys
+from mgr_harness import eventually, watch, write_keys
 
 from config_lib import decrypt_secrets
 from config_manager.broker import free_port

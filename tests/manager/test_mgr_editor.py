@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import RunningManager
+from mgr_harness import RunningManager
 
 CHROMIUM_FLAGS = [
     "--headless",

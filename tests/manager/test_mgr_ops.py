@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from conftest import RunningManager, put
+from mgr_harness import RunningManager, put
 
 import config_manager
 
@@ -62,7 +62,7 @@ def test_public_api_is_exactly_all() -> None:
 async def test_epoch_bump_after_a_restore_is_published(
     manager_factory: Any, broker: Any, keys: Any, service_name: str
 ) -> None:
-    from conftest import watch
+    from mgr_harness import watch
     from mgr_models import DemoConfig
 
     from config_manager.db import bump_epoch_sync, connect_sync

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import RunningManager, put, watch
+from mgr_harness import RunningManager, put, watch
 
 from config_manager.presets import PRESETS
 from workers.orchestrator.config import OrchestratorConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import RunningManager, watch
+from mgr_harness import RunningManager, watch
 
 from config_lib import MASK, decrypt_secrets
 
@@ -43,7 +43,7 @@ async def test_put_reaches_a_verifying_subscriber(
 async def test_put_reaches_a_config_library_and_its_applied_report_comes_back(
     manager: RunningManager, broker: Any, keys: Any, service_name: str, tmp_path: Any
 ) -> None:
-    from conftest import eventually
+    from mgr_harness import eventually
     from mgr_models import DemoConfig
 
     from config_lib import ConfigLibrary, LibrarySettings

@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 
 import pytest
-from conftest import RunningManager, put
+from mgr_harness import RunningManager, put
 
 from config_lib import MASK, decrypt_secrets
 
