@@ -65,13 +65,24 @@ class ConfigPipeline(Generic[M]):
         envelope = verify_envelope(
             raw, trust=self.trust, service=self.service, last=last, limits=self.limits
         )
-        values = decrypt_secrets(envelope.config, service=self.service, keys=self.data_keys)
+        where = f"version {envelope.version} (epoch {envelope.epoch})"
+        try:
+            values = decrypt_secrets(envelope.config, service=self.service, keys=self.data_keys)
+        except RecursionError:
+            raise InvalidConfig(f"{where}: the config nests too deeply") from None
         try:
             config = self.model.model_validate(values)
         except ValidationError as exc:
             # The summary names fields and problems, never the (possibly secret) inputs.
             raise InvalidConfig(
-                f"version {envelope.version} (epoch {envelope.epoch}) does not fit "
-                f"{self.model.__name__}: {validation_summary(exc)}"
+                f"{where} does not fit {self.model.__name__}: {validation_summary(exc)}"
+            ) from None
+        # The service's own validators are user code: pydantic turns their ValueError and
+        # AssertionError into a ValidationError, but anything else they raise must still
+        # mean "refused", never a crash of the subscription. The message is not kept (it
+        # may quote a value); the exception type is.
+        except Exception as exc:
+            raise InvalidConfig(
+                f"{where}: a {self.model.__name__} validator raised {type(exc).__name__}"
             ) from None
         return Accepted(envelope, config)

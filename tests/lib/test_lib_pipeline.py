@@ -6,7 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lib_support import SECRET, DemoConfig, envelope
+from pydantic import BaseModel, field_validator
 
 from config_lib import (
     BadSignature,
@@ -21,6 +24,7 @@ from config_lib import (
     SecretError,
     ServiceMismatch,
     SigningKey,
+    TrustStore,
     UnknownKey,
     Unsigned,
     derive_data_key,
@@ -198,3 +202,55 @@ async def test_unsubscribed_callback_is_not_called(
     await state.offer(_env(keys, service_name, 3, beam_size=3))
     assert seen == [2]
     assert state.metrics.applied == 2
+
+
+class Picky(BaseModel):
+    name: str = "x"
+
+    @field_validator("name")
+    @classmethod
+    def _no_boom(cls, value: str) -> str:
+        if value == "boom":
+            raise TypeError(f"cannot take {value}")  # not turned into a ValidationError
+        return value
+
+
+def test_validator_raising_unexpected_error_is_a_rejection(keys: Any, service_name: str) -> None:
+    pipeline = ConfigPipeline(service=service_name, model=Picky, trust=keys.trust)
+    raw = sign_envelope(
+        service=service_name, version=1, epoch=1, config={"name": "boom"}, key=keys.signing
+    )
+    with pytest.raises(InvalidConfig) as info:
+        pipeline.accept(raw)
+    assert "TypeError" in str(info.value)
+    assert "boom" not in str(info.value)
+
+
+def test_deeply_nested_signed_config_is_a_rejection(keys: Any, service_name: str) -> None:
+    pipeline = ConfigPipeline(service=service_name, model=Picky, trust=keys.trust)
+    nested: list[Any] = []
+    for _ in range(900):
+        nested = [nested]
+    raw = sign_envelope(
+        service=service_name,
+        version=1,
+        epoch=1,
+        config={"name": "a", "n": nested},
+        key=keys.signing,
+    )
+    with pytest.raises((InvalidConfig, MalformedEnvelope)):
+        pipeline.accept(raw)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=600) | st.from_regex(rb"\{.{0,200}\}", fullmatch=True))
+async def test_arbitrary_bytes_never_crash_the_state(data: bytes) -> None:
+    signing = SigningKey.generate()
+    pipeline = ConfigPipeline(
+        service="svc-fuzz", model=DemoConfig, trust=TrustStore([signing.public_key])
+    )
+    state = ConfigState(pipeline, current=DemoConfig(), source="defaults")
+    decision = await state.offer(data)
+    assert decision.status == "rejected"
+    assert decision.reason
+    assert state.current == DemoConfig()
