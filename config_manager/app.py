@@ -24,6 +24,7 @@ from config_lib import (
 )
 
 from .api import configs, health, presets, services, tokens
+from .body_limit import BodyLimitMiddleware
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
@@ -135,6 +136,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     for router in (
         health.router,
         services.router,

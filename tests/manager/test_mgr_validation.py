@@ -232,3 +232,26 @@ async def test_a_model_without_defaults_starts_empty(
         first = await put(http, service_name, {"endpoint": "https://example.test"}, 0)
         assert first.status_code == 200, first.text
         assert first.json()["version"] == 1
+
+
+async def test_every_route_bounds_its_body(manager: RunningManager) -> None:
+    async with manager.client("admin") as http:
+        big = b'{"name": "x", "role": "viewer", "pad": "' + b"z" * 400_000 + b'"}'
+        resp = await http.post(
+            "/api/v1/tokens", content=big, headers={"Content-Type": "application/json"}
+        )
+        assert resp.status_code == 413
+        assert resp.headers["content-type"].startswith(PROBLEM)
+
+        async def chunks() -> Any:
+            yield b'{"name": "y", "role": "viewer", "pad": "'
+            for _ in range(50):
+                yield b"z" * 10_000
+            yield b'"}'
+
+        streamed = await http.post(
+            "/api/v1/tokens", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert streamed.status_code == 413
+        names = {t["name"] for t in (await http.get("/api/v1/tokens")).json()}
+        assert not {"x", "y"} & names

@@ -1,0 +1,50 @@
+"""Bounded request bodies on every route, answered as problem+json (413)."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .problems import Problem
+
+__all__ = ["BodyLimitMiddleware"]
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes``: at once from ``Content-Length``, else while reading.
+
+    A body that grows too large while streaming makes ``receive`` raise a 413
+    ``HTTPException``, which the app's handlers turn into problem+json.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        detail = f"the body must be at most {self.max_bytes} bytes"
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                app = scope.get("app")
+                metrics = getattr(getattr(app, "state", None), "metrics", None)
+                if metrics is not None:
+                    metrics.rejected.labels(status="413").inc()
+                problem = Problem(413, "Body too large", detail, kind="too-large")
+                response = problem.response(scope.get("path"))
+                await response(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, detail)
+            return message
+
+        await self.app(scope, limited, send)
