@@ -160,7 +160,7 @@ async def paced(
         assert worker is not None
         assert swap_to is not None
         started = time.perf_counter()
-        await worker.apply_config(_Change(swap_to, worker.config_version + 1))
+        await worker.apply_config(_Change(swap_to, (worker.config_version or 0) + 1))
         swap_s = time.perf_counter() - started
 
     async with asyncio.TaskGroup() as group:

@@ -45,6 +45,7 @@ async def worker(broker: Any, engine: WhisperEngine) -> AsyncIterator[SttWorker]
         endpoint=broker.endpoint("stt"),
         instance_id=unique("stt"),
         config=SttConfig(),
+        config_version=0,
         settings=SttWorkerSettings(persistent_session=False),
         engine=engine,
     ) as w:

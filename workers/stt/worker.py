@@ -47,6 +47,7 @@ from workers.common import (
 )
 from workers.stt.config import SttConfig
 from workers.stt.engine import (
+    ModelLoadError,
     ModelSpec,
     Transcription,
     WhisperEngine,
@@ -60,6 +61,7 @@ __all__ = ["SttConfigChange", "SttWorker", "WorkerStats"]
 _log = logging.getLogger(__name__)
 
 _DEDUPE_WINDOW = 512  # recent (mid, digest) pairs remembered to drop QoS 1 redeliveries
+_CANCEL_RETRY_S = 0.5  # how long __aexit__ waits before cancelling a surviving task again
 
 
 class SttConfigChange(Protocol):
@@ -69,7 +71,7 @@ class SttConfigChange(Protocol):
     def new(self) -> SttConfig: ...
 
     @property
-    def version(self) -> int: ...
+    def version(self) -> int | None: ...
 
 
 @dataclass
@@ -91,7 +93,7 @@ class _Active:
 
     engine: WhisperEngine
     config: SttConfig
-    version: int
+    version: int | None
 
 
 class _Refused(Exception):
@@ -118,7 +120,7 @@ class SttWorker:
         endpoint: MqttEndpoint,
         instance_id: str,
         config: SttConfig,
-        config_version: int = 0,
+        config_version: int | None = None,
         settings: SttWorkerSettings | None = None,
         engine: WhisperEngine | None = None,
     ) -> None:
@@ -137,6 +139,7 @@ class SttWorker:
         self._transcribe_pool: ThreadPoolExecutor | None = None
         self._load_pool: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -150,7 +153,7 @@ class SttWorker:
             if engine is None or engine.spec != ModelSpec.from_config(config):
                 engine = await self._load(ModelSpec.from_config(config))
             self._active = _Active(engine, config, version)
-            _log.info("STT worker %s starting with config version %d", self.instance_id, version)
+            _log.info("STT worker %s starting with config version %s", self.instance_id, version)
             self._tasks = [
                 asyncio.create_task(self._connection_loop(), name="stt-connection"),
                 asyncio.create_task(self._processing_loop(), name="stt-processing"),
@@ -166,12 +169,18 @@ class SttWorker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._closing = True
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            # Python 3.11's asyncio.wait_for (inside aiomqtt's publish) swallows a
+            # cancellation that lands just as the awaited future completes, so a task can
+            # survive one cancel(): cancel again until every task has ended.
+            _, pending = await asyncio.wait(pending, timeout=_CANCEL_RETRY_S)
         for task in self._tasks:
-            task.cancel()
-        results = await asyncio.gather(*self._tasks, return_exceptions=True)
-        for task, result in zip(self._tasks, results, strict=True):
-            if isinstance(result, Exception):
-                _log.error("task %s had failed: %r", task.get_name(), result)
+            if not task.cancelled() and task.exception() is not None:
+                _log.error("task %s had failed: %r", task.get_name(), task.exception())
         self._shutdown_pools()
 
     def _shutdown_pools(self) -> None:
@@ -203,7 +212,8 @@ class SttWorker:
         return self._require_active().config
 
     @property
-    def config_version(self) -> int:
+    def config_version(self) -> int | None:
+        """Version of the signed config in force; None when running on env/defaults."""
         return self._require_active().version
 
     @property
@@ -234,15 +244,25 @@ class SttWorker:
             engine = active.engine
             if spec != engine.spec:
                 _log.info(
-                    "config version %d needs model %r (compute_type=%s): loading in background",
+                    "config version %s needs model %r (compute_type=%s): loading in background",
                     version,
                     spec.model,
                     spec.compute_type,
                 )
-                engine = await self._load(spec)
+                try:
+                    engine = await self._load(spec)
+                except ModelLoadError as exc:
+                    # The library reports only "failed"; the reason is logged here.
+                    _log.error(
+                        "config version %s refused, keeping version %s: %s",
+                        version,
+                        active.version,
+                        exc,
+                    )
+                    raise
             # One assignment on the event loop: the chunk being decoded keeps its snapshot.
             self._active = _Active(engine, new, version)
-        _log.info("config version %d in force (model %r)", version, spec.model)
+        _log.info("config version %s in force (model %r)", version, spec.model)
 
     async def _load(self, spec: ModelSpec) -> WhisperEngine:
         loop = asyncio.get_running_loop()
@@ -261,7 +281,7 @@ class SttWorker:
         settings = self._settings
         endpoint = self._endpoint
         delay = settings.reconnect_initial_s
-        while True:
+        while not self._closing:
             try:
                 async with aiomqtt.Client(
                     **endpoint.client_kwargs(),
@@ -304,7 +324,7 @@ class SttWorker:
     # -- chunks ----------------------------------------------------------------------
 
     async def _processing_loop(self) -> None:
-        while True:
+        while not self._closing:
             message = await self._inbox.get()
             await self._handle(message)
 
