@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ __all__ = ["main"]
 
 
 def _settings(args: argparse.Namespace) -> object:
+    """The settings (environment) with the command line's overrides."""
     from .settings import ManagerSettings
 
     overrides: dict[str, object] = {}
@@ -43,7 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=os.environ.get("CONFIG_MANAGER_LOG_LEVEL", "INFO"),
+        level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     uvicorn.run(
@@ -57,10 +57,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from .bootstrap import init_data_dir
+    from config_lib import MqttEndpoint
 
-    data_dir = args.data_dir or Path(os.environ.get("CONFIG_MANAGER_DATA_DIR", "data"))
-    result = init_data_dir(data_dir, mqtt_port=args.mqtt_port, dev=args.dev)
+    from .bootstrap import init_data_dir
+    from .settings import ManagerSettings
+
+    settings = _settings(args)
+    assert isinstance(settings, ManagerSettings)
+    port = args.mqtt_port or MqttEndpoint.from_url(settings.mqtt_url).port
+    result = init_data_dir(settings.data_dir, mqtt_port=port, dev=args.dev)
     if not result.changed:
         print(f"{result.data_dir}: already initialised, nothing changed")
     for path in result.created:
@@ -128,7 +133,12 @@ def _parser() -> argparse.ArgumentParser:
 
     init = sub.add_parser("init", help="create the data directory (idempotent)")
     init.add_argument("--data-dir", type=Path, default=None)
-    init.add_argument("--mqtt-port", type=int, default=int(os.environ.get("MQTT_PORT", "1883")))
+    init.add_argument(
+        "--mqtt-port",
+        type=int,
+        default=None,
+        help="broker port for the rendered mosquitto.conf (default: CONFIG_MANAGER_MQTT_URL's)",
+    )
     init.add_argument("--dev", action="store_true", help="development mode")
 
     token = sub.add_parser("token", help="manage API tokens")

@@ -42,6 +42,7 @@ class ManagerSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="HTTP listen address.")
     port: int = Field(8081, ge=0, le=65535, description="HTTP listen port.")
     dev_mode: bool = Field(False, description="Allow missing keys and placeholder secrets.")
+    log_level: str = Field("INFO", description="Log level of `serve` (DEBUG, INFO, WARNING...).")
 
     max_body_bytes: int = Field(
         DEFAULT_MAX_BYTES, gt=0, description="Largest request body accepted (413 above)."
