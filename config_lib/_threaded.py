@@ -148,6 +148,11 @@ class ThreadedConfig(Generic[M]):
 
     # -- lifecycle ------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """True while the library's thread is alive."""
+        return self._thread.is_alive()
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop the library (it reports ``offline``) and join its thread."""
         loop, stop = self._loop, self._stop

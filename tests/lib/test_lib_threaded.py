@@ -7,12 +7,14 @@ import threading
 import types
 from typing import Any
 
-from lib_support import DemoConfig, envelope
+import pytest
+from lib_support import DemoConfig, RequiredConfig, envelope
 from pydantic import SecretStr
 
 from config_lib import (
     ConfigChange,
     LibrarySettings,
+    NoConfig,
     initialize_and_subscribe,
     updated_topic,
 )
@@ -70,6 +72,7 @@ def test_threaded_adapter_receives_update_without_asyncio(
         data_keys=[dk],
     )
     with handle:
+        assert handle.running
         assert handle.get_config().beam_size == 2
         assert handle.source == "broker"
         stop_sync = handle.sync_module_constants(legacy, reveal_secrets=True)
@@ -109,7 +112,7 @@ def test_threaded_adapter_receives_update_without_asyncio(
         assert legacy.API_KEY == "legacy-secret"  # type: ignore[attr-defined]
         assert legacy.UNRELATED == "kept"  # type: ignore[attr-defined]
         stop_sync()
-    assert not handle._thread.is_alive()
+    assert not handle.running
 
 
 def test_explicit_constant_mapping_without_broker(
@@ -126,3 +129,12 @@ def test_explicit_constant_mapping_without_broker(
         assert isinstance(legacy.KEY, SecretStr)  # type: ignore[attr-defined]
     finally:
         handle.close()
+
+
+def test_startup_error_is_raised_in_the_calling_thread(
+    keys: Any, service_name: str, lib_settings: LibrarySettings
+) -> None:
+    with pytest.raises(NoConfig):
+        initialize_and_subscribe(
+            service_name, RequiredConfig, settings=lib_settings, trust=keys.trust
+        )
