@@ -20,6 +20,7 @@ import logging
 import random
 import socket
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -29,7 +30,7 @@ from pydantic import BaseModel
 
 from ._change import ConfigSource
 from ._envelope import Position
-from ._exceptions import InvalidConfig, LibraryStateError, NoConfig
+from ._exceptions import InvalidConfig, KeyFileError, LibraryStateError, NoConfig
 from ._keys import DataKey, TrustStore
 from ._lkg import LkgStore
 from ._metrics import ConfigMetrics
@@ -97,6 +98,10 @@ class ConfigLibrary(Generic[M]):
         self._handled = 0
         self._report: AppliedReport | None = None
         self._session_connected = False
+        # The trust store file, when loaded from settings: reloaded when it changes, so a
+        # new signing key can be trusted without a restart (key rotation).
+        self._trust_file: Path | None = None
+        self._trust_stamp: tuple[int, int, int] | None = None
         # The position in force once its LKG write and report are done (what waiters see).
         self._settled: Position | None = None
 
@@ -196,7 +201,12 @@ class ConfigLibrary(Generic[M]):
         if self._lifecycle is not _Lifecycle.NEW:
             raise LibraryStateError("a ConfigLibrary can be entered only once")
         self._lifecycle = _Lifecycle.OPEN
-        trust = self._trust if self._trust is not None else self.settings.load_trust()
+        if self._trust is not None:
+            trust = self._trust
+        else:
+            self._trust_file = self.settings.trust_path()
+            self._trust_stamp = _file_stamp(self._trust_file)
+            trust = self.settings.load_trust()
         data_keys = (
             self._data_keys
             if self._data_keys is not None
@@ -420,6 +430,7 @@ class ConfigLibrary(Generic[M]):
             )
             return
         raw = payload if isinstance(payload, bytes) else str(payload).encode()
+        self._refresh_trust(state.pipeline)
         try:
             await self._act_on(await state.offer(raw))
         finally:
@@ -506,6 +517,34 @@ class ConfigLibrary(Generic[M]):
             timeout=self.settings.connect_timeout,
         )
 
+    def _refresh_trust(self, pipeline: ConfigPipeline[M]) -> None:
+        """Reload the trust store file if it was replaced or changed since it was read."""
+        path = self._trust_file
+        if path is None:
+            return
+        stamp = _file_stamp(path)
+        if stamp == self._trust_stamp:
+            return
+        self._trust_stamp = stamp
+        try:
+            trust = TrustStore.load(path)
+        except KeyFileError as exc:
+            logger.warning(
+                "trust store changed but cannot be loaded, keeping the previous keys: "
+                "service=%s error=%s",
+                self.service,
+                exc,
+                extra={"service": self.service, "trust_store": str(path)},
+            )
+            return
+        pipeline.trust = trust
+        logger.info(
+            "trust store reloaded: service=%s keys=%s",
+            self.service,
+            ",".join(trust),
+            extra={"service": self.service, "trust_store": str(path), "keys": list(trust)},
+        )
+
     # -- helpers --------------------------------------------------------------------
 
     def _make_report(self, status: Any, **extra: Any) -> AppliedReport:
@@ -542,3 +581,12 @@ class ConfigLibrary(Generic[M]):
 def _refused(code: int | ReasonCode) -> bool:
     """A SUBACK code meaning the subscription was refused (0x80 and up)."""
     return code.is_failure if isinstance(code, ReasonCode) else code >= 0x80
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of ``path``: changes when the file is replaced or rewritten."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)

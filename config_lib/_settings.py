@@ -108,9 +108,11 @@ class LibrarySettings(BaseSettings):
         folder = self.lkg_dir if self.lkg_dir is not None else self.data_dir / "lkg"
         return folder / f"{validate_name(service)}.json"
 
+    def trust_path(self) -> Path:
+        return self.trust_store or self.data_dir / "keys" / "trust.pem"
+
     def load_trust(self) -> TrustStore:
-        path = self.trust_store or self.data_dir / "keys" / "trust.pem"
-        return TrustStore.load(path)
+        return TrustStore.load(self.trust_path())
 
     def load_data_keys(self, service: str) -> list[DataKey]:
         """The service's data key, or none if no file is configured and the default is absent."""

@@ -28,6 +28,7 @@ from config_lib import (
     ConfigLibrary,
     LibrarySettings,
     LibraryStateError,
+    SigningKey,
     encrypt_secrets,
     sign_envelope,
     write_atomic,
@@ -337,3 +338,39 @@ async def test_killed_process_is_marked_offline_by_its_will(
         await child.wait()
     offline = await reports.next_matching(status="offline", timeout=10)
     assert offline.reason == "connection_lost"
+
+
+async def test_trust_store_file_is_reloaded_for_key_rotation(
+    broker: Any,
+    keys: Any,
+    service_name: str,
+    lib_settings: LibrarySettings,
+    manager_client: aiomqtt.Client,
+    tmp_path: Path,
+) -> None:
+    dk = keys.data_key(service_name)
+    trust_file = tmp_path / "trust.pem"
+    write_atomic(trust_file, keys.trust.to_pem())
+    settings = lib_settings.model_copy(update={"trust_store": trust_file})
+    new_key = SigningKey.generate()
+    async with ConfigLibrary(
+        service=service_name,
+        model=DemoConfig,
+        settings=settings,
+        data_keys=[dk],
+        endpoint=broker.endpoint(service_name),
+    ) as cfg:
+        rotated = envelope(service_name, 2, signing=new_key, data_key=dk, beam_size=2)
+        await publish_config(manager_client, service_name, rotated)
+        await cfg.wait_for_received(1, timeout=5)
+        assert cfg.metrics.rejected["unknown_key"] == 1
+        assert cfg.source == "defaults"
+
+        # The operator adds the new public key next to the old one; no restart.
+        write_atomic(trust_file, keys.trust.to_pem() + new_key.public_pem())
+        rotated = envelope(service_name, 3, signing=new_key, data_key=dk, beam_size=3)
+        await publish_config(manager_client, service_name, rotated)
+        assert (await cfg.wait_for_version(3, timeout=5)).beam_size == 3
+        old_key = envelope(service_name, 4, signing=keys.signing, data_key=dk, beam_size=4)
+        await publish_config(manager_client, service_name, old_key)
+        assert (await cfg.wait_for_version(4, timeout=5)).beam_size == 4
