@@ -115,6 +115,16 @@ def _process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
             proc.wait()
 
 
+def _server_timing(header: str) -> dict[str, float]:
+    """``name;dur=ms, ...`` → {name: seconds}."""
+    out: dict[str, float] = {}
+    for part in header.split(","):
+        name, _, rest = part.strip().partition(";dur=")
+        if name and rest:
+            out[name] = float(rest) / 1000
+    return out
+
+
 # -- etcd --------------------------------------------------------------------------------
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
@@ -171,6 +181,8 @@ class Stack:
         self.http = http
         self.broker = broker
         self.etag = "0"
+        self.server_timing: dict[str, float] = {}
+        self.response_s = 0.0
 
     def endpoint(self, user: str) -> MqttEndpoint:
         password = (self.data / "secrets" / "mqtt" / f"{user}.password").read_text().strip()
@@ -184,19 +196,28 @@ class Stack:
             json={"initial_prompt": f"bench write {i}"},
             headers={"If-Match": self.etag},
         )
+        self.response_s = time.perf_counter() - sent
         if resp.status_code != 200:
             raise RuntimeError(f"write failed: {resp.status_code} {resp.text}")
         self.etag = resp.headers["etag"]
+        self.server_timing = _server_timing(resp.headers.get("server-timing", ""))
         return sent
 
 
 @contextlib.asynccontextmanager
-async def manager_stack(tmp: Path, publish_wait_s: float) -> AsyncIterator[Stack]:
+async def manager_stack(
+    tmp: Path, publish_wait_s: float, nodelay: bool = False
+) -> AsyncIterator[Stack]:
     data = tmp / "data"
     mqtt_port, http_port = free_port(), free_port()
     result = init_data_dir(data, mqtt_port=mqtt_port, services=["stt", "orchestrator"])
     assert result.admin_token is not None
-    broker = MosquittoProcess(BrokerFiles(data / "mosquitto"), port=mqtt_port)
+    files = BrokerFiles(data / "mosquitto")
+    if nodelay:
+        # What `set_tcp_nodelay true` in mosquitto.conf changes (Nagle off on the broker's
+        # sockets: PUBACKs are not held behind unacknowledged data).
+        files.conf.write_text(files.conf.read_text() + "\nset_tcp_nodelay true\n")
+    broker = MosquittoProcess(files, port=mqtt_port)
     broker.start()
     env = {
         **os.environ,
@@ -246,8 +267,11 @@ async def _drain(queue: asyncio.Queue[Any]) -> None:
 
 async def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     samples: dict[str, list[float]] = {"manager_raw": [], "manager_library": [], "etcd": []}
+    phases: dict[str, list[float]] = {}
     async with contextlib.AsyncExitStack() as stack:
-        mgr = await stack.enter_async_context(manager_stack(tmp / "lat", args.publish_wait))
+        mgr = await stack.enter_async_context(
+            manager_stack(tmp / "lat", args.publish_wait, args.mqtt_nodelay)
+        )
         etcd_http = await stack.enter_async_context(etcd(tmp / "lat"))
         trust = TrustStore.load(mgr.data / "keys" / "trust.pem")
         raw_client = await stack.enter_async_context(
@@ -305,6 +329,9 @@ async def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             e_at = time.perf_counter()
             assert got_value == value.encode()
             if i >= args.warmup:
+                for name, seconds in mgr.server_timing.items():
+                    phases.setdefault(name, []).append(seconds)
+                phases.setdefault("http_response", []).append(mgr.response_s)
                 samples["manager_raw"].append(raw_at - sent)
                 samples["manager_library"].append(lib_at - sent)
                 samples["etcd"].append(e_at - e_sent)
@@ -348,6 +375,12 @@ async def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "p50": result[name]["p50_ms"] / result["etcd"]["p50_ms"],
             "p99": result[name]["p99_ms"] / result["etcd"]["p99_ms"],
         }
+    # Where a write's time goes, from the manager's Server-Timing header: lock wait,
+    # validate (+ encrypt + cross-service rules), commit (fsynced), publish (PUBACK wait),
+    # app (request in -> response out, inside the app); http_response is what the client saw.
+    result["manager_phases_p50_ms"] = {
+        name: statistics.median(values) * 1000 for name, values in phases.items()
+    }
     result["sustained"] = {"manager": manager_burst, "etcd": etcd_burst}
     result["sustained"]["ratio_published_per_s"] = (
         manager_burst["published_per_s"] / etcd_burst["published_per_s"]
@@ -368,6 +401,8 @@ def print_table(results: dict[str, Any]) -> None:
     for name in ("manager_raw", "manager_library"):
         ratio = results[f"ratio_{name}_vs_etcd"]
         print(f"ratio {name} / etcd: p50 x{ratio['p50']:.2f}, p99 x{ratio['p99']:.2f}")
+    phases = ", ".join(f"{k} {v:.2f}" for k, v in results["manager_phases_p50_ms"].items())
+    print(f"manager PUT phases, p50 ms: {phases}")
     s = results["sustained"]
     for who in ("manager", "etcd"):
         print(
@@ -388,6 +423,11 @@ def main() -> int:
         type=float,
         default=2.0,
         help="CONFIG_MANAGER_PUBLISH_WAIT_S: how long a PUT waits for the PUBACK",
+    )
+    parser.add_argument(
+        "--mqtt-nodelay",
+        action="store_true",
+        help="run mosquitto with set_tcp_nodelay true (not in the project's template yet)",
     )
     args = parser.parse_args()
     if not Path(ETCD).exists() or find_mosquitto() is None:

@@ -24,12 +24,12 @@ from config_lib import (
 )
 
 from .api import configs, health, presets, services, tokens
-from .body_limit import BodyLimitMiddleware
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
 from .keyring import KeyRing
 from .metrics import Metrics
+from .middleware import BodyLimitMiddleware, ServerTimingMiddleware
 from .problems import install_problem_handlers
 from .publisher import OutboxPublisher, PublisherLimits
 from .registry import SchemaRegistry
@@ -137,6 +137,7 @@ def create_app(
     app.state.metrics = Metrics()
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ServerTimingMiddleware)
     for router in (
         health.router,
         services.router,

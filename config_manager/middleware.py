@@ -1,13 +1,15 @@
-"""Bounded request bodies on every route, answered as problem+json (413)."""
+"""ASGI middleware: bounded request bodies (413 problem+json) and ``Server-Timing``."""
 
 from __future__ import annotations
+
+import time
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .problems import Problem
 
-__all__ = ["BodyLimitMiddleware"]
+__all__ = ["BodyLimitMiddleware", "ServerTimingMiddleware"]
 
 
 class BodyLimitMiddleware:
@@ -48,3 +50,31 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited, send)
+
+
+class ServerTimingMiddleware:
+    """Add ``app;dur=<ms>`` (request received → response started) to ``Server-Timing``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                entry = f"app;dur={(time.perf_counter() - started) * 1000:.3f}".encode()
+                headers = list(message.get("headers", []))
+                for i, (name, value) in enumerate(headers):
+                    if name.lower() == b"server-timing":
+                        headers[i] = (name, value + b", " + entry)
+                        break
+                else:
+                    headers.append((b"server-timing", entry))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -72,6 +73,7 @@ class WriteOutcome:
     change: PlannedChange
     current: CurrentConfig  # after the write (before it, for a dry run)
     outbox_id: int | None  # None for a dry run
+    timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
 
 
 def etag_for(epoch: int, version: int) -> str:
@@ -282,7 +284,9 @@ class ConfigWriter:
         dry_run: bool = False,
     ) -> WriteOutcome:
         """Plan and (unless ``dry_run``) store one change. Raises Problem on refusal."""
+        queued = time.perf_counter()
         async with self._lock:
+            started = time.perf_counter()
             current = await self.current(service, for_write=True)
             if expected_version != current.version:
                 raise self._conflict(service, expected_version, current)
@@ -294,13 +298,16 @@ class ConfigWriter:
             except Problem:
                 self.metrics.writes.labels(service=service, result="rejected").inc()
                 raise
+            validated = time.perf_counter()
+            timings = {"lock": started - queued, "validate": validated - started}
             if dry_run:
-                return WriteOutcome(change, current, None)
+                return WriteOutcome(change, current, None, timings)
             stored = (await self._store([change], actor))[0]
+            timings["commit"] = time.perf_counter() - validated
             after = CurrentConfig(
                 service, stored.version, stored.epoch, stored.values, stored.created_at, actor
             )
-            return WriteOutcome(change, after, stored.outbox_id)
+            return WriteOutcome(change, after, stored.outbox_id, timings)
 
     async def write_patches(self, patches: Mapping[str, Any], *, actor: str) -> list[StoredVersion]:
         """Apply one merge patch per service as ONE transaction: all commit, or none.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response
@@ -69,10 +70,18 @@ async def _write(
     expected = parse_if_match(if_match, await writer.store.epoch())
     outcome = await writer.write(service, expected_version=expected, actor=actor, **body)
     published = False
+    timings = dict(outcome.timings)
     if outcome.outbox_id is not None and settings.publish_wait_s > 0:
+        waited = time.perf_counter()
         published = await publisher.wait_published([outcome.outbox_id], settings.publish_wait_s)
+        timings["publish"] = time.perf_counter() - waited
     current = outcome.current
     response.headers["ETag"] = etag_for(current.epoch, current.version)
+    # W3C Server-Timing: where the time of this write went (lock wait, validation and
+    # encryption, the durable commit, the wait for the broker's PUBACK), in ms.
+    response.headers["Server-Timing"] = ", ".join(
+        f"{name};dur={seconds * 1000:.3f}" for name, seconds in timings.items()
+    )
     return {**_public(current), "publication": "published" if published else "pending"}
 
 

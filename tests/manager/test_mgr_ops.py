@@ -12,7 +12,11 @@ import config_manager
 
 async def test_health_ready_metrics_docs(manager: RunningManager, service_name: str) -> None:
     async with manager.client("editor") as http:
-        assert (await put(http, service_name, {"label": "m"}, 0)).status_code == 200
+        first = await put(http, service_name, {"label": "m"}, 0)
+        assert first.status_code == 200
+        timing = first.headers["server-timing"]
+        for phase in ("validate;dur=", "commit;dur=", "publish;dur=", "app;dur="):
+            assert phase in timing
         assert (await put(http, service_name, {"label": "m"}, 0)).status_code == 412
         assert (await put(http, service_name, {"rate": 1}, 1)).status_code == 422
     async with httpx.AsyncClient(base_url=manager.base_url) as anon:
