@@ -244,7 +244,7 @@ async def test_secrets_are_decrypted_in_memory_only(
         await reports.next_matching(status="applied", version=1)
 
         # A signed config that fails validation while carrying the secret.
-        values = encrypt_secrets(DemoConfig(api_key=SECRET), service=service_name, key=dk)  # type: ignore[arg-type]
+        values = encrypt_secrets(DemoConfig(api_key=SECRET), service=service_name, key=dk)
         values["beam_size"] = -1
         bad = sign_envelope(
             service=service_name, version=2, epoch=1, config=values, key=keys.signing

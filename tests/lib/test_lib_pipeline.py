@@ -147,7 +147,7 @@ def test_signed_but_invalid_config_is_refused_without_echoing_values(
 
 def test_changed_fields_lists_dotted_leaf_paths() -> None:
     old = DemoConfig()
-    new = DemoConfig(vad={"threshold": 0.1}, api_key=SECRET)  # type: ignore[arg-type]
+    new = DemoConfig(vad={"threshold": 0.1}, api_key=SECRET)
     assert changed_fields(old, new) == frozenset({"vad.threshold", "api_key"})
     assert changed_fields(old, DemoConfig()) == frozenset()
 

@@ -136,7 +136,9 @@ def test_prometheus_collector_exports_counters() -> None:
 
 
 def _python_blocks(markdown: str) -> list[str]:
-    blocks, current, inside = [], [], False
+    blocks: list[str] = []
+    current: list[str] = []
+    inside = False
     for line in markdown.splitlines():
         if line.strip() == "```python":
             inside, current = True, []

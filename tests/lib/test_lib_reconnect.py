@@ -30,9 +30,10 @@ async def test_broker_restart_converges_on_newest_version(
         endpoint=own_broker.endpoint(service_name),
     ) as cfg:
         assert cfg.version == 1
-        versions: list[int | None] = []
+        versions: list[int] = []
 
         def record(change: ConfigChange[DemoConfig]) -> None:
+            assert change.version is not None
             versions.append(change.version)
 
         cfg.on_change(record)

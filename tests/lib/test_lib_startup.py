@@ -180,8 +180,7 @@ async def test_cold_start_with_broker_down_uses_lkg_then_catches_up(
         assert not cfg.connected
         own_broker.start()  # the retained v3 survived the restart (persistence)
         await cfg.wait_for_version(3, timeout=15)
-        assert cfg.source == "broker"
-        assert cfg.current.beam_size == 3
+        assert (cfg.source, cfg.current.beam_size) == ("broker", 3)
     finally:
         await cfg.aclose()
 

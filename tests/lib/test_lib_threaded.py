@@ -58,10 +58,8 @@ def test_threaded_adapter_receives_update_without_asyncio(
         envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=2),
     )
     legacy = types.ModuleType("legacy_settings")
-    legacy.BEAM_SIZE = 0  # type: ignore[attr-defined]
-    legacy.VAD_THRESHOLD = 0.0  # type: ignore[attr-defined]
-    legacy.API_KEY = ""  # type: ignore[attr-defined]
-    legacy.UNRELATED = "kept"  # type: ignore[attr-defined]
+    legacy.__dict__.update(BEAM_SIZE=0, VAD_THRESHOLD=0.0, API_KEY="", UNRELATED="kept")
+    constants = vars(legacy)  # the module's live namespace
 
     handle = initialize_and_subscribe(
         service_name,
@@ -76,7 +74,7 @@ def test_threaded_adapter_receives_update_without_asyncio(
         assert handle.get_config().beam_size == 2
         assert handle.source == "broker"
         stop_sync = handle.sync_module_constants(legacy, reveal_secrets=True)
-        assert legacy.BEAM_SIZE == 2  # type: ignore[attr-defined]
+        assert constants["BEAM_SIZE"] == 2
 
         got = threading.Event()
         changes: list[ConfigChange[DemoConfig]] = []
@@ -107,10 +105,10 @@ def test_threaded_adapter_receives_update_without_asyncio(
         assert changes[0].old.beam_size == 2
         assert changes[0].new.beam_size == 9
         assert threads == ["config_lib"]
-        assert legacy.BEAM_SIZE == 9  # type: ignore[attr-defined]
-        assert legacy.VAD_THRESHOLD == 0.7  # type: ignore[attr-defined]
-        assert legacy.API_KEY == "legacy-secret"  # type: ignore[attr-defined]
-        assert legacy.UNRELATED == "kept"  # type: ignore[attr-defined]
+        assert constants["BEAM_SIZE"] == 9
+        assert constants["VAD_THRESHOLD"] == 0.7
+        assert constants["API_KEY"] == "legacy-secret"
+        assert constants["UNRELATED"] == "kept"
         stop_sync()
     assert not handle.running
 
@@ -125,8 +123,8 @@ def test_explicit_constant_mapping_without_broker(
     try:
         assert handle.source == "defaults"
         handle.sync_module_constants(legacy, {"VAD_T": "vad.threshold", "KEY": "api_key"})
-        assert legacy.VAD_T == 0.5  # type: ignore[attr-defined]
-        assert isinstance(legacy.KEY, SecretStr)  # type: ignore[attr-defined]
+        assert vars(legacy)["VAD_T"] == 0.5
+        assert isinstance(vars(legacy)["KEY"], SecretStr)
     finally:
         handle.close()
 
