@@ -50,6 +50,10 @@ class Running:
         report = await self.reports.next_matching(status="rejected")
         assert report.reason == reason
         assert report.version == before_version
+        # The subscription survived the attack: the next genuine update is applied.
+        following = (before_version or 0) + 10
+        await publish_config(self.publisher, self.service, self.signed(following, beam_size=11))
+        assert (await self.cfg.wait_for_version(following, timeout=5)).beam_size == 11
 
 
 @pytest.fixture
