@@ -1,10 +1,11 @@
-"""``OutboxPublisher``: the manager's one MQTT connection.
+"""``OutboxPublisher``: the manager's MQTT connections (one out, one in).
 
 It publishes every outbox row — signed, retained, QoS 1, in write order — and marks rows
 done only after the broker's PUBACK; on every (re)connect it first drains the outbox, then
 republishes the current version of every service so that a broker that lost its retained
-store heals itself. On the same connection it follows ``config/applied/#`` and feeds the
-:class:`~config_manager.instances.InstanceTracker`.
+store heals itself. On a second connection, made and lost together with the first, it
+follows ``config/applied/#`` and feeds the :class:`~config_manager.instances.InstanceTracker`
+(report traffic on the publishing connection would delay PUBACKs: Nagle on the broker).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class PublisherLimits:
 
 
 class OutboxPublisher:
-    """Async context manager owning the MQTT connection task."""
+    """Async context manager owning the task that runs the MQTT connections."""
 
     def __init__(
         self,
@@ -148,22 +149,31 @@ class OutboxPublisher:
         delay = self._limits.reconnect_min_s
         kwargs = self._endpoint.client_kwargs()
         while True:
-            client = aiomqtt.Client(
+            # Two connections: envelopes out on one, applied reports in on the other, so
+            # that report traffic never delays a PUBACK (Nagle on the broker's side).
+            ident = f"config-manager-{secrets.token_hex(4)}"
+            publishing = aiomqtt.Client(
                 **kwargs,
-                identifier=f"config-manager-{secrets.token_hex(4)}",
+                identifier=ident,
+                timeout=self._limits.timeout_s,
+                keepalive=self._limits.keepalive_s,
+            )
+            listening = aiomqtt.Client(
+                **kwargs,
+                identifier=ident + "-reports",
                 timeout=self._limits.timeout_s,
                 keepalive=self._limits.keepalive_s,
             )
             try:
-                async with client:
+                async with publishing, listening:
                     self.last_error = None
                     self._set_connected(True)
                     delay = self._limits.reconnect_min_s
                     _log.info("connected to the broker at %s", self._endpoint)
-                    await client.subscribe(applied_wildcard(), qos=1)
+                    await listening.subscribe(applied_wildcard(), qos=1)
                     async with asyncio.TaskGroup() as group:
-                        group.create_task(self._publish_loop(client), name="outbox-drain")
-                        group.create_task(self._receive_loop(client), name="applied-reports")
+                        group.create_task(self._publish_loop(publishing), name="outbox-drain")
+                        group.create_task(self._receive_loop(listening), name="applied-reports")
             except* aiomqtt.MqttError as errors:
                 self.last_error = "; ".join(str(e) for e in errors.exceptions)
             self._set_connected(False)
