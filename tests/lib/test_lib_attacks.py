@@ -110,8 +110,8 @@ async def test_replay_of_older_version_is_rejected(running: Running) -> None:
     newer = running.signed(3, beam_size=9)
     await publish_config(running.publisher, running.service, newer)
     await running.cfg.wait_for_version(3, timeout=5)
-    await running.offer(old, "rollback")
     assert running.cfg.current.beam_size == 9
+    await running.offer(old, "rollback")
 
 
 async def test_message_for_another_service_on_this_topic_is_rejected(running: Running) -> None:
