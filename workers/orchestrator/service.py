@@ -108,7 +108,9 @@ class Orchestrator:
         self._on_published = on_published
         self.sessions: dict[str, Session] = {}
         self.stats = OrchestratorStats()
-        self._inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        self._inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(
+            settings.max_pending_messages
+        )
         self._outbox: deque[_Outgoing] = deque()
         self._outbox_ready = asyncio.Event()
         self._connected = asyncio.Event()

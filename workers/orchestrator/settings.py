@@ -56,6 +56,9 @@ class OrchestratorSettings(BaseSettings):
         0.5, gt=0, description="How often idle sessions and overdue transcripts are checked."
     )
     max_sessions: int = Field(256, ge=1, description="Concurrent sessions accepted.")
+    max_pending_messages: int = Field(
+        1024, ge=1, description="Messages received but not processed before reading waits."
+    )
     max_input_bytes: int = Field(
         4_194_304, ge=1024, description="Largest input audio frame accepted (bytes)."
     )
