@@ -46,6 +46,7 @@ __all__ = ["ConfigLibrary"]
 
 M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("config_lib")
+_CANCEL_RETRY_S = 0.5
 
 
 class _Lifecycle(enum.Enum):
@@ -288,8 +289,13 @@ class ConfigLibrary(Generic[M]):
                 )
             except aiomqtt.MqttError as exc:
                 logger.debug("offline report not sent: %s", exc)
-        if self._task is not None:
-            self._task.cancel()
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()
+            # Python 3.11's asyncio.wait_for (used inside aiomqtt's publish/subscribe)
+            # swallows a cancellation that lands just as the awaited future completes, so
+            # the task may survive one cancel(): cancel again until it has ended.
+            await asyncio.wait({task}, timeout=_CANCEL_RETRY_S)
         if self._tg is not None:
             await self._tg.__aexit__(None, None, None)
         self._client = None
@@ -340,7 +346,7 @@ class ConfigLibrary(Generic[M]):
         """Connect, subscribe, handle messages; on loss reconnect with capped backoff+jitter."""
         s = self.settings
         delay = s.reconnect_min_delay
-        while True:
+        while self._lifecycle is _Lifecycle.OPEN:
             self._session_connected = False
             try:
                 await self._session(endpoint)
@@ -349,6 +355,8 @@ class ConfigLibrary(Generic[M]):
                 error = str(exc)
             finally:
                 self._client = None
+            if self._lifecycle is not _Lifecycle.OPEN:
+                return
             # Tell a waiting startup that the broker is not there: serve what we have.
             self._synced.set()
             connected = self._session_connected
@@ -410,6 +418,8 @@ class ConfigLibrary(Generic[M]):
                 if pending == 0:
                     self._synced.set()
                 async for message in client.messages:
+                    if self._lifecycle is not _Lifecycle.OPEN:
+                        return  # closing: a cancellation was swallowed, stop anyway
                     if message.topic.matches(self._topic):
                         await self._handle(message.payload)
                     pending -= 1
