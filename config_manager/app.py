@@ -117,6 +117,7 @@ def create_app(
                 keys=keys,
                 metrics=metrics,
                 notify=publisher.notify,
+                prepare=publisher.prepare,
                 compatibility=compatibility,
             )
             _log.info(

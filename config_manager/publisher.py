@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiomqtt
 
@@ -68,6 +68,7 @@ class OutboxPublisher:
         self._acked_upto = 0  # every outbox id <= this one has been acknowledged
         self._queue: deque[StoredVersion] = deque()  # committed, not yet published
         self._unmarked: list[int] = []  # acknowledged, not yet marked in the database
+        self._presigned: dict[str, tuple[int, int, bytes]] = {}  # service -> (version, epoch, env)
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error: str | None = None
@@ -115,6 +116,29 @@ class OutboxPublisher:
         if self.connected:
             self._queue.extend(stored)
         self._wake.set()
+
+    def prepare(self, service: str, version: int, epoch: int, values: dict[str, Any]) -> None:
+        """Sign the envelope of a version being committed, ahead of its publication.
+
+        Used only if that exact (version, epoch) is then published; one entry per service.
+        """
+        payload = sign_envelope(
+            service=service, version=version, epoch=epoch, config=values, key=self._key
+        )
+        self._presigned[service] = (version, epoch, payload)
+
+    def _envelope(self, version: StoredVersion, epoch: int) -> bytes:
+        ready = self._presigned.get(version.service)
+        if ready is not None and ready[:2] == (version.version, epoch):
+            del self._presigned[version.service]
+            return ready[2]
+        return sign_envelope(
+            service=version.service,
+            version=version.version,
+            epoch=epoch,
+            config=version.values,
+            key=self._key,
+        )
 
     async def wait_published(self, outbox_ids: Sequence[int], wait_s: float) -> bool:
         """Wait until the broker acknowledged these outbox rows; False on timeout/offline."""
@@ -212,19 +236,7 @@ class OutboxPublisher:
         self, client: aiomqtt.Client, versions: Sequence[StoredVersion]
     ) -> None:
         epoch = await self._store.epoch()
-        payloads = [
-            (
-                updated_topic(v.service),
-                sign_envelope(
-                    service=v.service,
-                    version=v.version,
-                    epoch=epoch,
-                    config=v.values,
-                    key=self._key,
-                ),
-            )
-            for v in versions
-        ]
+        payloads = [(updated_topic(v.service), self._envelope(v, epoch)) for v in versions]
         # Tasks start in creation order and each hands its message to the client before its
         # first await, so messages leave in version order while PUBACKs are awaited together.
         async with asyncio.TaskGroup() as group:

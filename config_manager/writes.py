@@ -150,6 +150,7 @@ class ConfigWriter:
         keys: KeyRing,
         metrics: Metrics,
         notify: Callable[[Sequence[StoredVersion]], None],
+        prepare: Callable[[str, int, int, dict[str, Any]], None] | None = None,
         compatibility: CompatibilityCheck | None = None,
     ) -> None:
         self.store = store
@@ -157,8 +158,10 @@ class ConfigWriter:
         self.keys = keys
         self.metrics = metrics
         self._notify = notify
+        self._prepare = prepare
         self.compatibility = compatibility
         self._lock = asyncio.Lock()
+        self._models: dict[str, tuple[int, int, BaseModel]] = {}  # validated current configs
 
     # -- reading -------------------------------------------------------------------------
     def model(self, service: str) -> type[BaseModel]:
@@ -203,8 +206,15 @@ class ConfigWriter:
         return CurrentConfig(service, 0, epoch, values, None, None)
 
     def current_model(self, current: CurrentConfig) -> BaseModel:
+        """``current`` as a validated model instance (cached per service and version)."""
+        cached = self._models.get(current.service)
+        if cached is not None and cached[:2] == (current.version, current.epoch):
+            return cached[2]
         plain = decrypt_secrets(current.values, service=current.service, keys=[self._key(current)])
-        return self.model(current.service).model_validate(plain)
+        model = self.model(current.service).model_validate(plain)
+        if current.version > 0:
+            self._models[current.service] = (current.version, current.epoch, model)
+        return model
 
     def _key(self, current: CurrentConfig) -> Any:
         return self.keys.data_key(current.service)
@@ -330,13 +340,21 @@ class ConfigWriter:
 
     async def _store(self, changes: Sequence[PlannedChange], actor: str) -> list[StoredVersion]:
         new = [NewVersion(c.service, c.expected_version, c.values) for c in changes]
+        # A task (awaited below, shielded): a client hanging up must not cut a write short.
+        writing = asyncio.ensure_future(self.store.write(new, actor=actor))
+        if self._prepare is not None:
+            # Sign the envelopes while the database thread commits (the loop is idle then).
+            await asyncio.sleep(0)  # let the write hand its statement to the database thread
+            epoch = await self.store.epoch()
+            for change in changes:
+                self._prepare(change.service, change.expected_version + 1, epoch, change.values)
         try:
-            # Shielded: a client hanging up must not cut a transaction in half.
-            stored = await asyncio.shield(self.store.write(new, actor=actor))
+            stored = await asyncio.shield(writing)
         except VersionConflict as exc:
             current = await self.current(exc.service)
             raise self._conflict(exc.service, exc.expected, current) from None
-        for change in changes:
+        for change, item in zip(changes, stored, strict=True):
+            self._models[change.service] = (item.version, item.epoch, change.model)
             self.metrics.writes.labels(service=change.service, result="ok").inc()
         self._notify(stored)
         return stored
