@@ -181,7 +181,8 @@ class SttWorker:
         for task in self._tasks:
             if not task.cancelled() and task.exception() is not None:
                 _log.error("task %s had failed: %r", task.get_name(), task.exception())
-        self._shutdown_pools()
+        # A decode or load still running finishes on its thread; wait without blocking the loop.
+        await asyncio.to_thread(self._shutdown_pools)
 
     def _shutdown_pools(self) -> None:
         for pool in (self._transcribe_pool, self._load_pool):
