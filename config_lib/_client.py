@@ -235,7 +235,8 @@ class ConfigLibrary(Generic[M]):
                     self._run_mqtt(self._endpoint), name=f"config_lib:{self.service}:mqtt"
                 )
                 try:
-                    await asyncio.wait_for(self._synced.wait(), self.settings.initial_wait)
+                    async with asyncio.timeout(self.settings.initial_wait):
+                        await self._synced.wait()
                 except TimeoutError:
                     logger.warning(
                         "broker not reached within %.1fs, serving %s config: service=%s",
@@ -584,8 +585,8 @@ class ConfigLibrary(Generic[M]):
         return self._state
 
     async def _wait(self, predicate: Callable[[], bool], timeout: float) -> None:  # noqa: ASYNC109
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
 
 
 def _refused(code: int | ReasonCode) -> bool:

@@ -134,6 +134,9 @@ async def test_valid_lkg_is_used_without_broker_and_keeps_secrets_encrypted(
         assert cfg.source == "lkg"
         assert (cfg.epoch, cfg.version) == (2, 6)
         assert cfg.current.api_key.get_secret_value() == "from-lkg"
+        assert (await cfg.wait_for_version(6, epoch=2, timeout=1)).beam_size == 6
+        with pytest.raises(TimeoutError):
+            await cfg.wait_for_version(7, epoch=2, timeout=0.05)
 
 
 async def test_cold_start_with_broker_down_uses_lkg_then_catches_up(
