@@ -138,3 +138,57 @@ async def test_sigkill_during_a_burst_loses_no_acknowledged_write(
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(15)
+
+
+async def test_outbox_rows_left_by_a_killed_manager_are_published_after_restart(
+    tmp_path: Path, own_broker: Any, keys: Any
+) -> None:
+    """Deterministic variant: the broker is down, so every write stays in the outbox."""
+    service = "stt"
+    data_dir = tmp_path / "data"
+    write_keys(data_dir, keys)
+    token = create_token_sync(data_dir / "manager.db", "outbox-editor", Role.editor)
+    port = free_port()
+    log = tmp_path / "manager.log"
+    own_broker.password("debug")  # the watcher's user exists before the broker stops
+    mqtt_url = own_broker.url("manager")
+    proc = _spawn(data_dir, port, mqtt_url, log)
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ) as http:
+            await _wait_ready(http, proc)
+            own_broker.stop()
+
+            async def offline() -> bool:
+                return bool((await http.get("/readyz")).json()["broker"] == "disconnected")
+
+            await eventually(offline)
+            etag = "0"
+            for i in range(5):
+                resp = await http.patch(
+                    f"/api/v1/configs/{service}",
+                    json={"initial_prompt": f"offline write {i}"},
+                    headers={"If-Match": etag},
+                )
+                assert resp.status_code == 200
+                assert resp.json()["publication"] == "pending"
+                etag = resp.headers["etag"]
+            assert (await http.get("/readyz")).json()["outbox_depth"] == 5
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+            own_broker.start()
+            async with watch(own_broker, keys.trust, service) as watcher:
+                proc = _spawn(data_dir, port, mqtt_url, log)
+                seen = await watcher.until_version(5, wait_s=30)
+                assert [e.version for e in seen] == [1, 2, 3, 4, 5]
+                await _wait_ready(http, proc)
+                metrics = (await http.get("/metrics")).text
+                assert 'config_manager_published_total{kind="outbox"} 5.0' in metrics
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
