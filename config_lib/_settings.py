@@ -28,10 +28,18 @@ __all__ = ["LibrarySettings", "default_instance_id"]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+def _program_name() -> str:
+    """The running program: the module for ``python -m pkg.mod``, else the script's name."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return str(spec.name).removesuffix(".__main__").rsplit(".", 1)[-1]
+    return Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "python"
+
+
 def default_instance_id() -> str:
     """``<hostname>-<program>``: stable for one program on one host, safe as a topic level."""
     host = platform.node().split(".")[0] or "host"
-    prog = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "python"
+    prog = _program_name()
     name = _UNSAFE.sub("-", f"{host}-{prog}").strip("-._")[:64] or "instance"
     if not name[0].isalnum():
         name = "i" + name[:63]

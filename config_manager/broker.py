@@ -63,9 +63,19 @@ def hash_password(password: str, *, iterations: int = _PBKDF2_ITERATIONS) -> str
     return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-def write_password_file(path: Path, users: Mapping[str, str]) -> None:
-    """Write a mosquitto password file for ``{user: plaintext password}`` (mode 0600)."""
-    lines = "".join(f"{user}:{hash_password(pw)}\n" for user, pw in sorted(users.items()))
+def write_password_file(
+    path: Path, users: Mapping[str, str], *, hashed: dict[tuple[str, str], str] | None = None
+) -> None:
+    """Write a mosquitto password file for ``{user: plaintext password}`` (mode 0600).
+
+    ``hashed`` is an optional cache of entries already computed, so rewriting a file to
+    add one user does not re-hash every other user.
+    """
+    cache = hashed if hashed is not None else {}
+    for item in users.items():
+        if item not in cache:
+            cache[item] = hash_password(item[1])
+    lines = "".join(f"{user}:{cache[(user, pw)]}\n" for user, pw in sorted(users.items()))
     write_atomic(path, lines.encode(), overwrite=True)
 
 

@@ -34,6 +34,7 @@ class Broker:
     process: MosquittoProcess
     files: BrokerFiles
     users: dict[str, str] = field(default_factory=dict)
+    hashed: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
     @property
     def host(self) -> str:
@@ -51,7 +52,7 @@ class Broker:
         """
         if user not in self.users:
             self.users[user] = secrets.token_urlsafe(16)
-            write_password_file(self.files.password_file, self.users)
+            write_password_file(self.files.password_file, self.users, hashed=self.hashed)
             self.process.reload()
             deadline = time.monotonic() + 10
             # Wait until the reloaded password file accepts the new user (bounded).
