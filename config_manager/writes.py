@@ -340,8 +340,11 @@ class ConfigWriter:
 
     async def _store(self, changes: Sequence[PlannedChange], actor: str) -> list[StoredVersion]:
         new = [NewVersion(c.service, c.expected_version, c.values) for c in changes]
-        # A task (awaited below, shielded): a client hanging up must not cut a write short.
+        # The write runs as a task and its outcome is handled in a done-callback, so a
+        # client hanging up (cancelling this coroutine) can neither cut the write short nor
+        # leave a committed version unannounced to the publisher.
         writing = asyncio.ensure_future(self.store.write(new, actor=actor))
+        writing.add_done_callback(lambda task: self._stored(changes, task))
         if self._prepare is not None:
             # Sign the envelopes while the database thread commits (the loop is idle then).
             await asyncio.sleep(0)  # let the write hand its statement to the database thread
@@ -349,15 +352,21 @@ class ConfigWriter:
             for change in changes:
                 self._prepare(change.service, change.expected_version + 1, epoch, change.values)
         try:
-            stored = await asyncio.shield(writing)
+            return await asyncio.shield(writing)
         except VersionConflict as exc:
             current = await self.current(exc.service)
             raise self._conflict(exc.service, exc.expected, current) from None
+
+    def _stored(
+        self, changes: Sequence[PlannedChange], task: asyncio.Future[list[StoredVersion]]
+    ) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return  # nothing was written; the awaiting request reports the error
+        stored = task.result()
         for change, item in zip(changes, stored, strict=True):
             self._models[change.service] = (item.version, item.epoch, change.model)
             self.metrics.writes.labels(service=change.service, result="ok").inc()
         self._notify(stored)
-        return stored
 
     def _conflict(self, service: str, expected: int, current: CurrentConfig) -> Problem:
         self.metrics.writes.labels(service=service, result="conflict").inc()
