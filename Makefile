@@ -46,7 +46,7 @@ define need_deb
 	fi
 endef
 
-.PHONY: mosquitto etcd
+.PHONY: mosquitto etcd chromium
 mosquitto:
 	$(call need_deb,mosquitto,mosquitto mosquitto-clients)
 	$(call need_deb,mosquitto_sub,mosquitto-clients)
@@ -54,11 +54,15 @@ mosquitto:
 etcd:
 	$(call need_deb,etcd,etcd-server)
 
+# Headless Chromium for the web editor's browser test.
+chromium:
+	$(call need_deb,chromium,chromium)
+
 # --- targets ------------------------------------------------------------------
 run: mosquitto $(VENV)/.installed-run
 	$(PY) -m config_manager.stack --data-dir $(DATA_DIR) --mqtt-port $(MQTT_PORT)
 
-test: mosquitto $(VENV)/.installed-dev
+test: mosquitto chromium $(VENV)/.installed-dev
 	$(PY) -m pytest
 
 bench: mosquitto etcd $(VENV)/.installed-dev

@@ -24,7 +24,7 @@ CHROMIUM_FLAGS = [
 def _dump_dom(url: str, profile: Path) -> str:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+        pytest.fail("chromium is not installed: apt-get install -y chromium (make test does it)")
     proc = subprocess.run(
         [
             chromium,
