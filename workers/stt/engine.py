@@ -44,6 +44,9 @@ _REQUIRED_MODEL_FILES = ("model.bin", "config.json")
 class ModelLoadError(RuntimeError):
     """The configured model could not be resolved or loaded; the message says why."""
 
+    reason = "model_load_failed"
+    """Short code for reports and counters (the message may name paths)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
