@@ -168,3 +168,16 @@ def test_public_api_is_exactly_all() -> None:
     public = {name for name in dir(common) if not name.startswith("_")}
     modules = {"chunks", "names", "topics"}
     assert public - modules == set(common.__all__)
+
+
+def test_redelivery_filter_drops_copies_only() -> None:
+    from workers.stt.worker import RedeliveryFilter
+
+    seen = RedeliveryFilter(window=2)
+    assert not seen.seen(1, 10, b"chunk-a")
+    assert seen.seen(1, 10, b"chunk-a"), "same packet id and bytes: a redelivery"
+    assert not seen.seen(1, 10, b"chunk-b"), "packet id reused for other bytes"
+    assert not seen.seen(1, 11, b"chunk-a"), "same bytes sent again as a new message"
+    assert not seen.seen(0, 12, b"x")
+    assert not seen.seen(0, 12, b"x"), "QoS 0 is never redelivered"
+    assert not seen.seen(1, 10, b"chunk-a"), "forgotten once out of the window"

@@ -126,7 +126,7 @@ def test_public_api_is_exactly_all() -> None:
     modules = {"annotations", "importlib", "config", "TYPE_CHECKING", "Any"}
     assert public - modules - {"engine", "settings", "worker"} == set(workers.stt.__all__)
     with pytest.raises(AttributeError):
-        _ = workers.stt.no_such_name  # type: ignore[attr-defined]
+        _ = workers.stt.no_such_name
 
 
 def test_decode_options_follow_the_config() -> None:

@@ -56,7 +56,7 @@ from workers.stt.engine import (
 )
 from workers.stt.settings import SttWorkerSettings
 
-__all__ = ["SttConfigChange", "SttWorker", "WorkerStats"]
+__all__ = ["RedeliveryFilter", "SttConfigChange", "SttWorker", "WorkerStats"]
 
 _log = logging.getLogger(__name__)
 
@@ -94,6 +94,31 @@ class _Active:
     engine: WhisperEngine
     config: SttConfig
     version: int | None
+
+
+class RedeliveryFilter:
+    """Recognises QoS 1 redeliveries: same packet id and same bytes as a recent message.
+
+    A broker resends a QoS 1 message it has no PUBACK for with the same packet id. Packet
+    ids are reused only after 65535 other messages, so within a window of a few hundred the
+    pair (packet id, digest of the payload) identifies a copy; a new chunk never matches.
+    """
+
+    def __init__(self, window: int) -> None:
+        self._window = window
+        self._recent: OrderedDict[tuple[int, bytes], None] = OrderedDict()
+
+    def seen(self, qos: int, mid: int, payload: bytes) -> bool:
+        """True if this message is a copy of one among the last ``window``; else remember it."""
+        if qos == 0:
+            return False
+        key = (mid, hashlib.blake2b(payload, digest_size=16).digest())
+        if key in self._recent:
+            return True
+        self._recent[key] = None
+        if len(self._recent) > self._window:
+            self._recent.popitem(last=False)
+        return False
 
 
 class _Refused(Exception):
@@ -135,7 +160,7 @@ class SttWorker:
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._apply_lock = asyncio.Lock()
-        self._recent: OrderedDict[tuple[int, bytes], None] = OrderedDict()
+        self._redeliveries = RedeliveryFilter(_DEDUPE_WINDOW)
         self._transcribe_pool: ThreadPoolExecutor | None = None
         self._load_pool: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -329,17 +354,6 @@ class SttWorker:
             message = await self._inbox.get()
             await self._handle(message)
 
-    def _is_redelivery(self, message: aiomqtt.Message, payload: bytes) -> bool:
-        if message.qos == 0:
-            return False
-        key = (message.mid, hashlib.blake2b(payload, digest_size=16).digest())
-        if key in self._recent:
-            return True
-        self._recent[key] = None
-        if len(self._recent) > _DEDUPE_WINDOW:
-            self._recent.popitem(last=False)
-        return False
-
     async def _handle(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value
         try:
@@ -352,7 +366,7 @@ class SttWorker:
             if not isinstance(payload, bytes | bytearray):
                 raise _Refused("bad_payload", "payload is not binary")
             payload = bytes(payload)
-            if self._is_redelivery(message, payload):
+            if self._redeliveries.seen(message.qos, message.mid, payload):
                 self.stats.duplicates += 1
                 _log.info("dropping a redelivered copy of a chunk on %s", topic)
                 return
