@@ -185,3 +185,36 @@ async def test_empty_chunk_gets_an_empty_transcript(broker: Any, worker: SttWork
     assert result["text"] == ""
     assert result["segments"] == []
     assert result["extra"] == {"final": True}
+
+
+async def test_broker_restart_reconnects_and_queued_chunks_are_transcribed(
+    own_broker: Any, engine: WhisperEngine
+) -> None:
+    """A persistent MQTT session: chunks sent while the worker reconnects are not lost."""
+    speech = read_pcm16(DATA / "librispeech" / "7902-96591-0000.flac")
+    session = unique("restart")
+    settings = SttWorkerSettings(
+        persistent_session=True, reconnect_initial_s=0.05, reconnect_max_s=0.5
+    )
+    async with SttWorker(
+        endpoint=own_broker.endpoint("stt"),
+        instance_id=unique("stt"),
+        config=SttConfig(),
+        settings=settings,
+        engine=engine,
+    ) as worker:
+        await asyncio.wait_for(worker.wait_ready(), 15)
+        async with session_client(own_broker.endpoint("orchestrator"), session) as orch:
+            await orch.send(AudioChunk(session, 0, 0.0, SAMPLE_RATE, speech))
+            assert (await orch.transcript())["chunk_id"] == 0
+        # Mosquitto saves its sessions on a clean stop and reloads them on start.
+        await asyncio.to_thread(own_broker.stop)
+        await asyncio.to_thread(own_broker.start)
+        async with session_client(own_broker.endpoint("orchestrator"), session) as orch:
+            # Sent as soon as the broker is back, likely before the worker has reconnected:
+            # the broker queues it in the worker's persistent session.
+            await orch.send(AudioChunk(session, 1, 2.1, SAMPLE_RATE, speech))
+            result = await orch.transcript()
+    assert result["chunk_id"] == 1
+    assert "cutter" in normalise(result["text"])
+    assert worker.stats.transcribed == 2
