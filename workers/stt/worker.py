@@ -343,9 +343,11 @@ class SttWorker:
                 await client.publish(topic, payload, qos=1)
                 return
             except aiomqtt.MqttError as exc:
-                _log.warning("publish on %s failed (%s): retrying after reconnect", topic, exc)
-                if self._client is client:
-                    self._connected.clear()
+                # A lost connection clears _connected in the connection task, so the next
+                # round waits for the reconnect; a publish timeout on a live one just retries.
+                delay = self._settings.reconnect_initial_s
+                _log.warning("publish on %s failed (%s): retrying in %.1f s", topic, exc, delay)
+                await asyncio.sleep(delay)
 
     # -- chunks ----------------------------------------------------------------------
 
