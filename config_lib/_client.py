@@ -470,7 +470,9 @@ class ConfigLibrary(Generic[M]):
                 fields["version"],
                 extra={**fields, "reason": decision.reason},
             )
-            await self._publish(self._make_report("rejected", reason=decision.reason))
+            await self._publish(
+                self._make_report("rejected", reason=decision.reason, detail=decision.detail)
+            )
             return
         if decision.status == "failed":
             logger.error(
@@ -482,7 +484,11 @@ class ConfigLibrary(Generic[M]):
                 fields["version"],
                 extra={**fields, "reason": decision.reason, **attempted},
             )
-            await self._publish(self._make_report("failed", reason=decision.reason, **attempted))
+            await self._publish(
+                self._make_report(
+                    "failed", reason=decision.reason, detail=decision.detail, **attempted
+                )
+            )
             return
         assert decision.accepted is not None
         changed = sorted(decision.change.changed) if decision.change is not None else []

@@ -9,7 +9,11 @@ A report is a small JSON object, for example::
 
 ``status`` is ``applied``, ``rejected``, ``failed`` or ``offline``; ``version``/``epoch``
 are those in force (null when running on env/defaults); ``reason`` is a short code (the
-exception's ``reason``, ``callback_failed``...) and never carries a config value.
+exception's ``reason``, ``callback_failed``...) and ``detail`` one human sentence; neither
+ever carries a config value. A callback that fails on purpose raises an exception with a
+``reason`` attribute: its code and message are reported (the operator needs them, e.g.
+"model folder /x does not exist"); any other exception is reported by type only, since its
+message could quote anything.
 ``attempted_*`` name the envelope that was decided on, when it was verified.
 """
 
@@ -40,6 +44,7 @@ class AppliedReport:
     epoch: int | None
     source: ConfigSource
     reason: str | None = None
+    detail: str | None = None
     attempted_version: int | None = None
     attempted_epoch: int | None = None
     time: str = ""

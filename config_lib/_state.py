@@ -135,9 +135,16 @@ class ConfigState(Generic[M]):
             except Exception as exc:
                 await self._restore(called, change)
                 self.metrics.failed += 1
-                detail = f"callback {_name(callback)} raised {type(exc).__name__}"
+                code = getattr(exc, "reason", None)
+                if isinstance(code, str) and code:
+                    # A deliberate, operator-facing failure: its code and message are meant
+                    # to be reported (see _report.py).
+                    reason, detail = code, f"callback {_name(callback)}: {exc}"
+                else:
+                    reason = CALLBACK_FAILED
+                    detail = f"callback {_name(callback)} raised {type(exc).__name__}"
                 logger.debug("config callback traceback", exc_info=exc)
-                return Decision("failed", CALLBACK_FAILED, detail, accepted, change)
+                return Decision("failed", reason, detail, accepted, change)
         self._commit(accepted)
         return Decision("applied", accepted=accepted, change=change)
 

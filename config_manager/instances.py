@@ -23,6 +23,7 @@ class InstanceReport:
     version: int | None
     epoch: int | None
     reason: str | None
+    detail: str | None
     time: str | None
     received_at: float
 
@@ -69,6 +70,7 @@ class InstanceTracker:
             version=_opt_int(doc.get("version")),
             epoch=_opt_int(doc.get("epoch")),
             reason=_opt_str(doc.get("reason")) or _opt_str(doc.get("error")),
+            detail=_opt_str(doc.get("detail")),
             time=_opt_str(doc.get("time") or doc.get("at"), 64),
             received_at=received_at,
         )

@@ -80,6 +80,7 @@ class InstancePublic(BaseModel):
     version: int | None
     epoch: int | None
     reason: str | None
+    detail: str | None = Field(None, description="One sentence on a rejection or failure.")
     time: str | None
     received_at: float
     current: bool = Field(description="True when it runs the service's current version.")

@@ -58,6 +58,7 @@ async def list_instances(
             "version": r.version,
             "epoch": r.epoch,
             "reason": r.reason,
+            "detail": r.detail,
             "time": r.time,
             "received_at": r.received_at,
             "current": (r.epoch, r.version) == (current.epoch, current.version),

@@ -155,6 +155,9 @@ async def test_signed_updates_mid_stream_applied_reported_and_failed_model_kept(
             failed = await reports.next(status="failed")
             assert failed.version == 3
             assert failed.attempted_version == 4
+            assert failed.reason == "model_load_failed"
+            assert failed.detail is not None
+            assert "no-such-model" in failed.detail
             assert cfg.version == 3
             assert worker.config_version == 3
             assert worker.engine.spec.model == "tiny.en"
