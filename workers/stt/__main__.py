@@ -15,7 +15,7 @@ import signal
 import sys
 from dataclasses import dataclass
 
-from config_lib import ConfigLibrary, LibrarySettings
+from config_lib import ConfigLibrary, KeyFileError, LibrarySettings, NoConfig
 from workers.stt.config import SttConfig
 from workers.stt.settings import SttWorkerSettings
 
@@ -91,7 +91,15 @@ def main() -> int:
         stream=sys.stderr,
     )
     library = LibrarySettings()
-    asyncio.run(_serve(settings, library))
+    try:
+        asyncio.run(_serve(settings, library))
+    except (KeyFileError, NoConfig) as exc:
+        print(
+            f"stt worker: cannot start: {exc}. Run `python -m config_manager init` "
+            "or point CONFIG_LIB_DATA_DIR (or CONFIG_LIB_TRUST_STORE) at the keys.",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 
