@@ -77,6 +77,20 @@ class OrchestratorStats:
     sessions_timed_out: int = 0
 
 
+def _raise_if_cancelling() -> None:
+    """Re-raise a cancellation that an inner ``asyncio.wait_for`` swallowed.
+
+    On Python 3.11, ``wait_for`` (used by aiomqtt for every acknowledgement) returns the
+    result instead of raising when its awaitable completes in the same loop iteration as
+    the cancellation; the task is then left ``cancelling()`` but running. Without this,
+    a writer cancelled at that moment waits for the next outgoing message forever and
+    ``__aexit__`` never returns.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass(slots=True)
 class _Outgoing:
     topic: str
@@ -203,6 +217,7 @@ class Orchestrator:
                     _log.info("connected to %s", endpoint)
                     await self._pump(client)
             except aiomqtt.MqttError as exc:
+                _raise_if_cancelling()  # the error came while we were being cancelled
                 _log.warning(
                     "MQTT connection to %s lost: %s (retry in ~%.1f s)", endpoint, exc, delay
                 )
@@ -241,6 +256,7 @@ class Orchestrator:
             item = self._outbox[0]
             await client.publish(item.topic, item.payload, qos=1)
             self._outbox.popleft()
+            _raise_if_cancelling()
 
     def _enqueue(self, topic: str, payload: bytes) -> None:
         self._outbox.append(_Outgoing(topic, payload))
