@@ -75,6 +75,7 @@ class OrchestratorStats:
     refused_frames: dict[str, int] = field(default_factory=dict)
     sessions_closed: int = 0
     sessions_timed_out: int = 0
+    handler_failures: int = 0
 
 
 def _raise_if_cancelling() -> None:
@@ -270,12 +271,19 @@ class Orchestrator:
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
                 continue
-            if topic.startswith(AUDIO_INPUT_PREFIX + "/"):
-                self._on_input(topic, bytes(payload))
-            elif topic.startswith(STT_TRANSCRIPTS_PREFIX + "/"):
-                self._on_transcript(topic, bytes(payload))
-            elif topic.startswith(STT_ERRORS_PREFIX + "/"):
-                self._on_stt_error(topic, bytes(payload))
+            try:
+                if topic.startswith(AUDIO_INPUT_PREFIX + "/"):
+                    self._on_input(topic, bytes(payload))
+                elif topic.startswith(STT_TRANSCRIPTS_PREFIX + "/"):
+                    self._on_transcript(topic, bytes(payload))
+                elif topic.startswith(STT_ERRORS_PREFIX + "/"):
+                    self._on_stt_error(topic, bytes(payload))
+            except Exception:
+                # Dispatch boundary: one message we failed to handle (a bug, not bad
+                # input: that is refused above) is logged and must not stop every other
+                # session's processing.
+                self.stats.handler_failures += 1
+                _log.exception("failed to handle a message on %s", topic)
 
     def _refuse(self, code: str, topic: str, reason: str) -> None:
         self.stats.refused_frames[code] = self.stats.refused_frames.get(code, 0) + 1
@@ -391,7 +399,11 @@ class Orchestrator:
             json.dumps(document, separators=(",", ":")).encode(),
         )
         if self._on_published is not None:
-            self._on_published(document)
+            try:
+                self._on_published(document)
+            except Exception:
+                # User callback boundary: a failing observer is logged, publishing goes on.
+                _log.exception("on_published callback failed")
 
     def _maybe_close(self, session: Session) -> None:
         if not session.complete:
