@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,11 +16,12 @@ import aiomqtt
 import numpy as np
 import pytest
 
+from config_lib import encrypt_secrets, save_data_key, sign_envelope, updated_topic
 from workers.common import AudioChunk, audio_input_topic, encode_chunk, final_transcripts_topic
 from workers.orchestrator import Orchestrator, OrchestratorConfig, OrchestratorSettings
 from workers.orchestrator.audio import load_pcm16
 from workers.orchestrator.client import stream_audio
-from workers.orchestrator.textnorm import normalize_text
+from workers.orchestrator.textnorm import normalize_text, word_error_rate
 from workers.stt import SttConfig, SttWorker, SttWorkerSettings
 from workers.stt.engine import ModelSpec, WhisperEngine, load_engine
 
@@ -153,3 +155,87 @@ async def test_transcribe_command_streams_a_flac_and_prints_wer(
     assert normalize_text(lines[0]) == JFK_TEXT
     assert lines[-1] == "WER: 0.00%"
     assert "transcribed" in err.decode()  # the progress bar went to stderr
+
+
+async def test_python_m_workers_orchestrator_runs_with_signed_config(
+    own_broker: Any, keys: Any, engine: WhisperEngine, tmp_path: Path
+) -> None:
+    """The deployed entry point: signed config from the ConfigLibrary, the broker
+    credentials of the library (no ORCHESTRATOR_MQTT_URL), transcripts out, clean stop."""
+    data = tmp_path / "data"
+    (data / "keys").mkdir(parents=True)
+    (data / "keys" / "trust.pem").write_bytes(keys.trust.to_pem())
+    save_data_key(data / "keys" / "orchestrator.key", keys.data_key("orchestrator"))
+    env = {
+        **os.environ,
+        "CONFIG_LIB_DATA_DIR": str(data),
+        "CONFIG_LIB_MQTT_URL": own_broker.url("orchestrator"),
+        "CONFIG_LIB_DATA_KEY": str(data / "keys" / "orchestrator.key"),
+        "CONFIG_LIB_INSTANCE_ID": f"orch-main-{secrets.token_hex(3)}",
+        "CONFIG_LIB_INITIAL_WAIT": "5",
+        "ORCHESTRATOR_PERSISTENT_SESSION": "false",
+    }
+    env.pop("ORCHESTRATOR_MQTT_URL", None)
+    config = OrchestratorConfig(
+        chunk_duration_s=4.0, overlap_duration_s=0.8, processing_interval_s=3.2,
+        buffer_duration_s=8.0, preset="high_accuracy",
+    )
+    payload = encrypt_secrets(config, service="orchestrator", key=keys.data_key("orchestrator"))
+    signed = sign_envelope(
+        service="orchestrator", version=1, epoch=1, config=payload, key=keys.signing
+    )
+    pcm = load_pcm16(DATA / "derived" / "jfk_16k.wav")
+    async with aiomqtt.Client(**own_broker.endpoint("manager").client_kwargs()) as manager:
+        await manager.publish(updated_topic("orchestrator"), signed, qos=1, retain=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers.orchestrator",
+        cwd=REPO, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    log: list[str] = []
+    connected = asyncio.Event()
+
+    async def read_log() -> None:
+        assert proc.stderr is not None
+        async for raw in proc.stderr:
+            log.append(raw.decode(errors="replace"))
+            if "workers.orchestrator.service: connected to" in log[-1]:
+                connected.set()
+
+    reader = asyncio.create_task(read_log())
+    try:
+        await asyncio.wait_for(connected.wait(), 60)
+        async with (
+            SttWorker(
+                endpoint=own_broker.endpoint("stt"),
+                instance_id=f"stt-{secrets.token_hex(3)}",
+                config=SttConfig(),
+                settings=SttWorkerSettings(persistent_session=False),
+                engine=engine,
+            ) as stt,
+            aiomqtt.Client(**own_broker.endpoint("client").client_kwargs()) as client,
+        ):
+            await asyncio.wait_for(stt.wait_ready(), 15)
+            result = await stream_audio(client, f"t-main-{secrets.token_hex(3)}", pcm,
+                                        timeout_s=60)
+        proc.send_signal(signal.SIGTERM)
+        returncode = await asyncio.wait_for(proc.wait(), 30)
+        await asyncio.wait_for(reader, 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        print("".join(log))  # shown by pytest when the test fails
+    text = "".join(log)
+    assert returncode == 0, text
+    assert "chunking config version 1 from broker" in text
+    assert result.final["config_versions"] == [1]
+    assert [c["overlap_s"] for c in result.final["chunks"][1:]] == [0.8] * (
+        len(result.final["chunks"]) - 1
+    )
+    # 4 s chunks: tiny.en may mishear a word or two here (see test_orch_e2e's bounds)
+    assert word_error_rate(JFK_TEXT, result.text) <= 0.15, result.text
+    assert f"instance={env['CONFIG_LIB_INSTANCE_ID']}" in text
+    assert "orchestrator stopped" in text

@@ -75,6 +75,8 @@ async def run_service(settings: OrchestratorSettings) -> None:
         settings=library_settings,
         instance_id=settings.instance_id,
     ) as cfg:
+        if settings.instance_id is None:  # one id for the config reports and the work client
+            settings = settings.model_copy(update={"instance_id": cfg.instance_id})
         _log.info(
             "chunking config version %s from %s: %s", cfg.version, cfg.source, cfg.current
         )

@@ -206,7 +206,7 @@ class Orchestrator:
             try:
                 async with aiomqtt.Client(
                     **endpoint.client_kwargs(),
-                    identifier=f"orch-{settings.instance_id}",
+                    identifier=f"orch-{settings.resolved_instance_id()}",
                     clean_session=not settings.persistent_session,
                     keepalive=settings.keepalive_s,
                 ) as client:

@@ -13,10 +13,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config_lib import MqttEndpoint
 
-__all__ = ["OrchestratorSettings"]
+__all__ = ["OrchestratorSettings", "default_instance_id"]
 
 
-def _default_instance_id() -> str:
+def default_instance_id() -> str:
+    """``<hostname>-orchestrator``, made safe for a topic level."""
     host = "".join(c if c.isalnum() or c in "_.-" else "-" for c in socket.gethostname())
     return f"{host[:48] or 'host'}-orchestrator"
 
@@ -35,10 +36,11 @@ class OrchestratorSettings(BaseSettings):
     mqtt_username: str | None = Field(None, description="Overrides the URL's user name.")
     mqtt_password: SecretStr | None = Field(None, description="Overrides the URL's password.")
     mqtt_ca_file: str | None = Field(None, description="CA bundle for mqtts:// URLs.")
-    instance_id: str = Field(
-        default_factory=_default_instance_id,
+    instance_id: str | None = Field(
+        None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="Stable id of this instance (MQTT client id, applied reports).",
+        description="Stable id of this instance (MQTT client id, applied reports). Unset: "
+        "the ConfigLibrary's (CONFIG_LIB_INSTANCE_ID, else <host>-orchestrator).",
     )
     persistent_session: bool = Field(
         True, description="Keep the MQTT session across reconnects (QoS 1 messages queued)."
@@ -63,6 +65,9 @@ class OrchestratorSettings(BaseSettings):
         4_194_304, ge=1024, description="Largest input audio frame accepted (bytes)."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+
+    def resolved_instance_id(self) -> str:
+        return self.instance_id or default_instance_id()
 
     def endpoint(self) -> MqttEndpoint | None:
         """The broker endpoint, credentials from the URL unless overridden; None if unset."""
