@@ -23,9 +23,9 @@ class OrchestratorConfig(BaseModel):
 
     The defaults (16 s chunks, 8 s overlap, a chunk every 8 s) were tuned on the 228 s
     LJ Speech passage with tiny.en: streamed WER 2.79 % against 2.44–2.79 % for the
-    whole file in one call (ratio 1.00–1.14 across runs). Every word is decoded with at least ~4 s of audio on each
-    side, which is what Whisper needs; the presets trade that for latency (see
-    docs/orchestrator.md).
+    whole file in one call (ratio 1.00–1.14 across runs). Every word is decoded with
+    at least ~4 s of audio on each side, which is what Whisper needs; the presets
+    trade that for latency (see docs/orchestrator.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
