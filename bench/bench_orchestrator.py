@@ -79,10 +79,15 @@ def config_named(name: str) -> OrchestratorConfig:
         return OrchestratorConfig.model_validate(base)
     if "," in name:
         chunk, overlap, interval, buffer = (float(x) for x in name.split(","))
-        return OrchestratorConfig.model_validate({
-            **base, "chunk_duration_s": chunk, "overlap_duration_s": overlap,
-            "processing_interval_s": interval, "buffer_duration_s": buffer,
-        })
+        return OrchestratorConfig.model_validate(
+            {
+                **base,
+                "chunk_duration_s": chunk,
+                "overlap_duration_s": overlap,
+                "processing_interval_s": interval,
+                "buffer_duration_s": buffer,
+            }
+        )
     return OrchestratorConfig.model_validate({**base, **PRESETS[name].patches["orchestrator"]})
 
 
@@ -108,9 +113,9 @@ def chunk_and_merge(
     for chunk in chunker.feed(pcm) + chunker.flush():
         result = engine.transcribe(chunk.samples.astype(np.float32) / 32768.0, stt)
         words = [
-            Word(w.start + chunk.start_s, w.end + chunk.start_s, w.word, w.probability,
-                 chunk.index)
-            for seg in result.segments for w in seg.words
+            Word(w.start + chunk.start_s, w.end + chunk.start_s, w.word, w.probability, chunk.index)
+            for seg in result.segments
+            for w in seg.words
         ]
         merger.add(ChunkWords(chunk.index, chunk.start_s, chunk.end_s, chunk.overlap_s, words))
     seams: dict[str, int] = {}
@@ -175,8 +180,10 @@ async def stream_through_stack(
     tag = secrets.token_hex(3)
     async with (
         SttWorker(
-            endpoint=broker.endpoint("stt"), instance_id=f"bench-stt-{tag}",
-            config=stt_config_for(name), settings=SttWorkerSettings(persistent_session=False),
+            endpoint=broker.endpoint("stt"),
+            instance_id=f"bench-stt-{tag}",
+            config=stt_config_for(name),
+            settings=SttWorkerSettings(persistent_session=False),
             engine=engine,
         ) as stt,
         Orchestrator(
@@ -254,7 +261,8 @@ async def run_stack(args: argparse.Namespace) -> dict[str, Any]:
                 result = await stream_through_stack(broker, engine, name, pcm, realtime=False)
                 wer = word_error_rate(reference, result.text)
                 entry |= {
-                    "wer": wer, "ratio": wer / results["whole_file"]["wer"],
+                    "wer": wer,
+                    "ratio": wer / results["whole_file"]["wer"],
                     "chunks": len(result.final["chunks"]),
                     "stream_seconds": time.perf_counter() - started,
                 }
@@ -268,8 +276,10 @@ async def run_stack(args: argparse.Namespace) -> dict[str, Any]:
                 result = await stream_through_stack(broker, engine, name, head, realtime=True)
                 shown, final = word_latencies(result)
                 entry |= {
-                    "shown_p50_s": pct(shown, 0.5), "shown_p99_s": pct(shown, 0.99),
-                    "final_p50_s": pct(final, 0.5), "final_p99_s": pct(final, 0.99),
+                    "shown_p50_s": pct(shown, 0.5),
+                    "shown_p99_s": pct(shown, 0.99),
+                    "final_p50_s": pct(final, 0.5),
+                    "final_p99_s": pct(final, 0.99),
                     "latency_words": len(final),
                 }
                 print(
@@ -288,8 +298,12 @@ async def run_stack(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench_orchestrator")
     parser.add_argument("mode", nargs="?", default="stack", choices=["stack", "tune"])
-    parser.add_argument("--configs", nargs="+", default=CONFIG_NAMES,
-                        help="config names: default, a preset, or chunk,overlap,interval,buffer")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=CONFIG_NAMES,
+        help="config names: default, a preset, or chunk,overlap,interval,buffer",
+    )
     parser.add_argument("--config", action="append", help="(tune) one more config to try")
     parser.add_argument("--latency-seconds", type=float, default=60.0)
     parser.add_argument("--skip-latency", action="store_true")

@@ -51,9 +51,7 @@ def _aad(service: str, path: str) -> bytes:
 def is_encrypted(value: object) -> bool:
     """True if ``value`` is a secret ciphertext object."""
     return (
-        isinstance(value, Mapping)
-        and set(value) == _FIELDS
-        and value.get("encrypted") == ALGORITHM
+        isinstance(value, Mapping) and set(value) == _FIELDS and value.get("encrypted") == ALGORITHM
     )
 
 

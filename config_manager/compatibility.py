@@ -154,13 +154,15 @@ def _chunk_within_stt_max(configs: Configs) -> Violation | None:
     )
 
 
-RULES: Mapping[str, Rule] = MappingProxyType({
-    "overlap_shorter_than_chunk": _overlap_shorter_than_chunk,
-    "interval_within_chunk": _interval_within_chunk,
-    "buffer_holds_chunk_and_overlap": _buffer_holds_chunk_and_overlap,
-    "sample_rate_accepted": _sample_rate_accepted,
-    "chunk_within_stt_max": _chunk_within_stt_max,
-})
+RULES: Mapping[str, Rule] = MappingProxyType(
+    {
+        "overlap_shorter_than_chunk": _overlap_shorter_than_chunk,
+        "interval_within_chunk": _interval_within_chunk,
+        "buffer_holds_chunk_and_overlap": _buffer_holds_chunk_and_overlap,
+        "sample_rate_accepted": _sample_rate_accepted,
+        "chunk_within_stt_max": _chunk_within_stt_max,
+    }
+)
 """Every rule by name, in the order they are checked."""
 
 

@@ -55,9 +55,7 @@ def _chunking(
     }
 
 
-def _preset(
-    name: str, description: str, patches: Mapping[str, JsonPatch]
-) -> tuple[str, Preset]:
+def _preset(name: str, description: str, patches: Mapping[str, JsonPatch]) -> tuple[str, Preset]:
     frozen = MappingProxyType({k: MappingProxyType(dict(v)) for k, v in patches.items()})
     return name, Preset(name=name, description=description, patches=frozen)
 

@@ -140,8 +140,11 @@ def test_config_change_takes_effect_at_next_chunk(
 
 def test_preset_layout_in_seconds() -> None:
     cfg = OrchestratorConfig(
-        chunk_duration_s=2.5, overlap_duration_s=0.3, processing_interval_s=2.2,
-        buffer_duration_s=6.0, boundary_search_s=0.0,
+        chunk_duration_s=2.5,
+        overlap_duration_s=0.3,
+        processing_interval_s=2.2,
+        buffer_duration_s=6.0,
+        boundary_search_s=0.0,
     )
     chunker = Chunker(cfg, version=3)
     audio = np.zeros(16000 * 10, dtype=np.int16)
@@ -155,8 +158,11 @@ def test_preset_layout_in_seconds() -> None:
 
 def test_chunk_ends_in_the_quiet_gap() -> None:
     cfg = OrchestratorConfig(
-        chunk_duration_s=3.0, overlap_duration_s=0.5, processing_interval_s=2.5,
-        buffer_duration_s=4.0, boundary_search_s=0.5,
+        chunk_duration_s=3.0,
+        overlap_duration_s=0.5,
+        processing_interval_s=2.5,
+        buffer_duration_s=4.0,
+        boundary_search_s=0.5,
     )
     rng = np.random.default_rng(1)
     audio = rng.integers(-8000, 8000, 16000 * 6).astype(np.int16)

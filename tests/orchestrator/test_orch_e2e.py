@@ -233,8 +233,12 @@ async def test_preset_switch_mid_stream_through_signed_config(
             async with orchestrator, client:
                 await asyncio.wait_for(orchestrator.wait_connected(), 10)
                 result = await stream_audio(
-                    client, f"t-switch-{secrets.token_hex(3)}", pcm, frame_s=0.25,
-                    timeout_s=90, before_frame=before_frame,
+                    client,
+                    f"t-switch-{secrets.token_hex(3)}",
+                    pcm,
+                    frame_s=0.25,
+                    timeout_s=90,
+                    before_frame=before_frame,
                 )
                 assert orchestrator.config_version == 2
             unsubscribe()

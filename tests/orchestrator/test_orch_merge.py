@@ -12,13 +12,37 @@ def _words(chunk: int, *spec: tuple[str, float, float]) -> list[Word]:
 
 def test_aligned_seam_keeps_each_word_once() -> None:
     merger = TranscriptMerger()
-    merger.add(ChunkWords(0, 0.0, 3.0, 0.0, _words(
-        0, ("ask", 0.1, 0.4), ("not", 0.5, 0.8), ("what", 0.9, 1.2), ("your", 2.0, 2.3),
-        ("coun", 2.7, 3.0),
-    )))
-    merger.add(ChunkWords(1, 2.0, 5.0, 1.0, _words(
-        1, ("or", 2.0, 2.1), ("your", 2.05, 2.35), ("country", 2.6, 3.2), ("can", 3.3, 3.5),
-    )))
+    merger.add(
+        ChunkWords(
+            0,
+            0.0,
+            3.0,
+            0.0,
+            _words(
+                0,
+                ("ask", 0.1, 0.4),
+                ("not", 0.5, 0.8),
+                ("what", 0.9, 1.2),
+                ("your", 2.0, 2.3),
+                ("coun", 2.7, 3.0),
+            ),
+        )
+    )
+    merger.add(
+        ChunkWords(
+            1,
+            2.0,
+            5.0,
+            1.0,
+            _words(
+                1,
+                ("or", 2.0, 2.1),
+                ("your", 2.05, 2.35),
+                ("country", 2.6, 3.2),
+                ("can", 3.3, 3.5),
+            ),
+        )
+    )
     assert normalize_text(merger.text) == "ask not what your country can"
     assert merger.seams[-1].method == "aligned"
 
@@ -62,8 +86,12 @@ def test_empty_chunks_do_not_break_the_seam() -> None:
 
 
 def test_join_words_handles_whisper_spacing() -> None:
-    words = [Word(0, 1, " Hello,", chunk=0), Word(1, 2, " i", chunk=0),
-             Word(2, 3, ".e.", chunk=0), Word(3, 4, "world", chunk=1)]
+    words = [
+        Word(0, 1, " Hello,", chunk=0),
+        Word(1, 2, " i", chunk=0),
+        Word(2, 3, ".e.", chunk=0),
+        Word(3, 4, "world", chunk=1),
+    ]
     assert join_words(words) == "Hello, i.e. world"
 
 

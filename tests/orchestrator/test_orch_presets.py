@@ -44,8 +44,10 @@ def test_four_presets_with_the_design_figures() -> None:
     for name, (chunk, overlap, interval, buffer) in EXPECTED.items():
         patch = PRESETS[name].patches["orchestrator"]
         assert (
-            patch["chunk_duration_s"], patch["overlap_duration_s"],
-            patch["processing_interval_s"], patch["buffer_duration_s"],
+            patch["chunk_duration_s"],
+            patch["overlap_duration_s"],
+            patch["processing_interval_s"],
+            patch["buffer_duration_s"],
         ) == (chunk, overlap, interval, buffer)
         assert patch["preset"] == name
         assert PRESETS[name].description
@@ -80,7 +82,9 @@ def test_chunk_longer_than_stt_max_names_both_fields() -> None:
     stt_model = _stt_model()
     stt = stt_model.model_validate({"max_chunk_duration_s": 5.0})
     orch = OrchestratorConfig(
-        chunk_duration_s=6.0, overlap_duration_s=1.0, processing_interval_s=5.0,
+        chunk_duration_s=6.0,
+        overlap_duration_s=1.0,
+        processing_interval_s=5.0,
         buffer_duration_s=8.0,
     )
     violations = check_compatibility({"orchestrator": orch, "stt": stt})
@@ -128,11 +132,16 @@ def test_rules_without_the_other_service_are_skipped() -> None:
     assert check_compatibility({"orchestrator": OrchestratorConfig()}) == []
     assert check_compatibility({}) == []
     assert set(RULES) == {
-        "overlap_shorter_than_chunk", "interval_within_chunk",
-        "buffer_holds_chunk_and_overlap", "sample_rate_accepted", "chunk_within_stt_max",
+        "overlap_shorter_than_chunk",
+        "interval_within_chunk",
+        "buffer_holds_chunk_and_overlap",
+        "sample_rate_accepted",
+        "chunk_within_stt_max",
     }
     assert Violation("r", "m", ("a.x", "b.y")).to_dict() == {
-        "rule": "r", "message": "m", "fields": ["a.x", "b.y"],
+        "rule": "r",
+        "message": "m",
+        "fields": ["a.x", "b.y"],
     }
 
 

@@ -69,8 +69,12 @@ def _orchestrator(broker: Any, config: OrchestratorConfig) -> Orchestrator:
 def _frame(session: str, pcm: np.ndarray, offset: int, rate: int = RATE, **extra: Any) -> bytes:
     return encode_chunk(
         AudioChunk(
-            session=session, chunk_id=offset, offset_s=offset / rate, sample_rate=rate,
-            pcm=pcm.astype("<i2").tobytes(), extra=extra,
+            session=session,
+            chunk_id=offset,
+            offset_s=offset / rate,
+            sample_rate=rate,
+            pcm=pcm.astype("<i2").tobytes(),
+            extra=extra,
         )
     )
 
@@ -88,8 +92,11 @@ async def test_idle_session_is_flushed_and_closed(broker: Any, stt: SttWorker) -
     """No end marker: after session_idle_timeout_s the tail is sent and the result final."""
     pcm = load_pcm16(DATA / "derived" / "jfk_16k.wav")
     config = OrchestratorConfig(
-        chunk_duration_s=4.0, overlap_duration_s=0.8, processing_interval_s=3.2,
-        buffer_duration_s=8.0, session_idle_timeout_s=1.0,
+        chunk_duration_s=4.0,
+        overlap_duration_s=0.8,
+        processing_interval_s=3.2,
+        buffer_duration_s=8.0,
+        session_idle_timeout_s=1.0,
     )
     session = f"t-idle-{secrets.token_hex(3)}"
     orchestrator = _orchestrator(broker, config)
@@ -109,9 +116,7 @@ async def test_idle_session_is_flushed_and_closed(broker: Any, stt: SttWorker) -
     assert normalize_text(doc["text"]).split()[-3:] == ["for", "your", "country"]
 
 
-async def test_bad_input_is_refused_and_the_next_session_works(
-    broker: Any, stt: SttWorker
-) -> None:
+async def test_bad_input_is_refused_and_the_next_session_works(broker: Any, stt: SttWorker) -> None:
     pcm = load_pcm16(DATA / "derived" / "jfk_16k.wav")
     orchestrator = _orchestrator(broker, OrchestratorConfig())
     bad = f"t-bad-{secrets.token_hex(3)}"
@@ -124,7 +129,9 @@ async def test_bad_input_is_refused_and_the_next_session_works(
         good = f"t-good-{secrets.token_hex(3)}"
         result = await stream_audio(client, good, pcm, timeout_s=60)
         assert orchestrator.stats.refused_frames == {
-            "bad_magic": 1, "bad_sample_rate": 1, "session_mismatch": 1,
+            "bad_magic": 1,
+            "bad_sample_rate": 1,
+            "session_mismatch": 1,
         }
         assert bad not in orchestrator.sessions
     assert normalize_text(result.text) == JFK_TEXT
@@ -139,11 +146,17 @@ async def test_transcribe_command_streams_a_flac_and_prints_wer(
     async with orchestrator:
         await asyncio.wait_for(orchestrator.wait_connected(), 10)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers.orchestrator", "transcribe",
+            sys.executable,
+            "-m",
+            "workers.orchestrator",
+            "transcribe",
             str(DATA / "jfk" / "jfk.flac"),
-            "--reference", str(DATA / "jfk" / "jfk.txt"),
-            "--mqtt-url", broker.url("client"),
-            "--timeout", "60",
+            "--reference",
+            str(DATA / "jfk" / "jfk.txt"),
+            "--mqtt-url",
+            broker.url("client"),
+            "--timeout",
+            "60",
             cwd=REPO,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
             stdout=asyncio.subprocess.PIPE,
@@ -177,8 +190,11 @@ async def test_python_m_workers_orchestrator_runs_with_signed_config(
     }
     env.pop("ORCHESTRATOR_MQTT_URL", None)
     config = OrchestratorConfig(
-        chunk_duration_s=4.0, overlap_duration_s=0.8, processing_interval_s=3.2,
-        buffer_duration_s=8.0, preset="high_accuracy",
+        chunk_duration_s=4.0,
+        overlap_duration_s=0.8,
+        processing_interval_s=3.2,
+        buffer_duration_s=8.0,
+        preset="high_accuracy",
     )
     payload = encrypt_secrets(config, service="orchestrator", key=keys.data_key("orchestrator"))
     signed = sign_envelope(
@@ -188,9 +204,13 @@ async def test_python_m_workers_orchestrator_runs_with_signed_config(
     async with aiomqtt.Client(**own_broker.endpoint("manager").client_kwargs()) as manager:
         await manager.publish(updated_topic("orchestrator"), signed, qos=1, retain=True)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.orchestrator",
-        cwd=REPO, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "workers.orchestrator",
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     log: list[str] = []
     connected = asyncio.Event()
@@ -216,8 +236,7 @@ async def test_python_m_workers_orchestrator_runs_with_signed_config(
             aiomqtt.Client(**own_broker.endpoint("client").client_kwargs()) as client,
         ):
             await asyncio.wait_for(stt.wait_ready(), 15)
-            result = await stream_audio(client, f"t-main-{secrets.token_hex(3)}", pcm,
-                                        timeout_s=60)
+            result = await stream_audio(client, f"t-main-{secrets.token_hex(3)}", pcm, timeout_s=60)
         proc.send_signal(signal.SIGTERM)
         returncode = await asyncio.wait_for(proc.wait(), 30)
         await asyncio.wait_for(reader, 10)

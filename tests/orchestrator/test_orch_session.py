@@ -11,8 +11,11 @@ from workers.orchestrator.config import OrchestratorConfig
 from workers.orchestrator.session import Session, TranscriptError
 
 CFG = OrchestratorConfig(
-    chunk_duration_s=2.0, overlap_duration_s=0.5, processing_interval_s=1.5,
-    buffer_duration_s=3.0, session_idle_timeout_s=5.0,
+    chunk_duration_s=2.0,
+    overlap_duration_s=0.5,
+    processing_interval_s=1.5,
+    buffer_duration_s=3.0,
+    session_idle_timeout_s=5.0,
 )
 
 
@@ -30,10 +33,15 @@ def _pcm(seconds: float) -> bytes:
 
 def _body(chunk_id: int, *words: tuple[str, float, float]) -> dict[str, Any]:
     return {
-        "session": "s", "chunk_id": chunk_id,
-        "segments": [{"words": [
-            {"word": f" {w}", "start": a, "end": b, "probability": 0.9} for w, a, b in words
-        ]}],
+        "session": "s",
+        "chunk_id": chunk_id,
+        "segments": [
+            {
+                "words": [
+                    {"word": f" {w}", "start": a, "end": b, "probability": 0.9} for w, a, b in words
+                ]
+            }
+        ],
     }
 
 
@@ -56,7 +64,11 @@ def test_feed_end_and_transcripts_make_a_final_document() -> None:
     assert doc["config_versions"] == [3]
     assert [c["seam"] for c in doc["chunks"]] == ["first", "midpoint"]
     assert doc["words"][1] == {
-        "start": 1.9, "end": 2.3, "word": " world", "probability": 0.9, "chunk_id": 1,
+        "start": 1.9,
+        "end": 2.3,
+        "word": " world",
+        "probability": 0.9,
+        "chunk_id": 1,
     }
     assert doc["duration_s"] == 2.5
 

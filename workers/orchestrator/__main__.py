@@ -43,8 +43,7 @@ class TranscribeSettings(BaseSettings):
     mqtt_username: str = Field("client", description="User when the URL names none.")
     mqtt_password_file: Path = Field(
         Path("data/secrets/mqtt/client.password"),
-        description="Password file read when the URL has no password (where `make run` "
-        "writes it).",
+        description="Password file read when the URL has no password (where `make run` writes it).",
     )
 
     def endpoint(self, url: str | None) -> MqttEndpoint:
@@ -54,6 +53,7 @@ class TranscribeSettings(BaseSettings):
         if password is None and self.mqtt_password_file.is_file():
             password = self.mqtt_password_file.read_text(encoding="utf-8").strip()
         return endpoint.with_credentials(username, password)
+
     frame_s: float = Field(0.5, gt=0, le=10, description="Audio per input frame (s).")
     timeout_s: float = Field(
         600.0, gt=0, description="How long to wait for the final transcript (s)."
@@ -77,9 +77,7 @@ async def run_service(settings: OrchestratorSettings) -> None:
     ) as cfg:
         if settings.instance_id is None:  # one id for the config reports and the work client
             settings = settings.model_copy(update={"instance_id": cfg.instance_id})
-        _log.info(
-            "chunking config version %s from %s: %s", cfg.version, cfg.source, cfg.current
-        )
+        _log.info("chunking config version %s from %s: %s", cfg.version, cfg.source, cfg.current)
         async with Orchestrator(
             endpoint=endpoint,
             settings=settings,
@@ -148,14 +146,21 @@ async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> 
     endpoint = settings.endpoint(args.mqtt_url)
     session = args.session or f"cli-{secrets.token_hex(4)}"
     bar = _ProgressBar(total_s)
-    print(f"streaming {path.name} ({total_s:.1f} s) as session {session} via {endpoint}",
-          file=sys.stderr)
+    print(
+        f"streaming {path.name} ({total_s:.1f} s) as session {session} via {endpoint}",
+        file=sys.stderr,
+    )
     try:
         async with aiomqtt.Client(**endpoint.client_kwargs(), identifier=session) as client:
             result = await stream_audio(
-                client, session, pcm, sample_rate=rate,
-                frame_s=settings.frame_s, realtime=args.realtime,
-                timeout_s=args.timeout or settings.timeout_s, progress=bar,
+                client,
+                session,
+                pcm,
+                sample_rate=rate,
+                frame_s=settings.frame_s,
+                realtime=args.realtime,
+                timeout_s=args.timeout or settings.timeout_s,
+                progress=bar,
             )
     except aiomqtt.MqttError as exc:
         bar.close()
@@ -163,15 +168,19 @@ async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> 
         return 2
     except TimeoutError:
         bar.close()
-        print("error: no final transcript in time: are the orchestrator and the STT worker "
-              "running?", file=sys.stderr)
+        print(
+            "error: no final transcript in time: are the orchestrator and the STT worker running?",
+            file=sys.stderr,
+        )
         return 3
     bar.close()
     doc = result.final
     print(doc["text"])
     versions = doc.get("config_versions", [])
-    print(f"\n{len(doc['words'])} words, {len(doc['chunks'])} chunks, "
-          f"config version(s) {versions}", file=sys.stderr)
+    print(
+        f"\n{len(doc['words'])} words, {len(doc['chunks'])} chunks, config version(s) {versions}",
+        file=sys.stderr,
+    )
     if args.reference:
         reference = await asyncio.to_thread(Path(args.reference).read_text, encoding="utf-8")
         print(f"WER: {word_error_rate(reference, doc['text']):.2%}")

@@ -123,9 +123,7 @@ class Orchestrator:
         self._on_published = on_published
         self.sessions: dict[str, Session] = {}
         self.stats = OrchestratorStats()
-        self._inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(
-            settings.max_pending_messages
-        )
+        self._inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(settings.max_pending_messages)
         self._outbox: deque[_Outgoing] = deque()
         self._outbox_ready = asyncio.Event()
         self._connected = asyncio.Event()
@@ -191,7 +189,10 @@ class Orchestrator:
             if session.sample_rate != new.sample_rate:
                 _log.warning(
                     "session %s keeps %d Hz until it ends (config %d asks for %d Hz)",
-                    session.session_id, session.sample_rate, version, new.sample_rate,
+                    session.session_id,
+                    session.sample_rate,
+                    version,
+                    new.sample_rate,
                 )
                 continue
             self._send_chunks(session, session.apply(new, version))
@@ -312,7 +313,8 @@ class Orchestrator:
                 return
             if frame.sample_rate != self._config.sample_rate:
                 self._refuse(
-                    "bad_sample_rate", topic,
+                    "bad_sample_rate",
+                    topic,
                     f"{frame.sample_rate} Hz, expected {self._config.sample_rate} Hz",
                 )
                 return
@@ -321,7 +323,8 @@ class Orchestrator:
             _log.info("session %s opened (config version %d)", frame.session, self._version)
         elif frame.sample_rate != session.sample_rate:
             self._refuse(
-                "bad_sample_rate", topic,
+                "bad_sample_rate",
+                topic,
                 f"{frame.sample_rate} Hz, session runs at {session.sample_rate} Hz",
             )
             return
@@ -417,8 +420,10 @@ class Orchestrator:
         self.stats.sessions_closed += 1
         _log.info(
             "session %s closed: %.1f s of audio, %d chunks, %d words",
-            session.session_id, session.received_samples / session.sample_rate,
-            len(session.records), len(session.words),
+            session.session_id,
+            session.received_samples / session.sample_rate,
+            len(session.records),
+            len(session.words),
         )
 
     async def _sweep_loop(self) -> None:
@@ -439,7 +444,8 @@ class Orchestrator:
                 if now_mono - ended >= self._settings.transcript_timeout_s:
                     _log.warning(
                         "session %s: %d transcripts missing after %.0f s; publishing without",
-                        session.session_id, session.outstanding,
+                        session.session_id,
+                        session.outstanding,
                         self._settings.transcript_timeout_s,
                     )
                     self._publish_document(session, final=True)

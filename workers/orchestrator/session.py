@@ -127,8 +127,11 @@ class Session:
             chunk_id = int(body["chunk_id"])
             words = [
                 Word(
-                    float(w["start"]), float(w["end"]), str(w["word"]),
-                    float(w.get("probability", 1.0)), chunk_id,
+                    float(w["start"]),
+                    float(w["end"]),
+                    str(w["word"]),
+                    float(w.get("probability", 1.0)),
+                    chunk_id,
                 )
                 for seg in body.get("segments", [])
                 for w in seg.get("words") or []
@@ -142,8 +145,13 @@ class Session:
         record.words = len(words)
         return self._merger.add(
             ChunkWords(
-                chunk_id, record.start_s, record.end_s, record.overlap_s, words,
-                record.config_version, record.final,
+                chunk_id,
+                record.start_s,
+                record.end_s,
+                record.overlap_s,
+                words,
+                record.config_version,
+                record.final,
             )
         )
 
