@@ -4,6 +4,7 @@ The public API is exactly the names in ``__all__``; every module starting with `
 private.
 """
 
+from ._backoff import Backoff
 from ._change import ConfigChange, ConfigSource
 from ._client import ConfigLibrary
 from ._envelope import (
@@ -73,6 +74,7 @@ __all__ = [
     "MASK",
     "Accepted",
     "AppliedReport",
+    "Backoff",
     "BadSignature",
     "ConfigChange",
     "ConfigLibError",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import random
 import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,6 +27,7 @@ import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel
 
+from ._backoff import Backoff
 from ._change import ConfigSource
 from ._envelope import Position
 from ._exceptions import InvalidConfig, KeyFileError, LibraryStateError, NoConfig
@@ -346,7 +346,7 @@ class ConfigLibrary(Generic[M]):
     async def _run_mqtt(self, endpoint: MqttEndpoint) -> None:
         """Connect, subscribe, handle messages; on loss reconnect with capped backoff+jitter."""
         s = self.settings
-        delay = s.reconnect_min_delay
+        backoff = Backoff(s.reconnect_min_delay, s.reconnect_max_delay)
         while self._lifecycle is _Lifecycle.OPEN:
             self._session_connected = False
             try:
@@ -362,8 +362,8 @@ class ConfigLibrary(Generic[M]):
             self._synced.set()
             connected = self._session_connected
             if connected:
-                delay = s.reconnect_min_delay
-            wait = delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+                backoff.reset()
+            wait = backoff.next_delay()
             logger.warning(
                 "broker %s: service=%s error=%s retry_in=%.2fs",
                 "connection lost" if connected else "unreachable",
@@ -373,7 +373,6 @@ class ConfigLibrary(Generic[M]):
                 extra={"service": self.service, "broker": str(endpoint), "retry_in": wait},
             )
             await asyncio.sleep(wait)
-            delay = min(delay * 2, s.reconnect_max_delay)
 
     async def _session(self, endpoint: MqttEndpoint) -> None:
         """One connection: subscribe, report, then handle messages until it drops."""

@@ -21,6 +21,7 @@ from config_lib import (
 REPO = Path(__file__).resolve().parents[2]
 
 EXPECTED = {
+    "Backoff",
     # wire format and verification (foundation)
     "DEFAULT_MAX_BYTES", "FORMAT_VERSION", "Envelope", "Limits", "Position",
     "canonical_bytes", "sign_envelope", "verify_envelope",

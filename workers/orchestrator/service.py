@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from typing import Any, Protocol, Self
 
 import aiomqtt
 
-from config_lib import MqttEndpoint
+from config_lib import Backoff, MqttEndpoint
 from workers.common import (
     AUDIO_INPUT_PREFIX,
     STT_ERRORS_PREFIX,
@@ -202,7 +201,7 @@ class Orchestrator:
     async def _connection_loop(self) -> None:
         settings = self._settings
         endpoint = self._endpoint
-        delay = settings.reconnect_initial_s
+        backoff = Backoff(settings.reconnect_initial_s, settings.reconnect_max_s)
         while True:
             try:
                 async with aiomqtt.Client(
@@ -215,19 +214,16 @@ class Orchestrator:
                         await client.subscribe(wildcard(prefix), qos=1)
                     self._client = client
                     self._connected.set()
-                    delay = settings.reconnect_initial_s
+                    backoff.reset()
                     _log.info("connected to %s", endpoint)
                     await self._pump(client)
             except aiomqtt.MqttError as exc:
                 _raise_if_cancelling()  # the error came while we were being cancelled
-                _log.warning(
-                    "MQTT connection to %s lost: %s (retry in ~%.1f s)", endpoint, exc, delay
-                )
+                _log.warning("MQTT connection to %s lost: %s (retrying)", endpoint, exc)
             finally:
                 self._connected.clear()
                 self._client = None
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
-            delay = min(delay * 2, settings.reconnect_max_s)
+            await backoff.sleep()
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         """Read into the inbox and write the outbox until either side fails."""

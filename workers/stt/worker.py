@@ -20,7 +20,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import random
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,7 @@ from typing import Any, Protocol, Self
 
 import aiomqtt
 
-from config_lib import MqttEndpoint, validate_name
+from config_lib import Backoff, MqttEndpoint, validate_name
 from workers.common import (
     AUDIO_CHUNKS_PREFIX,
     STT_ERRORS_PREFIX,
@@ -306,7 +305,7 @@ class SttWorker:
     async def _connection_loop(self) -> None:
         settings = self._settings
         endpoint = self._endpoint
-        delay = settings.reconnect_initial_s
+        backoff = Backoff(settings.reconnect_initial_s, settings.reconnect_max_s)
         while not self._closing:
             try:
                 async with aiomqtt.Client(
@@ -318,19 +317,16 @@ class SttWorker:
                     await client.subscribe(wildcard(AUDIO_CHUNKS_PREFIX), qos=1)
                     self._client = client
                     self._connected.set()
-                    delay = settings.reconnect_initial_s
+                    backoff.reset()
                     _log.info("connected to %s, subscribed to %s", endpoint, AUDIO_CHUNKS_PREFIX)
                     async for message in client.messages:
                         await self._inbox.put(message)
             except aiomqtt.MqttError as exc:
-                _log.warning(
-                    "MQTT connection to %s lost: %s (retry in ~%.1f s)", endpoint, exc, delay
-                )
+                _log.warning("MQTT connection to %s lost: %s (retrying)", endpoint, exc)
             finally:
                 self._connected.clear()
                 self._client = None
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
-            delay = min(delay * 2, settings.reconnect_max_s)
+            await backoff.sleep()
 
     async def _publish(self, topic: str, body: dict[str, Any]) -> None:
         payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
