@@ -58,6 +58,7 @@ from ._report import AppliedReport
 from ._secrets import MASK, decrypt_secrets, encrypt_secrets, is_encrypted, mask_secrets
 from ._settings import LibrarySettings, default_instance_id
 from ._sources import env_prefix
+from ._tasks import stop_tasks
 from ._threaded import ThreadedConfig, initialize_and_subscribe, sync_module_constants
 from ._topics import (
     applied_topic,
@@ -129,6 +130,7 @@ __all__ = [
     "prometheus_collector",
     "save_data_key",
     "sign_envelope",
+    "stop_tasks",
     "sync_module_constants",
     "updated_topic",
     "validate_name",

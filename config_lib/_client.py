@@ -40,13 +40,13 @@ from ._report import AppliedReport
 from ._settings import LibrarySettings
 from ._sources import env_prefix, from_defaults, from_env, has_env
 from ._state import ChangeCallback, ConfigState, Decision
+from ._tasks import stop_tasks
 from ._topics import applied_topic, updated_topic, validate_name
 
 __all__ = ["ConfigLibrary"]
 
 M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("config_lib")
-_CANCEL_RETRY_S = 0.5
 
 
 class _Lifecycle(enum.Enum):
@@ -290,13 +290,8 @@ class ConfigLibrary(Generic[M]):
                 )
             except aiomqtt.MqttError as exc:
                 logger.debug("offline report not sent: %s", exc)
-        task = self._task
-        while task is not None and not task.done():
-            task.cancel()
-            # Python 3.11's asyncio.wait_for (used inside aiomqtt's publish/subscribe)
-            # swallows a cancellation that lands just as the awaited future completes, so
-            # the task may survive one cancel(): cancel again until it has ended.
-            await asyncio.wait({task}, timeout=_CANCEL_RETRY_S)
+        if self._task is not None:
+            await stop_tasks([self._task])
         if self._tg is not None:
             await self._tg.__aexit__(None, None, None)
         self._client = None

@@ -24,7 +24,14 @@ from typing import Any, Self
 
 import aiomqtt
 
-from config_lib import MqttEndpoint, SigningKey, applied_wildcard, sign_envelope, updated_topic
+from config_lib import (
+    MqttEndpoint,
+    SigningKey,
+    applied_wildcard,
+    sign_envelope,
+    stop_tasks,
+    updated_topic,
+)
 
 from .instances import InstanceTracker
 from .metrics import Metrics
@@ -86,14 +93,8 @@ class OutboxPublisher:
     ) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            # Broad on purpose: the task already died with this error; we are closing anyway.
-            except Exception as err:
-                _log.error("outbox publisher had stopped with an error: %r", err)
+            for _, error in await stop_tasks([task]):
+                _log.error("outbox publisher had stopped with an error: %r", error)
         self._set_connected(False)
 
     # -- public --------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from config_lib import (
 REPO = Path(__file__).resolve().parents[2]
 
 EXPECTED = {
-    "Backoff",
     # wire format and verification (foundation)
     "DEFAULT_MAX_BYTES", "FORMAT_VERSION", "Envelope", "Limits", "Position",
     "canonical_bytes", "sign_envelope", "verify_envelope",
@@ -38,6 +37,8 @@ EXPECTED = {
     # topics, transport, files
     "applied_topic", "applied_wildcard", "parse_applied_topic", "parse_updated_topic",
     "updated_topic", "validate_name", "MqttEndpoint", "write_atomic",
+    # owning background work: one retry policy, one way to stop tasks
+    "Backoff", "stop_tasks",
     # the client
     "ConfigLibrary", "ConfigChange", "ConfigSource", "LibrarySettings", "ConfigPipeline",
     "Accepted", "AppliedReport", "ConfigMetrics", "prometheus_collector",

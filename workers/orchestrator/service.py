@@ -28,7 +28,7 @@ from typing import Any, Protocol, Self
 
 import aiomqtt
 
-from config_lib import Backoff, MqttEndpoint
+from config_lib import Backoff, MqttEndpoint, stop_tasks
 from workers.common import (
     AUDIO_INPUT_PREFIX,
     STT_ERRORS_PREFIX,
@@ -75,20 +75,6 @@ class OrchestratorStats:
     sessions_closed: int = 0
     sessions_timed_out: int = 0
     handler_failures: int = 0
-
-
-def _raise_if_cancelling() -> None:
-    """Re-raise a cancellation that an inner ``asyncio.wait_for`` swallowed.
-
-    On Python 3.11, ``wait_for`` (used by aiomqtt for every acknowledgement) returns the
-    result instead of raising when its awaitable completes in the same loop iteration as
-    the cancellation; the task is then left ``cancelling()`` but running. Without this,
-    a writer cancelled at that moment waits for the next outgoing message forever and
-    ``__aexit__`` never returns.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 @dataclass(slots=True)
@@ -147,12 +133,8 @@ class Orchestrator:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        results = await asyncio.gather(*self._tasks, return_exceptions=True)
-        for task, result in zip(self._tasks, results, strict=True):
-            if isinstance(result, Exception):
-                _log.error("task %s had failed: %r", task.get_name(), result)
+        for task, error in await stop_tasks(self._tasks):
+            _log.error("task %s had failed: %r", task.get_name(), error)
 
     async def serve_forever(self) -> None:
         """Wait on the orchestrator's tasks; returns or raises only if one of them ends."""
@@ -218,7 +200,6 @@ class Orchestrator:
                     _log.info("connected to %s", endpoint)
                     await self._pump(client)
             except aiomqtt.MqttError as exc:
-                _raise_if_cancelling()  # the error came while we were being cancelled
                 _log.warning("MQTT connection to %s lost: %s (retrying)", endpoint, exc)
             finally:
                 self._connected.clear()
@@ -236,9 +217,7 @@ class Orchestrator:
             for task in done:
                 task.result()  # re-raise the MqttError that ended it
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(tasks)
 
     async def _reader(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -254,7 +233,6 @@ class Orchestrator:
             item = self._outbox[0]
             await client.publish(item.topic, item.payload, qos=1)
             self._outbox.popleft()
-            _raise_if_cancelling()
 
     def _enqueue(self, topic: str, payload: bytes) -> None:
         self._outbox.append(_Outgoing(topic, payload))

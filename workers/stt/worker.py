@@ -30,7 +30,7 @@ from typing import Any, Protocol, Self
 
 import aiomqtt
 
-from config_lib import Backoff, MqttEndpoint, validate_name
+from config_lib import Backoff, MqttEndpoint, stop_tasks, validate_name
 from workers.common import (
     AUDIO_CHUNKS_PREFIX,
     STT_ERRORS_PREFIX,
@@ -60,7 +60,6 @@ __all__ = ["RedeliveryFilter", "SttConfigChange", "SttWorker", "WorkerStats"]
 _log = logging.getLogger(__name__)
 
 _DEDUPE_WINDOW = 512  # recent (mid, digest) pairs remembered to drop QoS 1 redeliveries
-_CANCEL_RETRY_S = 0.5  # how long __aexit__ waits before cancelling a surviving task again
 
 
 class SttConfigChange(Protocol):
@@ -194,17 +193,8 @@ class SttWorker:
         tb: TracebackType | None,
     ) -> None:
         self._closing = True
-        pending = set(self._tasks)
-        while pending:
-            for task in pending:
-                task.cancel()
-            # Python 3.11's asyncio.wait_for (inside aiomqtt's publish) swallows a
-            # cancellation that lands just as the awaited future completes, so a task can
-            # survive one cancel(): cancel again until every task has ended.
-            _, pending = await asyncio.wait(pending, timeout=_CANCEL_RETRY_S)
-        for task in self._tasks:
-            if not task.cancelled() and task.exception() is not None:
-                _log.error("task %s had failed: %r", task.get_name(), task.exception())
+        for task, error in await stop_tasks(self._tasks):
+            _log.error("task %s had failed: %r", task.get_name(), error)
         # A decode or load still running finishes on its thread; wait without blocking the loop.
         await asyncio.to_thread(self._shutdown_pools)
 
