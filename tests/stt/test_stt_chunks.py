@@ -166,7 +166,7 @@ def test_session_from_topic() -> None:
 
 def test_public_api_is_exactly_all() -> None:
     public = {name for name in dir(common) if not name.startswith("_")}
-    modules = {"chunks", "names", "topics"}
+    modules = {"chunks", "names", "settings", "topics"}
     assert public - modules == set(common.__all__)
 
 

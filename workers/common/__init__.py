@@ -1,4 +1,4 @@
-"""Protocol shared by the workers: audio chunk framing, topic names, the safe-name rule."""
+"""Shared by the workers: audio chunk framing, topic names, the safe-name rule, MQTT settings."""
 
 from workers.common.chunks import (
     BYTES_PER_SAMPLE,
@@ -10,6 +10,7 @@ from workers.common.chunks import (
     encode_chunk,
 )
 from workers.common.names import InvalidNameError, validate_session
+from workers.common.settings import WorkerMqttSettings
 from workers.common.topics import (
     AUDIO_CHUNKS_PREFIX,
     AUDIO_INPUT_PREFIX,
@@ -39,6 +40,7 @@ __all__ = [
     "AudioChunk",
     "ChunkDecodeError",
     "InvalidNameError",
+    "WorkerMqttSettings",
     "audio_chunks_topic",
     "audio_input_topic",
     "decode_chunk",
