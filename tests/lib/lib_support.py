@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from config_lib import (
     AppliedReport,
+    ConfigLibrary,
     DataKey,
+    LibrarySettings,
     MqttEndpoint,
     SigningKey,
     applied_topic,
@@ -47,6 +49,23 @@ class RequiredConfig(BaseModel):
 
     endpoint: str
     retries: int = 3
+
+
+def demo_library(
+    keys: Any,
+    service: str,
+    settings: LibrarySettings,
+    endpoint: MqttEndpoint | None = None,
+) -> ConfigLibrary[DemoConfig]:
+    """The library under test: DemoConfig, the test keys, and ``endpoint`` (None: no broker)."""
+    return ConfigLibrary(
+        service=service,
+        model=DemoConfig,
+        settings=settings,
+        trust=keys.trust,
+        data_keys=[keys.data_key(service)],
+        endpoint=endpoint,
+    )
 
 
 def envelope(

@@ -10,7 +10,14 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from lib_support import DemoConfig, ReportWatcher, envelope, mqtt_client, publish_config
+from lib_support import (
+    DemoConfig,
+    ReportWatcher,
+    demo_library,
+    envelope,
+    mqtt_client,
+    publish_config,
+)
 
 from config_lib import (
     ConfigLibrary,
@@ -69,13 +76,8 @@ async def running(
         await publish_config(publisher, service_name, v1)
         reports = ReportWatcher(watcher, service_name, lib_settings.resolved_instance_id())
         await reports.start()
-        async with ConfigLibrary(
-            service=service_name,
-            model=DemoConfig,
-            settings=lib_settings,
-            trust=keys.trust,
-            data_keys=[dk],
-            endpoint=broker.endpoint(service_name),
+        async with demo_library(
+            keys, service_name, lib_settings, broker.endpoint(service_name)
         ) as cfg:
             assert cfg.version == 1
             assert cfg.current.beam_size == 3

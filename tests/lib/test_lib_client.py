@@ -16,6 +16,7 @@ from lib_support import (
     SECRET,
     DemoConfig,
     ReportWatcher,
+    demo_library,
     envelope,
     file_mode,
     mqtt_client,
@@ -42,19 +43,6 @@ async def debug_client(broker: Any) -> AsyncIterator[aiomqtt.Client]:
         yield client
 
 
-def _library(
-    broker: Any, keys: Any, service: str, settings: LibrarySettings
-) -> ConfigLibrary[DemoConfig]:
-    return ConfigLibrary(
-        service=service,
-        model=DemoConfig,
-        settings=settings,
-        trust=keys.trust,
-        data_keys=[keys.data_key(service)],
-        endpoint=broker.endpoint(service),
-    )
-
-
 async def test_valid_update_is_applied_and_callback_sees_old_and_new(
     broker: Any,
     keys: Any,
@@ -66,7 +54,7 @@ async def test_valid_update_is_applied_and_callback_sees_old_and_new(
     await publish_config(
         manager_client, service_name, envelope(service_name, 1, signing=keys.signing, data_key=dk)
     )
-    async with _library(broker, keys, service_name, lib_settings) as cfg:
+    async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         assert cfg.source == "broker"
         assert cfg.version == 1
         seen: list[ConfigChange[DemoConfig]] = []
@@ -112,7 +100,7 @@ async def test_async_callbacks_run_in_registration_order_and_unsubscribe(
     def second(change: ConfigChange[DemoConfig]) -> None:
         order.append(f"second:{change.version}")
 
-    cfg = _library(broker, keys, service_name, lib_settings)
+    cfg = demo_library(keys, service_name, lib_settings, broker.endpoint(service_name))
     cfg.on_change(first)  # registering before `async with` is allowed
     async with cfg:
         assert cfg.source == "defaults"
@@ -146,7 +134,7 @@ async def test_duplicate_is_ignored_quietly(
     dk = keys.data_key(service_name)
     raw = envelope(service_name, 4, signing=keys.signing, data_key=dk, beam_size=4)
     await publish_config(manager_client, service_name, raw)
-    async with _library(broker, keys, service_name, lib_settings) as cfg:
+    async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         calls: list[object] = []
         cfg.on_change(calls.append)
         reports = ReportWatcher(debug_client, service_name, cfg.instance_id)
@@ -174,7 +162,7 @@ async def test_raising_callback_reports_failed_and_keeps_previous_config(
         service_name,
         envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=2),
     )
-    async with _library(broker, keys, service_name, lib_settings) as cfg:
+    async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         reports = ReportWatcher(debug_client, service_name, cfg.instance_id)
         await reports.start()
         await reports.next_matching(status="applied", version=1)
@@ -234,7 +222,7 @@ async def test_secrets_are_decrypted_in_memory_only(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     dk = keys.data_key(service_name)
-    async with _library(broker, keys, service_name, lib_settings) as cfg:
+    async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         reports = ReportWatcher(debug_client, service_name, cfg.instance_id)
         await reports.start()
         raw = envelope(service_name, 1, signing=keys.signing, data_key=dk, api_key=SECRET)
@@ -282,7 +270,7 @@ async def test_clean_shutdown_reports_offline(
     )
     reports = ReportWatcher(debug_client, service_name, lib_settings.resolved_instance_id())
     await reports.start()
-    async with _library(broker, keys, service_name, lib_settings) as cfg:
+    async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         assert cfg.connected
         online = await reports.next_matching(status="applied", version=3)
         assert online.source == "broker"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib_support import DemoConfig, envelope, mqtt_client, publish_config
+from lib_support import DemoConfig, demo_library, envelope, mqtt_client, publish_config
 
-from config_lib import ConfigChange, ConfigLibrary, LibrarySettings
+from config_lib import ConfigChange, LibrarySettings
 
 
 async def test_broker_restart_converges_on_newest_version(
@@ -21,13 +21,8 @@ async def test_broker_restart_converges_on_newest_version(
     manager = own_broker.endpoint("manager")
     async with mqtt_client(manager) as publisher:
         await publish_config(publisher, service_name, signed(1))
-    async with ConfigLibrary(
-        service=service_name,
-        model=DemoConfig,
-        settings=lib_settings,
-        trust=keys.trust,
-        data_keys=[dk],
-        endpoint=own_broker.endpoint(service_name),
+    async with demo_library(
+        keys, service_name, lib_settings, own_broker.endpoint(service_name)
     ) as cfg:
         assert cfg.version == 1
         versions: list[int] = []

@@ -12,6 +12,7 @@ import pytest
 from lib_support import (
     DemoConfig,
     RequiredConfig,
+    demo_library,
     envelope,
     mqtt_client,
     publish_config,
@@ -32,17 +33,6 @@ def _lkg(settings: LibrarySettings, service: str) -> Path:
     path = settings.lkg_path(service)
     assert path is not None
     return path
-
-
-def _offline(keys: Any, service: str, settings: LibrarySettings) -> ConfigLibrary[DemoConfig]:
-    """A library with no broker at all (settings.mqtt_url is None in these tests)."""
-    return ConfigLibrary(
-        service=service,
-        model=DemoConfig,
-        settings=settings,
-        trust=keys.trust,
-        data_keys=[keys.data_key(service)],
-    )
 
 
 def _corrupt(kind: str, raw: bytes, keys: Any, service: str) -> bytes:
@@ -73,7 +63,7 @@ async def test_corrupted_lkg_falls_back_to_env_then_defaults_with_warning(
     monkeypatch.setenv(prefix + "VAD__THRESHOLD", "0.3")
     caplog.set_level(logging.WARNING, logger="config_lib")
 
-    async with _offline(keys, service_name, lib_settings) as cfg:
+    async with demo_library(keys, service_name, lib_settings) as cfg:
         assert cfg.source == "env"
         assert cfg.version is None
         assert cfg.current.beam_size == 8
@@ -85,7 +75,7 @@ async def test_corrupted_lkg_falls_back_to_env_then_defaults_with_warning(
     caplog.clear()
     monkeypatch.delenv(prefix + "BEAM_SIZE")
     monkeypatch.delenv(prefix + "VAD__THRESHOLD")
-    async with _offline(keys, service_name, lib_settings) as cfg:
+    async with demo_library(keys, service_name, lib_settings) as cfg:
         assert cfg.source == "defaults"
         assert cfg.current == DemoConfig()
     assert len([r for r in caplog.records if "LKG file refused" in r.getMessage()]) == 1
@@ -100,7 +90,7 @@ async def test_invalid_env_falls_back_to_defaults_with_warning(
 ) -> None:
     monkeypatch.setenv(env_prefix(service_name) + "BEAM_SIZE", "999")
     caplog.set_level(logging.WARNING, logger="config_lib")
-    async with _offline(keys, service_name, lib_settings) as cfg:
+    async with demo_library(keys, service_name, lib_settings) as cfg:
         assert cfg.source == "defaults"
         assert cfg.current.beam_size == 5
     assert any("environment config invalid" in r.getMessage() for r in caplog.records)
@@ -130,7 +120,7 @@ async def test_valid_lkg_is_used_without_broker_and_keeps_secrets_encrypted(
         api_key="from-lkg",
     )
     write_atomic(_lkg(lib_settings, service_name), raw)
-    async with _offline(keys, service_name, lib_settings) as cfg:
+    async with demo_library(keys, service_name, lib_settings) as cfg:
         assert cfg.source == "lkg"
         assert (cfg.epoch, cfg.version) == (2, 6)
         assert cfg.current.api_key.get_secret_value() == "from-lkg"
@@ -147,14 +137,7 @@ async def test_cold_start_with_broker_down_uses_lkg_then_catches_up(
     endpoint = own_broker.endpoint(service_name)
 
     def lib() -> ConfigLibrary[DemoConfig]:
-        return ConfigLibrary(
-            service=service_name,
-            model=DemoConfig,
-            settings=settings,
-            trust=keys.trust,
-            data_keys=[dk],
-            endpoint=endpoint,
-        )
+        return demo_library(keys, service_name, settings, endpoint)
 
     async with mqtt_client(own_broker.endpoint("manager")) as manager:
         await publish_config(
@@ -200,14 +183,7 @@ async def test_replay_protection_survives_restart_through_lkg(
     older = envelope(service_name, 3, signing=keys.signing, data_key=dk, beam_size=3)
     write_atomic(_lkg(lib_settings, service_name), newer)
     await publish_config(manager_client, service_name, older)  # a stale retained config
-    async with ConfigLibrary(
-        service=service_name,
-        model=DemoConfig,
-        settings=lib_settings,
-        trust=keys.trust,
-        data_keys=[dk],
-        endpoint=broker.endpoint(service_name),
-    ) as cfg:
+    async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         await cfg.wait_for_received(1, timeout=5)
         assert cfg.metrics.rejected["rollback"] == 1
         assert (cfg.source, cfg.version) == ("lkg", 5)
@@ -227,14 +203,7 @@ async def test_newer_retained_config_wins_over_lkg_at_startup(
     )
     retained = envelope(service_name, 4, signing=keys.signing, data_key=dk, beam_size=4)
     await publish_config(manager_client, service_name, retained)
-    async with ConfigLibrary(
-        service=service_name,
-        model=DemoConfig,
-        settings=lib_settings,
-        trust=keys.trust,
-        data_keys=[dk],
-        endpoint=broker.endpoint(service_name),
-    ) as cfg:
+    async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         # Startup waited for the retained message: it is in force on return.
         assert (cfg.source, cfg.version, cfg.current.beam_size) == ("broker", 4, 4)
     assert json.loads(read_bytes(_lkg(lib_settings, service_name)))["version"] == 4
