@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,6 +22,9 @@ from config_manager.broker import (
     render_broker_files,
     write_password_file,
 )
+
+if TYPE_CHECKING:
+    from workers.stt.engine import WhisperEngine
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -134,3 +138,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"test data not found at {SHARED_DATA} (expected ../shared/data)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def engine() -> WhisperEngine:
+    """The packaged tiny.en model with SttConfig's defaults, loaded once for the session.
+
+    Workers under test swap to models of their own; they never unload the one given.
+    """
+    from workers.stt.config import SttConfig
+    from workers.stt.engine import ModelSpec, load_engine
+
+    return load_engine(ModelSpec.from_config(SttConfig()))

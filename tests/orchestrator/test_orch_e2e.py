@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,8 @@ from workers.orchestrator import Orchestrator, OrchestratorConfig, OrchestratorS
 from workers.orchestrator.audio import load_pcm16
 from workers.orchestrator.client import stream_audio
 from workers.orchestrator.textnorm import normalize_text, word_error_rate
-from workers.stt import SttConfig, SttWorker, SttWorkerSettings
-from workers.stt.engine import ModelSpec, WhisperEngine, load_engine
+from workers.stt import SttConfig, SttWorker
+from workers.stt.engine import WhisperEngine
 
 pytestmark = pytest.mark.slow
 
@@ -64,24 +63,6 @@ RECORDINGS = {
 def _preset_config(name: str) -> OrchestratorConfig:
     patch = dict(PRESETS[name].patches["orchestrator"])
     return OrchestratorConfig.model_validate({**OrchestratorConfig().model_dump(), **patch})
-
-
-@pytest.fixture(scope="module")
-def engine() -> WhisperEngine:
-    return load_engine(ModelSpec.from_config(SttConfig()))
-
-
-@pytest.fixture
-async def stt(broker: Any, engine: WhisperEngine) -> AsyncIterator[SttWorker]:
-    async with SttWorker(
-        endpoint=broker.endpoint("stt"),
-        instance_id=f"stt-{secrets.token_hex(3)}",
-        config=SttConfig(),
-        settings=SttWorkerSettings(persistent_session=False),
-        engine=engine,
-    ) as worker:
-        await asyncio.wait_for(worker.wait_ready(), 15)
-        yield worker
 
 
 async def _stack(

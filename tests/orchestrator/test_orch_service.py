@@ -8,7 +8,6 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from workers.orchestrator.audio import load_pcm16
 from workers.orchestrator.client import stream_audio
 from workers.orchestrator.textnorm import normalize_text, word_error_rate
 from workers.stt import SttConfig, SttWorker, SttWorkerSettings
-from workers.stt.engine import ModelSpec, WhisperEngine, load_engine
+from workers.stt.engine import WhisperEngine
 
 pytestmark = pytest.mark.slow
 
@@ -34,24 +33,6 @@ JFK_TEXT = (
     "and so my fellow americans ask not what your country can do for you "
     "ask what you can do for your country"
 )
-
-
-@pytest.fixture(scope="module")
-def engine() -> WhisperEngine:
-    return load_engine(ModelSpec.from_config(SttConfig()))
-
-
-@pytest.fixture
-async def stt(broker: Any, engine: WhisperEngine) -> AsyncIterator[SttWorker]:
-    async with SttWorker(
-        endpoint=broker.endpoint("stt"),
-        instance_id=f"stt-{secrets.token_hex(3)}",
-        config=SttConfig(),
-        settings=SttWorkerSettings(persistent_session=False),
-        engine=engine,
-    ) as worker:
-        await asyncio.wait_for(worker.wait_ready(), 15)
-        yield worker
 
 
 def _orchestrator(broker: Any, config: OrchestratorConfig) -> Orchestrator:

@@ -12,7 +12,7 @@ from stt_support import DATA, SAMPLE_RATE, cut, normalise, read_pcm16, session_c
 
 from workers.common import AudioChunk
 from workers.stt import ModelLoadError, SttConfig, SttWorker, SttWorkerSettings
-from workers.stt.engine import ModelSpec, WhisperEngine, load_engine
+from workers.stt.engine import WhisperEngine
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +32,6 @@ class Change:
 def change(worker: SttWorker, version: int, **updates: Any) -> Change:
     new = SttConfig.model_validate({**worker.config.model_dump(), **updates})
     return Change(worker.config, new, version, frozenset(updates))
-
-
-@pytest.fixture(scope="module")
-def engine() -> WhisperEngine:
-    return load_engine(ModelSpec.from_config(SttConfig()))
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from config_lib import (
 )
 from workers.common import AudioChunk
 from workers.stt import SttConfig, SttWorker, SttWorkerSettings
-from workers.stt.engine import ModelSpec, WhisperEngine, load_engine
+from workers.stt.engine import WhisperEngine
 
 pytestmark = pytest.mark.slow
 
@@ -88,11 +88,6 @@ async def manager_and_reports(
         reports = Reports(debug, service, instance)
         await debug.subscribe(reports.topic, qos=1)
         yield Manager(manager, keys, service), reports
-
-
-@pytest.fixture(scope="module")
-def engine() -> WhisperEngine:
-    return load_engine(ModelSpec.from_config(SttConfig()))
 
 
 async def test_signed_updates_mid_stream_applied_reported_and_failed_model_kept(

@@ -14,7 +14,7 @@ from stt_support import DATA, SAMPLE_RATE, cut, normalise, read_pcm16, session_c
 
 from workers.common import MAGIC, AudioChunk, encode_chunk
 from workers.stt import SttConfig, SttWorker, SttWorkerSettings
-from workers.stt.engine import ModelSpec, WhisperEngine, load_engine
+from workers.stt.engine import WhisperEngine
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +37,6 @@ RECORDINGS = [
 # or CPU-kernel differences and still fails on any real regression (a dropped, doubled or
 # misordered chunk alone costs 7+ errors, a wrong sample-rate conversion far more).
 WER_BOUND = 0.06
-
-
-@pytest.fixture(scope="module")
-def engine() -> WhisperEngine:
-    return load_engine(ModelSpec.from_config(SttConfig()))
 
 
 @pytest.fixture
