@@ -21,6 +21,7 @@ __all__ = [
     "TokenPublic",
     "ValidationPublic",
     "VersionPublic",
+    "WhoamiPublic",
     "WritePublic",
 ]
 
@@ -130,3 +131,13 @@ class CompatibilityPublic(BaseModel):
     versions: dict[str, int]
     violations: list[dict[str, Any]]
     errors: list[dict[str, Any]]
+
+
+class WhoamiPublic(BaseModel):
+    """The calling token, for a UI to follow its rights."""
+
+    name: str
+    role: Role
+    scopes: list[str] | None = Field(
+        description="Services this token may act on; null means every service."
+    )
