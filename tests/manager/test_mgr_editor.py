@@ -308,3 +308,21 @@ async def test_whoami_reports_name_and_role(manager: RunningManager) -> None:
         assert resp.status_code == 401
         assert resp.headers["content-type"].startswith("application/problem+json")
         assert json.loads(resp.text)["status"] == 401
+
+
+def test_worker_models_give_every_field_a_human_title() -> None:
+    """The editor labels fields with the schema's ``title``: no generated "Max Chunk Duration S"."""
+    from config_manager import SchemaRegistry
+
+    registry = SchemaRegistry.from_entry_points()
+    for service in ("stt", "orchestrator"):
+        model = registry.get(service)
+        assert model is not None, f"{service} is not registered"
+        schema = model.model_json_schema()
+        nodes = [schema, *schema.get("$defs", {}).values()]
+        for node in nodes:
+            for name, prop in node.get("properties", {}).items():
+                generated = name.replace("_", " ").title()  # pydantic's own title
+                assert prop.get("title"), f"{service}.{name} has no title"
+                if "_" in name:
+                    assert prop["title"] != generated, f"{service}.{name}: {generated!r}"
