@@ -63,6 +63,7 @@ async def pages(
 ) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
     """Open pages, each in a context of its own unless one is given; screenshots on failure."""
     opened: list[Page] = []
+    expect.set_options(timeout=WAIT_MS)  # the machine is shared: 5 s (the default) is tight
 
     async def open_page(
         *, context: BrowserContext | None = None, width: int = 1280, height: int = 860
