@@ -26,6 +26,7 @@ class ConfigMetrics:
     duplicate: int = 0
     failed: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    not_authorised: int = 0  # connections the broker refused (credentials or ACL)
 
     @property
     def rejected_total(self) -> int:
@@ -39,6 +40,7 @@ class ConfigMetrics:
             "duplicate": self.duplicate,
             "failed": self.failed,
             "rejected": dict(self.rejected),
+            "not_authorised": self.not_authorised,
         }
 
 
@@ -47,7 +49,8 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
 
     Register it with ``prometheus_client.REGISTRY.register(prometheus_collector(...))``.
     Exposes ``config_lib_messages_total{service,instance,outcome}`` (outcome: received,
-    applied, duplicate, failed) and ``config_lib_rejected_total{service,instance,reason}``.
+    applied, duplicate, failed), ``config_lib_rejected_total{service,instance,reason}`` and
+    ``config_lib_not_authorised_total{service,instance}`` (the broker refused the user).
     """
     from prometheus_client.core import CounterMetricFamily  # optional dependency
 
@@ -69,5 +72,12 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
             for reason, count in sorted(metrics.rejected.items()):
                 rejected.add_metric([service, instance, reason], count)
             yield rejected
+            refused = CounterMetricFamily(
+                "config_lib_not_authorised",
+                "Broker connections refused for this user (credentials or ACL)",
+                labels=["service", "instance"],
+            )
+            refused.add_metric([service, instance], metrics.not_authorised)
+            yield refused
 
     return _ConfigLibCollector()
