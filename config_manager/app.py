@@ -91,6 +91,9 @@ def create_app(
         endpoint = settings.mqtt_endpoint()
         async with AsyncExitStack() as stack:
             store = await stack.enter_async_context(ConfigStore(settings.db_file))
+            # The instance view as last saved: it does not wait for the broker to redeliver
+            # retained reports to the wildcard subscription (not every broker does).
+            tracker.load(await store.instances())
             publisher = await stack.enter_async_context(
                 OutboxPublisher(
                     store=store,
