@@ -23,13 +23,13 @@ from config_lib import (
     load_signing_key,
 )
 
-from .api import configs, health, presets, services, tokens
+from .api import configs, health, history, presets, services, tokens
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
 from .keyring import KeyRing
 from .metrics import Metrics
-from .middleware import BodyLimitMiddleware, ServerTimingMiddleware
+from .middleware import BodyLimitMiddleware, RequestIdMiddleware, ServerTimingMiddleware
 from .problems import install_problem_handlers
 from .publisher import OutboxPublisher, PublisherLimits
 from .registry import SchemaRegistry
@@ -139,10 +139,12 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     for router in (
         health.router,
         services.router,
         configs.router,
+        history.router,
         presets.router,
         tokens.router,
     ):
