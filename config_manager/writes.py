@@ -25,7 +25,7 @@ from .merge_patch import merge_patch
 from .metrics import Metrics
 from .problems import Problem, validation_problem
 from .registry import SchemaRegistry
-from .store import ConfigStore, NewVersion, StoredVersion, VersionConflict
+from .store import ConfigStore, NewVersion, StorageError, StoredVersion, VersionConflict
 
 __all__ = [
     "CompatibilityCheck",
@@ -356,6 +356,11 @@ class ConfigWriter:
         except VersionConflict as exc:
             current = await self.current(exc.service)
             raise self._conflict(exc.service, exc.expected, current) from None
+        except StorageError:
+            # Nothing was written (one transaction); answered 503 with Retry-After.
+            for change in changes:
+                self.metrics.writes.labels(service=change.service, result="unavailable").inc()
+            raise
 
     def _stored(
         self, changes: Sequence[PlannedChange], task: asyncio.Future[list[StoredVersion]]
