@@ -61,10 +61,12 @@ from ._sources import env_prefix
 from ._tasks import stop_tasks
 from ._threaded import ThreadedConfig, initialize_and_subscribe, sync_module_constants
 from ._topics import (
+    NAME_ALPHABET,
     applied_topic,
     applied_wildcard,
     parse_applied_topic,
     parse_updated_topic,
+    sanitize_name,
     updated_topic,
     validate_name,
 )
@@ -73,6 +75,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "FORMAT_VERSION",
     "MASK",
+    "NAME_ALPHABET",
     "Accepted",
     "AppliedReport",
     "Backoff",
@@ -128,6 +131,7 @@ __all__ = [
     "parse_applied_topic",
     "parse_updated_topic",
     "prometheus_collector",
+    "sanitize_name",
     "save_data_key",
     "sign_envelope",
     "stop_tasks",

@@ -8,6 +8,7 @@ reports); all of it lives on ``app.state`` until shutdown.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -34,7 +35,7 @@ from .problems import install_problem_handlers
 from .publisher import OutboxPublisher, PublisherLimits
 from .registry import SchemaRegistry
 from .settings import ManagerSettings
-from .store import ConfigStore
+from .store import ConfigStore, StorageLimits
 from .writes import CompatibilityCheck, ConfigWriter
 
 __all__ = ["StartupError", "create_app"]
@@ -90,7 +91,17 @@ def create_app(
         tracker = InstanceTracker()
         endpoint = settings.mqtt_endpoint()
         async with AsyncExitStack() as stack:
-            store = await stack.enter_async_context(ConfigStore(settings.db_file))
+            store = await stack.enter_async_context(
+                ConfigStore(
+                    settings.db_file,
+                    metrics=metrics,
+                    limits=StorageLimits(
+                        retry_min_s=settings.storage_retry_min_s,
+                        retry_max_s=settings.storage_retry_max_s,
+                        min_free_bytes=settings.storage_min_free_bytes,
+                    ),
+                )
+            )
             publisher = await stack.enter_async_context(
                 OutboxPublisher(
                     store=store,
@@ -136,7 +147,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    install_problem_handlers(app)
+    install_problem_handlers(app, storage_retry_after_s=math.ceil(settings.storage_retry_max_s))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)
     app.add_middleware(RequestIdMiddleware)

@@ -26,6 +26,7 @@ __all__ = [
     "migrations",
     "now_iso",
     "read_epoch_sync",
+    "unportable_services",
 ]
 
 PRAGMAS: Final = (
@@ -145,3 +146,30 @@ def audit_sync(
         "VALUES (?, ?, ?, 'ok', ?, ?)",
         (now_iso(), actor, action, service, json.dumps(detail or {}, separators=(",", ":"))),
     )
+
+
+def unportable_services(path: Path) -> list[tuple[str, str]]:
+    """``(service, why)`` for each stored service whose name is not a valid topic level.
+
+    Names with ``.`` were allowed before the name alphabet was narrowed; they must not be
+    published (RabbitMQ reads ``.`` as a level separator). Read-only; an absent or new
+    database has none.
+    """
+    from config_lib import InvalidName, validate_name
+
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT DISTINCT service FROM versions ORDER BY service").fetchall()
+    except sqlite3.OperationalError:  # not migrated yet: no table, no services
+        return []
+    finally:
+        conn.close()
+    found = []
+    for (name,) in rows:
+        try:
+            validate_name(name)
+        except InvalidName as exc:
+            found.append((name, str(exc)))
+    return found

@@ -3,6 +3,12 @@
 One connection runs one statement at a time on its own thread; an ``asyncio.Lock`` makes
 each method's statements (and each transaction) atomic with respect to the others, so a
 reader never sees another coroutine's uncommitted rows.
+
+Storage faults (disk full, I/O error, read-only file system...) are raised as
+:class:`StorageError` (nothing of the failed operation is kept). The first one starts an
+*episode*: logged once, counted, and a background probe retries a tiny write with backoff
+until the database accepts writes again (logged once more); :meth:`ConfigStore.storage_problem`
+says what is wrong meanwhile (``/readyz``).
 """
 
 from __future__ import annotations
@@ -10,19 +16,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import aiosqlite
 
+from config_lib import Backoff, stop_tasks
+
 from .db import PRAGMAS, migrate, now_iso
 from .history import GENESIS, row_hash
+from .metrics import Metrics
 
 __all__ = [
     "AuditEntry",
@@ -32,10 +43,48 @@ __all__ = [
     "NewVersion",
     "OutboxItem",
     "ServiceSummary",
+    "StorageError",
+    "StorageLimits",
     "StoredVersion",
     "TokenRecord",
     "VersionConflict",
 ]
+
+_log = logging.getLogger(__name__)
+
+# SQLite primary result codes that mean "the storage failed", not "the query is wrong":
+# BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+_STORAGE_CODES: Final = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+
+
+class StorageError(Exception):
+    """The database could not carry out an operation: disk full, I/O error, read-only file
+    system, locked... Nothing of that operation was stored. Usually transient: retry later.
+    """
+
+    def __init__(self, operation: str, cause: sqlite3.Error, *, writes: bool) -> None:
+        self.operation = operation
+        self.writes = writes
+        self.code = str(getattr(cause, "sqlite_errorname", None) or type(cause).__name__)
+        self.reason = str(cause) or self.code
+        super().__init__(f"{operation}: {self.reason} ({self.code})")
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether a sqlite3 error is a storage fault (see :class:`StorageError`)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _STORAGE_CODES
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
+@dataclass(frozen=True, slots=True)
+class StorageLimits:
+    """How the store retries after a storage fault, and when its file system counts as full."""
+
+    retry_min_s: float = 0.5
+    retry_max_s: float = 5.0
+    min_free_bytes: int = 1024 * 1024
 
 
 class VersionConflict(Exception):
@@ -164,10 +213,25 @@ def _dumps(values: dict[str, Any]) -> str:
 class ConfigStore:
     """Async context manager owning the manager's database connection."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        metrics: Metrics | None = None,
+        limits: StorageLimits = StorageLimits(),
+    ) -> None:
         self.path = Path(path)
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._metrics = metrics
+        self._limits = limits
+        # The current storage-fault episode: its first error, since when, failures so far.
+        self._fault: StorageError | None = None
+        self._fault_since = 0.0
+        self._fault_count = 0
+        self._probe: asyncio.Task[None] | None = None
+        self.writable = asyncio.Event()  # set while no storage fault is pending
+        self.writable.set()
         self.schema_version = 0
         # This process is the database's only writer (one manager per database), so the
         # epoch and each service's current version are cached and kept up to date here.
@@ -236,6 +300,9 @@ class ConfigStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            await stop_tasks([probe])
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -254,13 +321,101 @@ class ConfigStore:
         async with self.conn.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
+    # -- storage faults --------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _op(self, operation: str, *, writes: bool = False) -> AsyncIterator[None]:
+        """Run one operation under the lock; a storage fault becomes :class:`StorageError`."""
+        async with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                if not is_storage_error(exc):
+                    raise
+                error = StorageError(operation, exc, writes=writes)
+                self._failed(error)
+                raise error from exc
+        if writes and self._fault is not None:
+            self._recovered(operation)
+
+    def _failed(self, error: StorageError) -> None:
+        if self._metrics is not None:
+            self._metrics.storage_errors.labels(operation=error.operation, code=error.code).inc()
+            self._metrics.storage_writable.set(0)
+        self._fault_count += 1
+        if self._fault is not None:
+            return  # one log line per episode, not per retry
+        self._fault, self._fault_since = error, time.monotonic()
+        self.writable.clear()
+        _log.error(
+            "database %s cannot store changes: %s (%s, during %s); writes are refused with "
+            "503 and retried in the background until it recovers",
+            self.path,
+            error.reason,
+            error.code,
+            error.operation,
+        )
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._probe_until_writable(), name="store-probe")
+
+    def _recovered(self, operation: str) -> None:
+        _log.warning(
+            "database %s accepts writes again (%s succeeded) after %.1fs and %d failed operations",
+            self.path,
+            operation,
+            time.monotonic() - self._fault_since,
+            self._fault_count,
+        )
+        self._fault, self._fault_count = None, 0
+        self.writable.set()
+        if self._metrics is not None:
+            self._metrics.storage_writable.set(1)
+
+    async def _probe_until_writable(self) -> None:
+        backoff = Backoff(self._limits.retry_min_s, self._limits.retry_max_s)
+        while self._fault is not None:
+            await backoff.sleep()
+            if self._fault is None or self._conn is None:
+                return
+            with contextlib.suppress(StorageError):  # counted; logged once per episode
+                await self.probe_write()
+
+    async def probe_write(self) -> None:
+        """A tiny write (one ``meta`` row): ends a storage-fault episode if it succeeds."""
+        async with self._op("probe", writes=True):
+            await self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('storage_probe', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (now_iso(),),
+            )
+
+    def storage_problem(self) -> str | None:
+        """Why the database cannot store changes now, or None when it can.
+
+        A storage fault not yet cleared by a successful write, a read-only file system, or
+        less than ``min_free_bytes`` free on the database's file system.
+        """
+        fault = self._fault
+        if fault is not None:
+            return f"{fault.reason} ({fault.code}, since {fault.operation} failed)"
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError as exc:
+            return f"cannot inspect the database's file system: {exc.strerror}"
+        if st.f_flag & os.ST_RDONLY:
+            return "the database's file system is read-only"
+        # Root may use the blocks a file system reserves for it; anyone else may not.
+        free = st.f_frsize * (st.f_bfree if os.geteuid() == 0 else st.f_bavail)
+        if free < self._limits.min_free_bytes:
+            return f"only {free} bytes free on the database's file system"
+        return None
+
     # -- epoch -------------------------------------------------------------------------
     async def epoch(self) -> int:
         return self._epoch
 
     async def bump_epoch(self) -> int:
         """Raise the epoch to ``max(old + 1, now)``; returns the new epoch."""
-        async with self._lock:
+        async with self._op("bump_epoch", writes=True):
             new = max(self._epoch + 1, int(time.time()))
             await self.conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))
             self._epoch = new
@@ -271,7 +426,7 @@ class ConfigStore:
         return self._current.get(service)
 
     async def version(self, service: str, version: int) -> StoredVersion | None:
-        async with self._lock:
+        async with self._op("read"):
             rows = await self._all(
                 "SELECT service, version, epoch, values_json, created_at, created_by, change_id "
                 "FROM versions WHERE service = ? AND version = ?",
@@ -283,7 +438,7 @@ class ConfigStore:
         self, service: str, limit: int = 50, before: int | None = None
     ) -> list[StoredVersion]:
         """Versions of ``service`` newest first; ``before``: only versions below it."""
-        async with self._lock:
+        async with self._op("read"):
             rows = await self._all(
                 f"SELECT {_VERSION_COLUMNS} FROM versions "  # noqa: S608
                 "WHERE service = ? AND version < ? ORDER BY version DESC LIMIT ?",
@@ -299,7 +454,7 @@ class ConfigStore:
             if current_only
             else ""
         )
-        async with self._lock:
+        async with self._op("read"):
             rows = await self._all(
                 "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, "  # noqa: S608
                 f"v.created_by, v.change_id, v.prev_hash, v.row_hash FROM versions v {where}"
@@ -327,7 +482,7 @@ class ConfigStore:
         )
 
     async def is_published(self, service: str, version: int) -> bool:
-        async with self._lock:
+        async with self._op("read"):
             rows = await self._all(
                 "SELECT published_at FROM outbox WHERE service = ? AND version = ?",
                 (service, version),
@@ -335,7 +490,7 @@ class ConfigStore:
         return bool(rows) and rows[0][0] is not None
 
     async def by_change(self, change_id: str) -> list[StoredVersion]:
-        async with self._lock:
+        async with self._op("read"):
             rows = await self._all(
                 f"SELECT {_VERSION_COLUMNS} FROM versions WHERE change_id = ? "  # noqa: S608
                 "ORDER BY service",
@@ -372,7 +527,7 @@ class ConfigStore:
         change_id = secrets.token_hex(8)
         created = now_iso()
         stored: list[StoredVersion] = []
-        async with self._lock:
+        async with self._op("write", writes=True):
             conn = self.conn
             epoch = self._epoch
             head = self._head
@@ -444,9 +599,10 @@ class ConfigStore:
                     await self._claim(idempotency, change_id, stored)
                 await conn.execute("COMMIT")
             except BaseException:
-                # A failed COMMIT may already have ended the transaction.
-                with contextlib.suppress(sqlite3.OperationalError):
-                    await conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    # A failed COMMIT (disk full...) may already have ended the transaction.
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await conn.execute("ROLLBACK")
                 raise
             self._head = head
             self._epoch = epoch
@@ -480,7 +636,7 @@ class ConfigStore:
         """A write that changed nothing: its audit entries and idempotency claim only."""
         if claim is None and not audit:
             return
-        async with self._lock:
+        async with self._op("write", writes=True):
             conn = self.conn
             await conn.execute("BEGIN IMMEDIATE")
             try:
@@ -490,13 +646,14 @@ class ConfigStore:
                     await self._claim(claim, None, versions=versions)
                 await conn.execute("COMMIT")
             except BaseException:
-                with contextlib.suppress(sqlite3.OperationalError):
-                    await conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await conn.execute("ROLLBACK")
                 raise
 
     async def idempotent_result(self, token: str, key: str) -> tuple[str, dict[str, Any]] | None:
         """``(request_hash, result)`` of a claim younger than 24 h, else None."""
-        async with self._lock:
+        async with self._op("idempotency", writes=True):
             await self.conn.execute(
                 "DELETE FROM idempotency WHERE created_at < ?", (time.time() - IDEMPOTENCY_TTL_S,)
             )
@@ -511,7 +668,7 @@ class ConfigStore:
 
     # -- audit ---------------------------------------------------------------------------
     async def add_audit(self, *entries: AuditEntry) -> None:
-        async with self._lock:
+        async with self._op("audit", writes=True):
             at = now_iso()
             for entry in entries:
                 await self.conn.execute(_AUDIT_SQL, _audit_params(entry, at))
@@ -536,7 +693,7 @@ class ConfigStore:
             where.append("at >= ?")
             params.append(since)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        async with self._lock:
+        async with self._op("read audit"):
             rows = await self._all(
                 "SELECT id, at, actor, action, outcome, service, version, request_id, reason, "  # noqa: S608
                 f"detail_json FROM audit {clause}ORDER BY id DESC LIMIT ?",
@@ -552,14 +709,14 @@ class ConfigStore:
         return current.version if current else 0
 
     # -- outbox --------------------------------------------------------------------------
-    async def pending(self, limit: int) -> list[OutboxItem]:
-        """Unpublished outbox rows in write order, with the values to publish."""
-        async with self._lock:
+    async def pending(self, limit: int, *, after: int = 0) -> list[OutboxItem]:
+        """Unpublished outbox rows with an id above ``after``, in write order, with values."""
+        async with self._op("read outbox"):
             rows = await self._all(
                 "SELECT o.id, o.service, o.version, v.values_json, o.created_at FROM outbox o "
                 "JOIN versions v ON v.service = o.service AND v.version = o.version "
-                "WHERE o.published_at IS NULL ORDER BY o.id LIMIT ?",
-                (limit,),
+                "WHERE o.published_at IS NULL AND o.id > ? ORDER BY o.id LIMIT ?",
+                (after, limit),
             )
         return [OutboxItem(int(r[0]), r[1], int(r[2]), json.loads(r[3]), r[4]) for r in rows]
 
@@ -570,7 +727,7 @@ class ConfigStore:
         if not ids:
             return
         marks = ",".join("?" * len(ids))
-        async with self._lock:
+        async with self._op("mark published", writes=True):
             conn = self.conn
             await conn.execute("PRAGMA synchronous = NORMAL")
             try:
@@ -582,13 +739,13 @@ class ConfigStore:
                 await conn.execute("PRAGMA synchronous = FULL")
 
     async def outbox_depth(self) -> int:
-        async with self._lock:
+        async with self._op("read outbox"):
             rows = await self._all("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
         return int(rows[0][0])
 
     # -- tokens --------------------------------------------------------------------------
     async def add_token(self, name: str, role: str, token_hash: str, *, created_by: str) -> None:
-        async with self._lock:
+        async with self._op("add token", writes=True):
             await self.conn.execute(
                 "INSERT INTO tokens (name, role, token_hash, created_at, created_by) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -601,7 +758,7 @@ class ConfigStore:
         cached = self._tokens.get(token_hash)
         if cached is not None and cached[1] is not None and time.monotonic() < cached[0]:
             return cached[1]
-        async with self._lock:
+        async with self._op("read token"):
             rows = await self._all(
                 "SELECT name, role, created_at, created_by, revoked_at FROM tokens "
                 "WHERE token_hash = ?",
@@ -613,14 +770,14 @@ class ConfigStore:
         return record
 
     async def tokens(self) -> list[TokenRecord]:
-        async with self._lock:
+        async with self._op("read tokens"):
             rows = await self._all(
                 "SELECT name, role, created_at, created_by, revoked_at FROM tokens ORDER BY name"
             )
         return [TokenRecord(*r) for r in rows]
 
     async def revoke_token(self, name: str) -> bool:
-        async with self._lock:
+        async with self._op("revoke token", writes=True):
             cur = await self.conn.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 (now_iso(), name),

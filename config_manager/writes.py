@@ -10,6 +10,7 @@ transaction that also checks the version the client based its change on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,7 @@ from .store import (
     ConfigStore,
     IdempotencyClaim,
     NewVersion,
+    StorageError,
     StoredVersion,
     VersionConflict,
 )
@@ -328,20 +330,21 @@ class ConfigWriter:
         errors = problem.extra.get("errors")
         if errors is not None:
             detail["errors"] = errors
-        await self.store.add_audit(
-            *(
-                AuditEntry(
-                    actor=ctx.actor,
-                    action=ctx.action,
-                    outcome="refused",
-                    service=service,
-                    request_id=ctx.request_id,
-                    reason=reason[:1000],
-                    detail=detail,
+        with contextlib.suppress(StorageError):  # the refusal is answered all the same
+            await self.store.add_audit(
+                *(
+                    AuditEntry(
+                        actor=ctx.actor,
+                        action=ctx.action,
+                        outcome="refused",
+                        service=service,
+                        request_id=ctx.request_id,
+                        reason=reason[:1000],
+                        detail=detail,
+                    )
+                    for service in (list(services) or [None])
                 )
-                for service in (list(services) or [None])
             )
-        )
 
     async def write(
         self,
@@ -598,6 +601,11 @@ class ConfigWriter:
         except VersionConflict as exc:
             current = await self.current(exc.service)
             raise self._conflict(exc.service, exc.expected, current) from None
+        except StorageError:
+            # Nothing was written (one transaction); answered 503 with Retry-After.
+            for change in changes:
+                self.metrics.writes.labels(service=change.service, result="unavailable").inc()
+            raise
 
     def _stored(
         self, changes: Sequence[PlannedChange], task: asyncio.Future[list[StoredVersion]]
