@@ -8,7 +8,7 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,29 +225,40 @@ def _lines(stream: Any) -> queue.Queue[str]:
 
 
 @pytest.fixture
-def watcher(
+def start_watch(
     ctl_env: dict[str, str], broker: Any, service_name: str
-) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        [*CONFIGCTL, "watch", service_name, "--mqtt-url", broker.url("debug"), "--count", "2"],
-        env=ctl_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    yield proc
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(10)
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+) -> Iterator[Callable[[], subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start() -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [*CONFIGCTL, "watch", service_name, "--mqtt-url", broker.url("debug"), "--count", "2"],
+            env=ctl_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_watch_verifies_every_message_live_and_verify_checks_a_pasted_payload(
-    ctl_env: dict[str, str], broker: Any, service_name: str, watcher: subprocess.Popen[str]
+    ctl_env: dict[str, str],
+    broker: Any,
+    service_name: str,
+    start_watch: Callable[[], subprocess.Popen[str]],
 ) -> None:
-    assert ctl(ctl_env, "set", service_name, "rate=12000").returncode == 0
+    assert ctl(ctl_env, "set", service_name, "rate=12000").returncode == 0  # retained v1
+    watcher = start_watch()
     assert watcher.stderr is not None
     assert watcher.stdout is not None
     errors = _lines(watcher.stderr)
