@@ -108,6 +108,10 @@ class ConfigLibrary(Generic[M]):
         self._trust_stamp: tuple[int, int, int] | None = None
         # The position in force once its LKG write and report are done (what waiters see).
         self._settled: Position | None = None
+        # The LKG file could not be written (disk full, read-only...): why, and the bytes
+        # of the envelope in force, saved again at the next message.
+        self._lkg_error: str | None = None
+        self._lkg_unsaved: bytes | None = None
 
     # -- public state ---------------------------------------------------------------
 
@@ -555,6 +559,8 @@ class ConfigLibrary(Generic[M]):
             }
         if decision.status == "duplicate":
             logger.debug("duplicate config ignored: service=%s", self.service, extra=fields)
+            if self._lkg_unsaved is not None and await self._save_lkg(self._lkg_unsaved) is None:
+                await self._publish(self._make_report("applied"))  # clears lkg_not_saved
             return
         if decision.status == "rejected":
             logger.warning(
@@ -595,18 +601,47 @@ class ConfigLibrary(Generic[M]):
             ",".join(changed) or "-",
             extra={**fields, "changed": changed},
         )
-        if self._lkg is not None:
-            try:
-                await asyncio.to_thread(self._lkg.save, decision.accepted.envelope.raw)
-            except OSError as exc:
+        problem = await self._save_lkg(decision.accepted.envelope.raw)
+        lkg: dict[str, str] = {"reason": "lkg_not_saved", "detail": problem} if problem else {}
+        await self._publish(self._make_report("applied", **attempted, **lkg))
+
+    async def _save_lkg(self, raw: bytes) -> str | None:
+        """Write the LKG file; on failure (disk full, read-only...) count it, log it once per
+        episode and return the problem: the config stays applied, the file is retried at
+        the next message."""
+        if self._lkg is None:
+            return None
+        path = self._lkg.path
+        try:
+            await asyncio.to_thread(self._lkg.save, raw)
+        except OSError as exc:
+            self._metrics.lkg_save_failed += 1
+            self._lkg_unsaved = raw
+            problem = (
+                f"LKG file {path} not written ({exc.strerror or type(exc).__name__}); "
+                "the config is applied, the file is written again at the next update"
+            )
+            if self._lkg_error is None:
                 logger.error(
-                    "LKG file not written: service=%s path=%s error=%s",
+                    "LKG file not written, running on the applied config without it: "
+                    "service=%s path=%s error=%s",
                     self.service,
-                    self._lkg.path,
+                    path,
                     exc.strerror,
-                    extra=fields,
+                    extra={**self._log_fields(), "lkg_path": str(path)},
                 )
-        await self._publish(self._make_report("applied", **attempted))
+            self._lkg_error = problem
+            return problem
+        self._lkg_unsaved = None
+        if self._lkg_error is not None:
+            self._lkg_error = None
+            logger.warning(
+                "LKG file written again: service=%s path=%s",
+                self.service,
+                path,
+                extra={**self._log_fields(), "lkg_path": str(path)},
+            )
+        return None
 
     async def _publish(self, report: AppliedReport, *, qos: int = 0) -> None:
         """Remember ``report`` as the latest and publish it retained if connected.

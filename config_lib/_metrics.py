@@ -19,7 +19,11 @@ __all__ = ["ConfigMetrics", "prometheus_collector"]
 
 @dataclass
 class ConfigMetrics:
-    """Monotonic counters. ``rejected`` is keyed by the exception's ``reason`` code."""
+    """Monotonic counters. ``rejected`` is keyed by the exception's ``reason`` code.
+
+    ``lkg_save_failed`` counts LKG file writes that failed (disk full, read-only...): the
+    config was applied all the same.
+    """
 
     received: int = 0
     applied: int = 0
@@ -27,6 +31,7 @@ class ConfigMetrics:
     failed: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     not_authorised: int = 0  # connections the broker refused (credentials or ACL)
+    lkg_save_failed: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -41,6 +46,7 @@ class ConfigMetrics:
             "failed": self.failed,
             "rejected": dict(self.rejected),
             "not_authorised": self.not_authorised,
+            "lkg_save_failed": self.lkg_save_failed,
         }
 
 
@@ -49,8 +55,9 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
 
     Register it with ``prometheus_client.REGISTRY.register(prometheus_collector(...))``.
     Exposes ``config_lib_messages_total{service,instance,outcome}`` (outcome: received,
-    applied, duplicate, failed), ``config_lib_rejected_total{service,instance,reason}`` and
-    ``config_lib_not_authorised_total{service,instance}`` (the broker refused the user).
+    applied, duplicate, failed), ``config_lib_rejected_total{service,instance,reason}``,
+    ``config_lib_not_authorised_total{service,instance}`` (the broker refused the user) and
+    ``config_lib_lkg_save_failures_total{service,instance}``.
     """
     from prometheus_client.core import CounterMetricFamily  # optional dependency
 
@@ -79,5 +86,12 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
             )
             refused.add_metric([service, instance], metrics.not_authorised)
             yield refused
+            lkg = CounterMetricFamily(
+                "config_lib_lkg_save_failures",
+                "LKG file writes that failed (the config was applied all the same)",
+                labels=["service", "instance"],
+            )
+            lkg.add_metric([service, instance], metrics.lkg_save_failed)
+            yield lkg
 
     return _ConfigLibCollector()

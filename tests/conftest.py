@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +77,71 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"test data not found at {SHARED_DATA} (expected ../shared/data)")
     return SHARED_DATA
+
+
+@dataclass
+class SmallFileSystem:
+    """A size-limited tmpfs mounted for one test: fill it up, free it, make it read-only."""
+
+    path: Path
+
+    @property
+    def _filler(self) -> Path:
+        return self.path / ".filler"
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_frsize * st.f_bavail
+
+    def fill(self) -> None:
+        """Write a filler file until the file system refuses more (ENOSPC)."""
+        fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (1 << 20, 1 << 14, 512, 1):
+                chunk = bytes(size)
+                try:
+                    while True:
+                        os.write(fd, chunk)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        """Delete the filler: the space is back."""
+        self._filler.unlink()
+
+    def remount(self, mode: str) -> None:
+        """``ro`` or ``rw`` (``ro`` fails while a file on it is open for writing)."""
+        _run_mount(["mount", "-o", f"remount,{mode}", str(self.path)])
+
+
+def _run_mount(args: list[str]) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise OSError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[SmallFileSystem]:
+    """A real 16 MiB file system (tmpfs) of the test's own, for disk-full and read-only faults.
+
+    Mounting needs root (CI runs as root); elsewhere the test is skipped with the reason.
+    """
+    folder = tmp_path / "small-fs"
+    folder.mkdir()
+    try:
+        _run_mount(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(folder)])
+    except (OSError, FileNotFoundError) as exc:
+        pytest.skip(f"cannot mount a size-limited tmpfs here (needs root): {exc}")
+    try:
+        yield SmallFileSystem(folder)
+    finally:
+        try:
+            _run_mount(["umount", str(folder)])
+        except OSError:
+            _run_mount(["umount", "-l", str(folder)])  # still busy: detach it anyway
 
 
 @pytest.fixture(scope="session")
