@@ -27,8 +27,8 @@ EXPECTED = {
     # exceptions
     "BadSignature", "ConfigLibError", "Duplicate", "EnvelopeError", "EnvelopeTooLarge",
     "InvalidConfig", "InvalidName", "KeyFileError", "LibraryStateError", "MalformedEnvelope",
-    "NoConfig", "Rollback", "SecretError", "ServiceMismatch", "StaleEnvelope", "UnknownKey",
-    "Unsigned", "UnsupportedFormat",
+    "NoConfig", "NotAuthorised", "Rollback", "SecretError", "ServiceMismatch",
+    "StaleEnvelope", "UnknownKey", "Unsigned", "UnsupportedFormat",
     # keys and secrets
     "DataKey", "SigningKey", "TrustStore", "derive_data_key", "key_id_for", "load_data_key",
     "load_master_key", "load_or_create_master_key", "load_or_create_signing_key",
@@ -145,7 +145,7 @@ def test_settings_default_user_is_service_and_password_file(
 def test_prometheus_collector_exports_counters() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    metrics = ConfigMetrics(received=3, applied=1)
+    metrics = ConfigMetrics(received=3, applied=1, lkg_save_failed=1)
     metrics.rejected["bad_signature"] += 2
     registry = CollectorRegistry()
     registry.register(prometheus_collector(metrics, service="stt", instance="host-a"))
@@ -157,6 +157,7 @@ def test_prometheus_collector_exports_counters() -> None:
         'config_lib_rejected_total{instance="host-a",reason="bad_signature",service="stt"} 2.0'
         in text
     )
+    assert 'config_lib_lkg_save_failures_total{instance="host-a",service="stt"} 1.0' in text
     assert metrics.snapshot()["rejected"] == {"bad_signature": 2}
 
 
