@@ -52,6 +52,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level="info",
         access_log=bool(getattr(args, "access_log", False)),
+        # open /api/v1/events streams would otherwise hold up shutdown forever
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     return 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -25,10 +25,11 @@ from config_lib import (
     load_signing_key,
 )
 
-from .api import configs, health, history, presets, services, tokens, whoami
+from .api import configs, events, health, history, presets, services, tokens, whoami
 from .api.docs import install_docs
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
+from .events import EventHub
 from .instances import InstanceTracker
 from .keyring import KeyRing
 from .metrics import Metrics
@@ -37,7 +38,7 @@ from .problems import install_problem_handlers
 from .publisher import OutboxPublisher, PublisherLimits
 from .registry import SchemaRegistry
 from .settings import ManagerSettings
-from .store import ConfigStore, StorageLimits
+from .store import ConfigStore, StorageLimits, StoredVersion
 from .writes import CompatibilityCheck, ConfigWriter
 
 __all__ = ["StartupError", "create_app"]
@@ -90,7 +91,8 @@ def create_app(
         keys = _load_keys(settings)
         reg = registry if registry is not None else SchemaRegistry.from_entry_points()
         metrics: Metrics = app.state.metrics
-        tracker = InstanceTracker()
+        hub = EventHub(history=settings.events_history)
+        tracker = InstanceTracker(on_report=hub.report_received)
         endpoint = settings.mqtt_endpoint()
         async with AsyncExitStack() as stack:
             store = await stack.enter_async_context(
@@ -127,12 +129,18 @@ def create_app(
             app.state.keys = keys
             app.state.tracker = tracker
             app.state.publisher = publisher
+            app.state.events = hub
+
+            def notify(stored: Sequence[StoredVersion] = ()) -> None:
+                publisher.notify(stored)
+                hub.versions_stored(stored)
+
             app.state.writer = ConfigWriter(
                 store=store,
                 registry=reg,
                 keys=keys,
                 metrics=metrics,
-                notify=publisher.notify,
+                notify=notify,
                 prepare=publisher.prepare,
                 compatibility=compatibility,
             )
@@ -166,6 +174,7 @@ def create_app(
         presets.router,
         tokens.router,
         whoami.router,
+        events.router,
     ):
         app.include_router(router)
     install_docs(app)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +48,14 @@ def _opt_str(value: Any, limit: int = 500) -> str | None:
 class InstanceTracker:
     """Latest report per (service, instance). An empty retained payload forgets the instance."""
 
-    def __init__(self, max_per_service: int = MAX_INSTANCES_PER_SERVICE) -> None:
+    def __init__(
+        self,
+        max_per_service: int = MAX_INSTANCES_PER_SERVICE,
+        *,
+        on_report: Callable[[InstanceReport], None] | None = None,
+    ) -> None:
         self._reports: dict[str, dict[str, InstanceReport]] = {}
+        self._on_report = on_report  # called with each report recorded (live events)
         self._max = max_per_service
         self._dirty: set[tuple[str, str]] = set()  # changed since the last save
         self.changed = asyncio.Event()  # set when something is waiting to be saved
@@ -103,6 +109,8 @@ class InstanceTracker:
         )
         known[instance] = report
         self._mark(service, instance)
+        if self._on_report is not None:
+            self._on_report(report)
         return report
 
     def _mark(self, service: str, instance: str) -> None:

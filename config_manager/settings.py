@@ -56,6 +56,18 @@ class ManagerSettings(BaseSettings):
     reconnect_min_s: float = Field(0.2, gt=0, description="First reconnect delay.")
     reconnect_max_s: float = Field(5.0, gt=0, description="Longest reconnect delay.")
     outbox_batch: int = Field(200, ge=1, le=10_000, description="Envelopes published per batch.")
+    events_heartbeat_s: float = Field(
+        15.0, gt=0, description="Keep-alive comment on an idle /api/v1/events stream."
+    )
+    events_history: int = Field(
+        1000, ge=1, description="Recent events kept for clients resuming with Last-Event-ID."
+    )
+    shutdown_grace_s: int = Field(
+        3,
+        ge=1,
+        description="On shutdown, how long open requests (event streams never end by "
+        "themselves) may run before they are cancelled.",
+    )
     storage_retry_min_s: float = Field(
         0.5, gt=0, description="First retry delay after a storage fault (disk full, I/O error)."
     )

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from config_lib import canonical_bytes
 
+from ..events import EventHub
 from ..instances import InstanceTracker
 from ..problems import Problem
 from ..publisher import OutboxPublisher
@@ -29,6 +30,7 @@ __all__ = [
     "Editor",
     "EditorAction",
     "EditorWrite",
+    "EventsDep",
     "JsonBody",
     "Principal",
     "PublisherDep",
@@ -84,7 +86,13 @@ async def get_tracker(request: Request) -> InstanceTracker:
     return tracker
 
 
+async def get_events(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.events
+    return hub
+
+
 SettingsDep = Annotated[ManagerSettings, Depends(get_settings)]
+EventsDep = Annotated[EventHub, Depends(get_events)]
 StoreDep = Annotated[ConfigStore, Depends(get_store)]
 WriterDep = Annotated[ConfigWriter, Depends(get_writer)]
 PublisherDep = Annotated[OutboxPublisher, Depends(get_publisher)]

@@ -93,7 +93,14 @@ def start_manager(
     sock.bind(("127.0.0.1", 0))
     sock.listen(256)  # requests queue here until the app has finished starting
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        # open /api/v1/events streams never end by themselves
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True

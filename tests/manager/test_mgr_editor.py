@@ -192,6 +192,8 @@ async def test_conflict_from_two_browsers_merges_both_edits(
     manager: RunningManager, service_name: str, pages: Callable[..., Awaitable[Page]]
 ) -> None:
     alice, bob = await pages(), await pages()
+    # bob gets no live events: his form learns of alice's version from the 412 of his save
+    await bob.route("**/api/v1/events", lambda route: route.abort())
     for page in (alice, bob):
         await login(page, manager.tokens["editor"])
         await open_service(page, service_name)
@@ -225,6 +227,41 @@ async def test_conflict_from_two_browsers_merges_both_edits(
     assert values["label"] == "from-alice"
     assert values["rate"] == 44100
     assert values["nested"] == {"threshold": 0.7}
+
+
+async def test_live_updates_reach_an_open_form_and_the_badges(
+    manager: RunningManager,
+    subscriber: ConfigLibrary[DemoConfig],
+    service_name: str,
+    pages: Callable[..., Awaitable[Page]],
+) -> None:
+    watcher, writer = await pages(), await pages()
+    for page in (watcher, writer):
+        await login(page, manager.tokens["editor"])
+        await open_service(page, service_name)
+    await expect(watcher.locator(".live")).to_have_text("live")
+
+    # an untouched form takes the new version as it is stored, and the badge follows
+    await writer.get_by_label("Label", exact=True).fill("first")
+    await writer.get_by_role("button", name="Save as version 1").click()
+    await expect(watcher.get_by_label("Label", exact=True)).to_have_value("first")
+    await expect(watcher.get_by_text("version 1 · epoch")).to_be_visible()
+    await subscriber.wait_for_version(1, timeout=15)
+    await expect(watcher.locator(f"[data-badge='{service_name}']")).to_have_text("1/1 applied")
+
+    # a form with unsaved edits gets the new version merged in, the edits kept
+    await watcher.get_by_label("Rate", exact=True).fill("32000")
+    await writer.get_by_label("Label", exact=True).fill("second")
+    await writer.get_by_role("button", name="Save as version 2").click()
+    merge = watcher.locator("section.merge")
+    await expect(merge).to_contain_text("Version 2 was saved while you edited")
+    await expect(watcher.get_by_label("Label", exact=True)).to_have_value("second")
+    await expect(watcher.get_by_label("Rate", exact=True)).to_have_value("32000")
+    await shot(watcher, "09-live-merge")
+    await watcher.get_by_role("button", name="Save as version 3").click()
+    await expect(watcher.get_by_text(f"Saved {service_name} version 3")).to_be_visible()
+    values = await stored(manager, service_name)
+    assert (values["label"], values["rate"]) == ("second", 32000)
 
 
 async def test_viewer_cannot_save(
