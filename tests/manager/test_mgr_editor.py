@@ -180,6 +180,7 @@ async def test_login_edit_save_shows_the_applied_badge(
     assert applied.api_key.get_secret_value() == "default-api-key-0000"  # kept, not "****"
     badge = page.locator(f"[data-badge='{service_name}']")
     await expect(badge).to_have_text("1/1 applied")
+    await expect(page.locator(f"button[data-service='{service_name}']")).to_contain_text("v1")
     await page.get_by_role("tab", name="Instances (1)").click()
     await expect(page.get_by_role("cell", name="e2e-1")).to_be_visible()
     await shot(page, "03-instances")
