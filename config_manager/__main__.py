@@ -36,6 +36,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     assert isinstance(settings, ManagerSettings)
+    from .lockfile import LockHeld, database_lock, lock_holder
+
+    holder = lock_holder(database_lock(settings.db_file))
+    if holder is not None:
+        held = LockHeld(f"the database {settings.db_file}", database_lock(settings.db_file), holder)
+        print(f"config manager: refusing to start: {held}", file=sys.stderr)
+        return 2
     problems = startup_problems(settings)
     if problems:
         print("config manager: refusing to start:", file=sys.stderr)

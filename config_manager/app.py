@@ -28,6 +28,7 @@ from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
 from .keyring import KeyRing
+from .lockfile import database_lock, hold_lock
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, ServerTimingMiddleware
 from .problems import install_problem_handlers
@@ -90,6 +91,10 @@ def create_app(
         tracker = InstanceTracker()
         endpoint = settings.mqtt_endpoint()
         async with AsyncExitStack() as stack:
+            # One manager per database: a second one would publish the same rows twice.
+            stack.enter_context(
+                hold_lock(database_lock(settings.db_file), f"the database {settings.db_file}")
+            )
             store = await stack.enter_async_context(ConfigStore(settings.db_file))
             publisher = await stack.enter_async_context(
                 OutboxPublisher(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from .broker import BrokerFiles, find_mosquitto, mqtt_login, render_broker_files
+from .lockfile import LockHeld, hold_lock, stack_lock
 from .tls import ensure_local_certificates
 
 __all__ = ["main"]
@@ -115,7 +116,6 @@ def _http_ok(url: str) -> bool:
 
 async def _run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
-    logs = data_dir / "logs"
     if find_mosquitto() is None:
         _say(
             "stack",
@@ -126,6 +126,16 @@ async def _run(args: argparse.Namespace) -> int:
     if conflict:
         _say("stack", conflict)
         return 1
+    try:
+        with hold_lock(stack_lock(data_dir), f"the data dir {data_dir}"):
+            return await _run_locked(args, data_dir)
+    except LockHeld as exc:
+        _say("stack", f"{exc}: one stack per data dir (make run DATA_DIR=... for another)")
+        return 1
+
+
+async def _run_locked(args: argparse.Namespace, data_dir: Path) -> int:
+    logs = data_dir / "logs"
     ports = (
         (args.mqtt_port, "MQTT_PORT", "the broker"),
         (args.http_port, "HTTP_PORT", "the manager"),

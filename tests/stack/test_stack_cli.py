@@ -46,7 +46,7 @@ def test_busy_http_port_names_http_port(tmp_path: Path, busy_port: int) -> None:
     assert f"port {busy_port} (HTTP_PORT, the manager) is already in use" in proc.stdout
     assert "make run HTTP_PORT=" in proc.stdout
     assert "MQTT_PORT" not in proc.stdout
-    assert not (tmp_path / "d").exists()  # nothing was started or created
+    assert not (tmp_path / "d" / "manager.db").exists()  # nothing was started
 
 
 def test_busy_mqtt_port_names_mqtt_port(tmp_path: Path, busy_port: int) -> None:
@@ -70,7 +70,7 @@ def test_config_manager_port_is_not_silently_overwritten(tmp_path: Path) -> None
     assert f"CONFIG_MANAGER_PORT={other} is set, but the stack uses {http} (HTTP_PORT)" in (
         proc.stdout
     )
-    assert not (tmp_path / "d").exists()
+    assert not (tmp_path / "d" / "manager.db").exists()
 
 
 def test_config_manager_port_equal_to_http_port_is_fine(tmp_path: Path) -> None:
