@@ -119,7 +119,9 @@ def make_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, di
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONFIG_", "MQTT_"))}
     env.pop("MAKEFLAGS", None)
-    argv = ["make", "--no-print-directory", "-o", f"{venv}/.installed-run", "run"]
+    # -o: use this venv and the editor bundle as they are (make test built both)
+    argv = ["make", "--no-print-directory", "-o", f"{venv}/.installed-run"]
+    argv += ["-o", "config_manager/static/index.html", "run"]
     argv += [f"VENV={venv}", f"DATA_DIR={data}"] + [f"{k}={v}" for k, v in ports.items()]
     proc = subprocess.Popen(
         argv,
