@@ -80,3 +80,25 @@ async def test_incompatible_writes_and_presets_are_refused_whole(
         stt = (await http.get("/api/v1/configs/stt")).json()["values"]
         assert stt["beam_size"] == 5
         assert stt["max_chunk_duration_s"] == 3.5
+
+
+async def test_a_preset_gives_the_same_documents_whatever_was_current_before(
+    manager_factory: Any, own_broker: Any
+) -> None:
+    """real_time_optimized then exact_whisper_match leaves exactly exact_whisper_match."""
+    manager: RunningManager = manager_factory(mqtt_url=own_broker.url("manager"), models=MODELS)
+    async with manager.client("editor") as http:
+
+        async def documents() -> dict[str, Any]:
+            return {s: (await http.get(f"/api/v1/configs/{s}")).json()["values"] for s in MODELS}
+
+        assert (await http.post("/api/v1/presets/exact_whisper_match/apply")).status_code == 200
+        first = await documents()
+        assert (await http.post("/api/v1/presets/real_time_optimized/apply")).status_code == 200
+        between = await documents()
+        assert between["stt"]["beam_size"] == 1
+        assert between["orchestrator"]["preset"] == "real_time_optimized"
+        assert (await http.post("/api/v1/presets/exact_whisper_match/apply")).status_code == 200
+        assert await documents() == first
+        assert first["orchestrator"]["preset"] == "exact_whisper_match"
+        assert first["stt"]["beam_size"] == 5
