@@ -135,13 +135,17 @@ class _ProgressBar:
 async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> int:
     import aiomqtt
 
-    from workers.orchestrator.audio import load_pcm16
+    from workers.orchestrator.audio import AudioLoadError, load_pcm16
     from workers.orchestrator.client import stream_audio
     from workers.orchestrator.textnorm import word_error_rate
 
     path = Path(args.file)
     rate = 16000
-    pcm = load_pcm16(path, rate)
+    try:
+        pcm = load_pcm16(path, rate)
+    except AudioLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     total_s = len(pcm) / rate
     endpoint = settings.endpoint(args.mqtt_url)
     session = args.session or f"cli-{secrets.token_hex(4)}"
