@@ -49,10 +49,10 @@ def test_feed_end_and_transcripts_make_a_final_document() -> None:
     clock = Clock()
     session = Session("s", CFG, 3, clock=clock)
     chunks = session.feed(_pcm(2.5), offset_s=0.0)
-    assert [(c.start_s, c.end_s) for c in chunks] == [(0.0, 2.0)]
+    assert [(c.start_s, c.end_s) for c in chunks] == [(0.0, 1.5)]
     clock.now += 1
     tail = session.end()
-    assert [(c.start_s, c.end_s, c.final) for c in tail] == [(1.5, 2.5, True)]
+    assert [(c.start_s, c.end_s, c.final) for c in tail] == [(1.0, 2.5, True)]
     assert not session.complete
     assert session.on_transcript(_body(1, ("world", 1.9, 2.3))) is False  # waits for 0
     assert session.on_transcript(_body(0, ("hello", 0.2, 0.6))) is True
@@ -69,6 +69,7 @@ def test_feed_end_and_transcripts_make_a_final_document() -> None:
         "word": " world",
         "probability": 0.9,
         "chunk_id": 1,
+        "final": True,
     }
     assert doc["duration_s"] == 2.5
 

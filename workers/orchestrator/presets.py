@@ -95,29 +95,31 @@ def _chunking(chunk: float, overlap: float, interval: float, buffer: float) -> d
 
 EXACT_WHISPER_MATCH: Final = _preset(
     "exact_whisper_match",
-    "3 s chunks with a 0.2 s overlap, one chunk every 3 s: the window Whisper models see "
-    "in the LiveTranslate design.",
-    _chunking(3.0, 0.2, 3.0, 4.0),
-    {},
+    "Whisper's own 30 s window: 30 s chunks, 15 s overlap, a chunk every 15 s, beam 5. "
+    "Every final word was decoded twice with at least 7 s of audio on each side: the "
+    "closest to decoding the whole file, at the highest latency.",
+    _chunking(30.0, 15.0, 15.0, 45.0),
+    {"beam_size": 5},
 )
 OPTIMIZED_PERFORMANCE: Final = _preset(
     "optimized_performance",
-    "2.5 s chunks, 0.3 s overlap, a chunk every 2.2 s: fewer, cheaper chunks.",
-    _chunking(2.5, 0.3, 2.2, 6.0),
-    {},
+    "12 s chunks, 8 s overlap, a chunk every 4 s, beam 5: about a third of the default's "
+    "decoding work for a few seconds more latency.",
+    _chunking(12.0, 8.0, 4.0, 20.0),
+    {"beam_size": 5},
 )
 HIGH_ACCURACY: Final = _preset(
     "high_accuracy",
-    "4 s chunks, 0.8 s overlap, a chunk every 3.2 s, and a wider beam in the STT worker: "
-    "more context per chunk and a longer seam to merge on.",
-    _chunking(4.0, 0.8, 3.2, 8.0),
+    "20 s chunks, 12 s overlap, a chunk every 8 s, beam 5: long context on both sides of "
+    "every word.",
+    _chunking(20.0, 12.0, 8.0, 32.0),
     {"beam_size": 5},
 )
 REAL_TIME_OPTIMIZED: Final = _preset(
     "real_time_optimized",
-    "2 s chunks, 0.2 s overlap, a chunk every 1.8 s, greedy decoding in the STT worker: "
-    "the lowest latency.",
-    _chunking(2.0, 0.2, 1.8, 4.0),
+    "8 s chunks, 7 s overlap, a chunk every second, greedy decoding (beam 1): the lowest "
+    "latency, interim words about a second after they are spoken.",
+    _chunking(8.0, 7.0, 1.0, 15.0),
     {"beam_size": 1},
 )
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from workers.orchestrator.chunker import Chunk, Chunker
 from workers.orchestrator.config import OrchestratorConfig
-from workers.orchestrator.merge import ChunkWords, TranscriptMerger, Word
+from workers.orchestrator.merge import ChunkWords, TranscriptMerger, Word, join_words
 
 __all__ = ["ChunkRecord", "Session", "TranscriptError"]
 
@@ -189,10 +189,15 @@ class Session:
         is_final = self.complete if final is None else final
         merged = self._merger
         seams = {c.index: s.method for c, s in zip(merged.chunks, merged.seams, strict=True)}
+        # A final document (session over, or given up on) has only final words.
+        interim = [] if is_final else merged.interim_words
+        decided = merged.final_words if not is_final else merged.words
         return {
             "session": self.session_id,
             "final": is_final,
-            "text": merged.text,
+            "text": join_words([*decided, *interim]),
+            "final_text": join_words(decided),
+            "interim_text": join_words(interim),
             "words": [
                 {
                     "start": round(w.start, 3),
@@ -200,8 +205,10 @@ class Session:
                     "word": w.text,
                     "probability": round(w.probability, 4),
                     "chunk_id": w.chunk,
+                    "final": is_stable,
                 }
-                for w in merged.words
+                for words, is_stable in ((decided, True), (interim, False))
+                for w in words
             ],
             "duration_s": round(self.received_samples / self.sample_rate, 3),
             "chunks": [
