@@ -17,8 +17,9 @@ For each config (the default, and every preset with its STT decoding fields):
   final text is the one the running stack publishes at any playback speed.
   WER is given with two normalisers: ours (``workers.orchestrator.textnorm``) and the
   ``whisper-normalizer`` package's English normaliser (both through ``jiwer``).
-* **Junction errors**: a junction word is the last word of one chunk's reading or the
-  first of the next in the final transcript. Errors are counted on reference words the
+* **Junction errors**: a junction word is a word the final transcript holds in the
+  reading of a chunk whose first or last word it is (the last word of one chunk or the
+  first of the next: the chunk heard it at its edge). Errors are counted on reference words the
   whole-file decode gets right (plus insertions); the share of those at a junction word
   is compared with the share of words that are junction words.
 * **Latency, real-time playback through the running stack** (mosquitto, STT worker,
@@ -131,32 +132,30 @@ def pct(values: list[float], q: float) -> float:
 # -- final text of a stream, in process --------------------------------------------------
 def stream_in_process(
     engine: WhisperEngine, pcm: np.ndarray, config: OrchestratorConfig, stt: SttConfig
-) -> dict[str, Any]:
-    """The final transcript document the service publishes for ``pcm`` (no MQTT)."""
-    session = Session("bench", config, 1)
+) -> tuple[dict[str, Any], set[tuple[int, float]]]:
+    """The final transcript document the service publishes for ``pcm`` (no MQTT), and the
+    edge words of every chunk: (chunk id, start) of each chunk's first and last word."""
+    # Every chunk decoded, as when the STT worker keeps up with real time (a worker that
+    # falls behind gets coalesced chunks: see max_chunks_in_flight).
+    session = Session("bench", config.model_copy(update={"max_chunks_in_flight": 0}), 1)
     chunks = session.feed(pcm.astype("<i2").tobytes(), 0.0) + session.end()
+    edges: set[tuple[int, float]] = set()
     for chunk in chunks:
         result = engine.transcribe(chunk.samples.astype(np.float32) / 32768.0, stt)
-        session.on_transcript(
+        words = [
             {
-                "chunk_id": chunk.index,
-                "segments": [
-                    {
-                        "words": [
-                            {
-                                "start": w.start + chunk.start_s,
-                                "end": w.end + chunk.start_s,
-                                "word": w.word,
-                                "probability": w.probability,
-                            }
-                            for w in seg.words
-                        ]
-                    }
-                    for seg in result.segments
-                ],
+                "start": w.start + chunk.start_s,
+                "end": w.end + chunk.start_s,
+                "word": w.word,
+                "probability": w.probability,
             }
-        )
-    return session.document(final=True)
+            for seg in result.segments
+            for w in seg.words
+        ]
+        if words:
+            edges.update({(chunk.index, round(words[i]["start"], 3)) for i in (0, -1)})
+        session.on_transcript({"chunk_id": chunk.index, "segments": [{"words": words}]})
+    return session.document(final=True), edges
 
 
 # -- scoring -------------------------------------------------------------------------------
@@ -186,7 +185,11 @@ def wer_counts(reference: str, hypothesis: str, norm: Normaliser) -> tuple[int, 
 
 
 def junction_analysis(
-    reference: str, words: Sequence[dict[str, Any]], whole: str, score: Score
+    reference: str,
+    words: Sequence[dict[str, Any]],
+    edges: set[tuple[int, float]],
+    whole: str,
+    score: Score,
 ) -> None:
     """Add the junction counts of one recording's final words to ``score`` (our normaliser)."""
     tokens: list[str] = []
@@ -195,11 +198,9 @@ def junction_analysis(
         for token in normalize_text(w["word"]).split():
             tokens.append(token)
             owner.append(i)
-    junction = [
-        (i > 0 and words[i - 1]["chunk_id"] != w["chunk_id"])
-        or (i + 1 < len(words) and words[i + 1]["chunk_id"] != w["chunk_id"])
-        for i, w in enumerate(words)
-    ]
+    # a junction word: the final transcript holds it in the reading of a chunk whose first
+    # or last word it is (the chunk heard it at its edge)
+    junction = [(w["chunk_id"], w["start"]) in edges for w in words]
     ref = normalize_text(reference)
     if not ref or not tokens:
         return
@@ -252,7 +253,7 @@ def wer_part(engine: WhisperEngine, names: list[str]) -> dict[str, Any]:
         chunks = 0
         per_recording: dict[str, float] = {}
         for rec, pcm, reference in recs:
-            doc = stream_in_process(engine, pcm, config, stt)
+            doc, edges = stream_in_process(engine, pcm, config, stt)
             chunks += len(doc["chunks"])
             for k, norm in NORMALISERS.items():
                 e, n = wer_counts(reference, doc["text"], norm)
@@ -263,7 +264,7 @@ def wer_part(engine: WhisperEngine, names: list[str]) -> dict[str, Any]:
                 whole[k].ref_words += wn
                 if k == "ours":
                     per_recording[rec] = e / max(1, n)
-            junction_analysis(reference, doc["words"], wholes[rec], streamed["ours"])
+            junction_analysis(reference, doc["words"], edges, wholes[rec], streamed["ours"])
         s = streamed["ours"]
         entry = {
             "config": config.model_dump(),

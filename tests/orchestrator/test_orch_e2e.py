@@ -162,7 +162,8 @@ async def test_default_config_on_lj_excerpt(
     doc = result.final
     _check_coverage(doc, len(pcm) / RATE)
     hop = OrchestratorConfig().hop_duration_s
-    assert len(doc["chunks"]) == -(-round(len(pcm) / RATE * 1000) // round(hop * 1000))
+    # streamed faster than real time: the STT worker is behind and chunks are coalesced
+    assert 2 <= len(doc["chunks"]) <= -(-round(len(pcm) / RATE * 1000) // round(hop * 1000))
     seams = [c["seam"] for c in doc["chunks"]]
     # words become final by agreement between successive decodes, not by the fallback
     assert seams.count("agreed") > len(seams) // 2, seams
@@ -188,12 +189,14 @@ async def test_preset_switch_mid_stream_through_signed_config(
         overlap_duration_s=0.2,
         processing_interval_s=3.0,
         buffer_duration_s=4.0,
+        max_chunks_in_flight=0,  # every chunk cut is sent: the overlaps are exact
     )
     second = OrchestratorConfig(
         chunk_duration_s=4.0,
         overlap_duration_s=0.8,
         processing_interval_s=3.2,
         buffer_duration_s=8.0,
+        max_chunks_in_flight=0,
     )
 
     def signed(config: OrchestratorConfig, version: int) -> bytes:

@@ -144,6 +144,7 @@ def test_session_document_marks_final_and_interim_words() -> None:
         processing_interval_s=2.0,
         buffer_duration_s=6.0,
         sample_rate=1000,
+        max_chunks_in_flight=0,
     )
     session = Session("s1", config, 3, clock=lambda: 0.0)
     chunks = session.feed(b"\x00\x00" * 4000, 0.0)

@@ -175,6 +175,7 @@ async def test_python_m_workers_orchestrator_runs_with_signed_config(
         overlap_duration_s=0.8,
         processing_interval_s=3.2,
         buffer_duration_s=8.0,
+        max_chunks_in_flight=0,
         preset="high_accuracy",
     )
     payload = encrypt_secrets(config, service="orchestrator", key=keys.data_key("orchestrator"))

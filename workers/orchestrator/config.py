@@ -73,6 +73,16 @@ class OrchestratorConfig(BaseModel):
         gt=0,
         description="A session with no audio for this long is flushed and closed.",
     )
+    max_chunks_in_flight: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Chunks of a session sent to the STT worker and not answered yet, at "
+        "most (0 = no limit). When the STT worker falls behind real time, the chunks cut "
+        "meanwhile are coalesced: the newest that still overlaps the last one sent by half "
+        "the overlap is sent and the older ones are dropped unsent, so latency stays about "
+        "one decode instead of growing with a queue.",
+    )
     preset: str | None = Field(
         default=None,
         description="Name of the preset this config came from (informational only).",
