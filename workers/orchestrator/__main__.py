@@ -148,7 +148,7 @@ class _ProgressBar:
             key = f"{int(sent * 10)}/{int(done * 10)}"
             if key != self._last:
                 self._last = key
-                sys.stderr.write(f"{status} sent {sent_s:.1f} s\n")
+                sys.stderr.write(f"{status} transcribed, {sent_s:.1f} s sent\n")
                 sys.stderr.flush()
             return
         columns = shutil.get_terminal_size((100, 20)).columns
