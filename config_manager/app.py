@@ -24,7 +24,7 @@ from config_lib import (
     load_signing_key,
 )
 
-from .api import configs, health, history, presets, services, tokens
+from .api import configs, health, history, presets, services, sync, tokens
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
@@ -131,6 +131,18 @@ def create_app(
                 prepare=publisher.prepare,
                 compatibility=compatibility,
             )
+            # Schema evolution: today's models against every stored current config. One
+            # that no longer passes stays in force (nothing is dropped); /sync, /readyz and
+            # configctl list it, and the service's next write must fix it.
+            for service, errors in (await app.state.writer.invalid_configs()).items():
+                _log.warning(
+                    "stored config of %s no longer passes its model: %s",
+                    service,
+                    "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+                        for e in errors
+                    ),
+                )
             _log.info(
                 "config manager ready: %d services, database %s, broker %s",
                 len(reg),
@@ -156,6 +168,7 @@ def create_app(
         services.router,
         configs.router,
         history.router,
+        sync.router,
         presets.router,
         tokens.router,
     ):

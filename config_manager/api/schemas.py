@@ -20,6 +20,7 @@ __all__ = [
     "PresetPublic",
     "PresetVersionPublic",
     "ServicePublic",
+    "SyncPublic",
     "TokenCreate",
     "TokenCreatedPublic",
     "TokenPublic",
@@ -179,3 +180,43 @@ class CompatibilityPublic(BaseModel):
     versions: dict[str, int]
     violations: list[dict[str, Any]]
     errors: list[dict[str, Any]]
+
+
+class SyncInstancePublic(BaseModel):
+    instance: str
+    state: Literal["in_sync", "behind", "failed", "rejected", "offline"]
+    status: str = Field(description="The instance's own report status.")
+    version: int | None = Field(description="The version it runs (behind: the older one).")
+    epoch: int | None
+    reason: str | None = Field(description="Why it failed or rejected (a short code).")
+    detail: str | None
+    reported_at: str | None
+    age_s: float = Field(description="Seconds since the manager received this report.")
+
+
+class SyncServicePublic(BaseModel):
+    service: str
+    version: int
+    epoch: int
+    etag: str
+    config_valid: bool = Field(description="False: the stored config fails today's model.")
+    config_errors: list[dict[str, Any]]
+    in_sync: bool
+    instances: list[SyncInstancePublic]
+
+
+class SyncSummaryPublic(BaseModel):
+    services: int
+    instances: int
+    in_sync: int
+    behind: int
+    failed: int
+    rejected: int
+    offline: int
+    invalid_configs: int
+
+
+class SyncPublic(BaseModel):
+    epoch: int
+    services: list[SyncServicePublic]
+    summary: SyncSummaryPublic

@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 from mgr_harness import RunningManager, put, watch
-from mgr_models import DemoConfig
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from mgr_models import DemoConfig, StricterDemo
 
 from config_lib import MASK
 from config_manager.history import verify_export
@@ -105,18 +104,6 @@ async def test_rollback_makes_a_new_version_with_the_old_document(
         assert rollback["detail"]["to_version"] == 1
         assert rollback["version"] == 4
         assert rollback["detail"]["diff"] == [{"op": "replace", "path": "/rate", "value": 11025}]
-
-
-class StricterDemo(BaseModel):
-    """DemoConfig as a later release defines it: rates above 24000 are no longer allowed."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rate: int = Field(16000, ge=8000, le=24000)
-    label: str = Field("demo", max_length=200)
-    api_key: SecretStr = SecretStr("default-api-key-0000")
-    nested: dict[str, float] = Field(default_factory=lambda: {"threshold": 0.5})
-    tags: list[str] = Field(default_factory=list)
 
 
 async def test_rollback_to_a_version_that_no_longer_validates_is_a_clear_422(
