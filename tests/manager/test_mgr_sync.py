@@ -4,8 +4,12 @@ pass today's model."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +166,24 @@ async def test_a_config_that_no_longer_validates_is_listed_and_must_be_fixed_fir
         assert refused.status_code == 422
         assert refused.json()["outdated_fields"] == [["rate"]]
         assert "fix these fields first" in refused.json()["detail"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONFIGCTL_")} | {
+            "CONFIGCTL_URL": second.base_url,
+            "CONFIGCTL_TOKEN": second.tokens["viewer"],
+            "CONFIGCTL_CONFIG": str(tmp_path / "none.toml"),
+            "COLUMNS": "200",
+        }
+        ctl = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "config_manager.cli", "sync"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=50,
+            check=False,
+        )
+        assert ctl.returncode == 1, ctl.stderr
+        assert "OUTDATED: rate" in ctl.stdout
+        assert "1 outdated configs" in ctl.stdout
         fixed = await http.patch(url, json={"rate": 24000}, headers={"If-Match": "1"})
         assert fixed.status_code == 200, fixed.text
         sync = (await http.get("/api/v1/sync")).json()
