@@ -692,9 +692,16 @@ def sync(
 def tokens_create(
     name: str,
     role: Annotated[str, typer.Option(help="viewer, editor or admin")] = "viewer",
+    service: Annotated[
+        list[str] | None,
+        typer.Option("--service", help="Limit the token to this service (repeatable)."),
+    ] = None,
 ) -> None:
     """Create a token; prints it once on stdout."""
-    body = _call("POST", "/api/v1/tokens", json={"name": name, "role": role}).json()
+    request: dict[str, Any] = {"name": name, "role": role}
+    if service:
+        request["services"] = service
+    body = _call("POST", "/api/v1/tokens", json=request).json()
     err.print(f"token {name!r} ({body['role']}), shown once:", markup=False)
     print(body["token"])
 

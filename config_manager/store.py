@@ -176,6 +176,12 @@ class TokenRecord:
     created_at: str
     created_by: str
     revoked_at: str | None
+    services: tuple[str, ...] | None = None  # None: every service
+
+
+def _token(row: Sequence[Any]) -> TokenRecord:
+    scope = json.loads(row[5]) if row[5] is not None else None
+    return TokenRecord(row[0], row[1], row[2], row[3], row[4], tuple(scope) if scope else None)
 
 
 _TOKEN_TTL_S = 30.0
@@ -681,8 +687,9 @@ class ConfigStore:
         action: str | None = None,
         since: str | None = None,
         limit: int = 100,
+        services: Sequence[str] | None = None,
     ) -> list[AuditRecord]:
-        """Audit entries, newest first, filtered."""
+        """Audit entries, newest first, filtered (``services``: only entries about these)."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("service", service), ("actor", actor), ("action", action)):
@@ -692,6 +699,9 @@ class ConfigStore:
         if since is not None:
             where.append("at >= ?")
             params.append(since)
+        if services is not None:
+            where.append(f"service IN ({','.join('?' * len(services)) or 'NULL'})")
+            params.extend(services)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         async with self._op("read audit"):
             rows = await self._all(
@@ -744,12 +754,27 @@ class ConfigStore:
         return int(rows[0][0])
 
     # -- tokens --------------------------------------------------------------------------
-    async def add_token(self, name: str, role: str, token_hash: str, *, created_by: str) -> None:
+    async def add_token(
+        self,
+        name: str,
+        role: str,
+        token_hash: str,
+        *,
+        created_by: str,
+        services: Sequence[str] | None = None,
+    ) -> None:
         async with self._op("add token", writes=True):
             await self.conn.execute(
-                "INSERT INTO tokens (name, role, token_hash, created_at, created_by) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (name, role, token_hash, now_iso(), created_by),
+                "INSERT INTO tokens (name, role, token_hash, created_at, created_by, "
+                "services_json) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    role,
+                    token_hash,
+                    now_iso(),
+                    created_by,
+                    json.dumps(sorted(services)) if services else None,
+                ),
             )
 
     async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
@@ -760,11 +785,11 @@ class ConfigStore:
             return cached[1]
         async with self._op("read token"):
             rows = await self._all(
-                "SELECT name, role, created_at, created_by, revoked_at FROM tokens "
+                "SELECT name, role, created_at, created_by, revoked_at, services_json FROM tokens "
                 "WHERE token_hash = ?",
                 (token_hash,),
             )
-        record = TokenRecord(*rows[0]) if rows else None
+        record = _token(rows[0]) if rows else None
         if record is not None:
             self._tokens[token_hash] = (time.monotonic() + _TOKEN_TTL_S, record)
         return record
@@ -772,9 +797,10 @@ class ConfigStore:
     async def tokens(self) -> list[TokenRecord]:
         async with self._op("read tokens"):
             rows = await self._all(
-                "SELECT name, role, created_at, created_by, revoked_at FROM tokens ORDER BY name"
+                "SELECT name, role, created_at, created_by, revoked_at, services_json FROM tokens "
+                "ORDER BY name"
             )
-        return [TokenRecord(*r) for r in rows]
+        return [_token(r) for r in rows]
 
     async def revoke_token(self, name: str) -> bool:
         async with self._op("revoke token", writes=True):

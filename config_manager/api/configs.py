@@ -60,10 +60,13 @@ def _public(current: CurrentConfig) -> dict[str, Any]:
 
 
 @router.get("", response_model=AllConfigsPublic)
-async def get_all_configs(writer: WriterDep, _: Viewer) -> dict[str, Any]:
-    """Every registered service's current config in one document (secrets masked)."""
+async def get_all_configs(writer: WriterDep, principal: Viewer) -> dict[str, Any]:
+    """Every registered service's current config in one document (secrets masked); a token
+    limited to some services sees those."""
     configs: dict[str, Any] = {}
     for service in writer.registry:
+        if not principal.may(service):
+            continue
         try:
             configs[service] = _public(await writer.current(service))
         except Problem:

@@ -48,10 +48,27 @@ _bearer = HTTPBearer(auto_error=False, description="API token (`scm_...`)")
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the token's name and role."""
+    """Who is calling: the token's name, role and scope (None: every service)."""
 
     name: str
     role: Role
+    services: frozenset[str] | None = None
+
+    def may(self, service: str | None) -> bool:
+        """Whether this token may act on ``service`` (None: something of no one service)."""
+        if self.services is None:
+            return True
+        return service is not None and service in self.services
+
+    def require_unscoped(self, what: str) -> None:
+        if self.services is not None:
+            raise Problem(
+                403,
+                "Forbidden",
+                f"{what} covers every service; token {self.name!r} is limited to "
+                f"{', '.join(sorted(self.services))}",
+                kind="forbidden",
+            )
 
 
 async def get_settings(request: Request) -> ManagerSettings:
@@ -94,6 +111,7 @@ TrackerDep = Annotated[InstanceTracker, Depends(get_tracker)]
 
 def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
     async def dependency(
+        request: Request,
         store: StoreDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
@@ -115,13 +133,28 @@ def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
                 kind="unauthorized",
                 headers=challenge,
             )
-        principal = Principal(record.name, Role(record.role))
+        principal = Principal(
+            record.name,
+            Role(record.role),
+            frozenset(record.services) if record.services is not None else None,
+        )
         if not principal.role.allows(role):
             raise Problem(
                 403,
                 "Forbidden",
                 f"this needs the {role.value} role; token {record.name!r} is {record.role}",
                 kind="forbidden",
+            )
+        # Scope: checked on every route that names a service in its path.
+        service = request.path_params.get("service")
+        if isinstance(service, str) and not principal.may(service):
+            scope = ", ".join(sorted(principal.services or ()))
+            raise Problem(
+                403,
+                "Forbidden",
+                f"token {record.name!r} is limited to {scope}",
+                kind="out-of-scope",
+                service=service,
             )
         return principal
 

@@ -109,6 +109,11 @@ class TokenCreate(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
     role: Role
+    services: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Limit the token to these services (default: every service).",
+    )
 
 
 class TokenPublic(BaseModel):
@@ -117,6 +122,7 @@ class TokenPublic(BaseModel):
     created_at: str
     created_by: str
     revoked_at: str | None
+    services: list[str] | None = Field(None, description="None: every service.")
 
 
 class TokenCreatedPublic(TokenPublic):

@@ -32,7 +32,7 @@ def instance_state(report: InstanceReport, epoch: int, version: int) -> str:
 
 
 @router.get("/sync", response_model=SyncPublic)
-async def sync(writer: WriterDep, tracker: TrackerDep, _: Viewer) -> dict[str, Any]:
+async def sync(writer: WriterDep, tracker: TrackerDep, principal: Viewer) -> dict[str, Any]:
     """Per service: current version, whether its stored config still passes today's model,
     and each instance's state; plus a fleet summary."""
     epoch = await writer.store.epoch()
@@ -41,6 +41,8 @@ async def sync(writer: WriterDep, tracker: TrackerDep, _: Viewer) -> dict[str, A
     now = time.time()
     invalid = 0
     for service in writer.registry:
+        if not principal.may(service):
+            continue
         try:
             current = await writer.current(service)
             version, current_epoch = current.version, current.epoch

@@ -159,8 +159,12 @@ def test_tokens_create_list_revoke(ctl_env: dict[str, str], manager: RunningMana
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
     assert token.startswith("scm_")
+    scoped = ctl(ctl_env, "tokens", "create", "stt-editor", "--role", "editor", "--service", "stt")
+    assert scoped.returncode == 0, scoped.stderr
     listed = ctl(ctl_env, "tokens", "list")
     assert "ci-viewer" in listed.stdout
+    [row] = [line for line in listed.stdout.splitlines() if "stt-editor" in line]
+    assert "stt" in row.replace("stt-editor", "")
     assert token not in listed.stdout
     with httpx.Client(base_url=manager.base_url) as http:
         ok = http.get("/api/v1/services", headers={"Authorization": f"Bearer {token}"})

@@ -410,3 +410,46 @@ async def test_get_all_configs_masks_secrets(manager: RunningManager, service_na
         config = got.json()["configs"][service_name]
         assert config["values"]["api_key"] == MASK
         assert config["version"] == 0
+
+
+async def test_a_scoped_token_reaches_only_its_services(
+    manager_factory: Any, broker: Any, service_name: str
+) -> None:
+    other = f"{service_name}-other"
+    running = manager_factory(
+        mqtt_url=broker.url("manager"), models={service_name: DemoConfig, other: DemoConfig}
+    )
+    async with running.client("admin") as admin:
+        made = await admin.post(
+            "/api/v1/tokens",
+            json={"name": "scoped-editor", "role": "editor", "services": [service_name]},
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["services"] == [service_name]
+        listed = {t["name"]: t for t in (await admin.get("/api/v1/tokens")).json()}
+        assert listed["scoped-editor"]["services"] == [service_name]
+        assert listed["admin-token"]["services"] is None
+        await _write_versions(admin, other, [9000])
+    headers = {"Authorization": f"Bearer {made.json()['token']}"}
+    async with httpx.AsyncClient(base_url=running.base_url, headers=headers) as http:
+        mine = await http.patch(
+            f"/api/v1/configs/{service_name}", json={"rate": 8000}, headers={"If-Match": "0"}
+        )
+        assert mine.status_code == 200, mine.text
+        for method, path in (
+            ("GET", f"/api/v1/configs/{other}"),
+            ("GET", f"/api/v1/configs/{other}/versions"),
+            ("GET", f"/api/v1/configs/{other}/diff?from=0"),
+            ("GET", f"/api/v1/services/{other}/instances"),
+            ("PATCH", f"/api/v1/configs/{other}"),
+            ("POST", f"/api/v1/configs/{other}/rollback"),
+            ("GET", "/api/v1/export"),
+        ):
+            got = await http.request(method, path, json={"rate": 8000}, headers={"If-Match": "1"})
+            assert got.status_code == 403, (method, path, got.text)
+        assert list((await http.get("/api/v1/configs")).json()["configs"]) == [service_name]
+        synced = (await http.get("/api/v1/sync")).json()["services"]
+        assert [s["service"] for s in synced] == [service_name]
+        assert [s["name"] for s in (await http.get("/api/v1/services")).json()] == [service_name]
+        audit = (await http.get("/api/v1/audit")).json()
+        assert {e["service"] for e in audit} == {service_name}
