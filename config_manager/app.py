@@ -33,6 +33,7 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware, ServerTimingMiddleware
 from .problems import install_problem_handlers
 from .publisher import OutboxPublisher, PublisherLimits
+from .ratelimit import RateLimits
 from .registry import SchemaRegistry
 from .settings import ManagerSettings
 from .store import ConfigStore, StorageLimits
@@ -159,6 +160,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.rate_limits = RateLimits(
+        auth_failures=settings.rate_limit_auth_failures, writes=settings.rate_limit_writes
+    )
     install_problem_handlers(app, storage_retry_after_s=math.ceil(settings.storage_retry_max_s))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)

@@ -17,6 +17,7 @@ from config_lib import canonical_bytes
 from ..instances import InstanceTracker
 from ..problems import Problem
 from ..publisher import OutboxPublisher
+from ..ratelimit import RateLimits
 from ..registry import SchemaRegistry
 from ..settings import ManagerSettings
 from ..store import ConfigStore, IdempotencyClaim
@@ -109,6 +110,12 @@ RegistryDep = Annotated[SchemaRegistry, Depends(get_registry)]
 TrackerDep = Annotated[InstanceTracker, Depends(get_tracker)]
 
 
+def _auth_failed(request: Request) -> None:
+    """Count a failed authentication against the client's address (429 over the limit)."""
+    limits: RateLimits = request.app.state.rate_limits
+    limits.auth_failed(request.client.host if request.client else "unknown")
+
+
 def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
     async def dependency(
         request: Request,
@@ -117,6 +124,7 @@ def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         challenge = {"WWW-Authenticate": 'Bearer realm="config-manager"'}
         if credentials is None or not credentials.credentials:
+            _auth_failed(request)
             raise Problem(
                 401,
                 "Unauthorized",
@@ -126,6 +134,7 @@ def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
             )
         record = await store.token_by_hash(hash_token(credentials.credentials))
         if record is None or record.revoked_at is not None:
+            _auth_failed(request)
             raise Problem(
                 401,
                 "Unauthorized",
@@ -247,6 +256,8 @@ def _write_request(role: Role, *, with_body: bool = True) -> Callable[..., Await
             ),
         ] = None,
     ) -> WriteRequest:
+        limits: RateLimits = request.app.state.rate_limits
+        limits.write(principal.name)
         ctx = WriteContext(principal.name, request_id(request))
         if idempotency_key is None:
             return WriteRequest(ctx, principal)

@@ -453,3 +453,45 @@ async def test_a_scoped_token_reaches_only_its_services(
         assert [s["name"] for s in (await http.get("/api/v1/services")).json()] == [service_name]
         audit = (await http.get("/api/v1/audit")).json()
         assert {e["service"] for e in audit} == {service_name}
+
+
+async def test_rate_limits_answer_429_without_locking_out_a_valid_token(
+    manager_factory: Any, broker: Any, service_name: str
+) -> None:
+    running = manager_factory(
+        mqtt_url=broker.url("manager"),
+        models={service_name: DemoConfig},
+        rate_limit_auth_failures="5/minute",
+        rate_limit_writes="8/minute",
+    )
+    url = f"/api/v1/configs/{service_name}"
+    async with running.client(None) as anonymous, running.client("admin") as admin:
+        statuses = [
+            (
+                await anonymous.get(url, headers={"Authorization": f"Bearer scm_guess{i}"})
+            ).status_code
+            for i in range(8)
+        ]
+        assert statuses[:5] == [401] * 5
+        assert statuses[5:] == [429] * 3
+        limited = await anonymous.get(url)
+        assert limited.status_code == 429
+        assert limited.headers["content-type"] == "application/problem+json"
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert limited.json()["type"].endswith("/rate-limited")
+        # same address, valid token: never refused by the failed-authentication limiter
+        assert (await admin.get(url)).status_code == 200
+
+        # a burst of writes by one token: the ninth in the minute is refused
+        etag = (await admin.get(url)).headers["etag"]
+        answers = []
+        for i in range(10):
+            got = await admin.patch(url, json={"rate": 8000 + i}, headers={"If-Match": etag})
+            answers.append(got.status_code)
+            if got.status_code == 200:
+                etag = got.headers["etag"]
+        assert answers == [200] * 8 + [429] * 2
+        assert (await admin.get(url)).json()["version"] == 8
+    async with running.client("editor") as editor:  # the limit is per token
+        ok = await editor.patch(url, json={"rate": 9999}, headers={"If-Match": etag})
+        assert ok.status_code == 200
