@@ -41,7 +41,7 @@ from ._settings import LibrarySettings
 from ._sources import env_prefix, from_defaults, from_env, has_env
 from ._state import ChangeCallback, ConfigState, Decision
 from ._tasks import stop_tasks
-from ._topics import applied_topic, updated_topic, validate_name
+from ._topics import applied_topic, report_request_topic, updated_topic, validate_name
 
 __all__ = ["ConfigLibrary"]
 
@@ -400,6 +400,16 @@ class ConfigLibrary(Generic[M]):
                         f"broker refused the subscription to {self._topic} (check the ACL and "
                         f"that the MQTT user is the service name)"
                     )
+                # Report requests (docs/protocol.md): optional, an older ACL may refuse it.
+                request_topic = report_request_topic(self.service)
+                asked = await client.subscribe(request_topic, qos=1)
+                if any(_refused(code) for code in asked):
+                    logger.info(
+                        "report requests not allowed by the broker's ACL: service=%s topic=%s",
+                        self.service,
+                        request_topic,
+                        extra={"service": self.service},
+                    )
                 self._client = client
                 self._session_connected = True
                 logger.info(
@@ -421,6 +431,10 @@ class ConfigLibrary(Generic[M]):
                         return  # closing: a cancellation was swallowed, stop anyway
                     if message.topic.matches(self._topic):
                         await self._handle(message.payload)
+                    elif message.topic.matches(request_topic):
+                        # Asked to report again: the latest report, as it is (no payload
+                        # is read; only the manager may publish here).
+                        await self._publish(self._report or self._make_report("applied"), qos=1)
                     pending -= 1
                     if pending == 0:
                         self._synced.set()

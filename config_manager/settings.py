@@ -56,6 +56,7 @@ class ManagerSettings(BaseSettings):
         "6000/minute",
         description="Writes allowed per token (limits syntax; empty: no limit).",
     )
+
     @field_validator("rate_limit_auth_failures", "rate_limit_writes")
     @classmethod
     def _rate_limit(cls, value: str) -> str:

@@ -20,6 +20,7 @@ __all__ = [
     "PresetPublic",
     "PresetVersionPublic",
     "ServicePublic",
+    "SyncForcePublic",
     "SyncPublic",
     "TokenCreate",
     "TokenCreatedPublic",
@@ -226,3 +227,8 @@ class SyncPublic(BaseModel):
     epoch: int
     services: list[SyncServicePublic]
     summary: SyncSummaryPublic
+
+
+class SyncForcePublic(BaseModel):
+    services: list[str] = Field(description="Services republished and asked to report.")
+    publication: Literal["published", "pending"]

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from ..instances import InstanceReport
 from ..problems import Problem
+from ..store import AuditEntry
 from ..writes import etag_for
-from .deps import TrackerDep, Viewer, WriterDep
-from .schemas import SyncPublic
+from .deps import Admin, PublisherDep, SettingsDep, TrackerDep, Viewer, WriterDep, request_id
+from .schemas import SyncForcePublic, SyncPublic
 
 __all__ = ["instance_state", "router"]
 
@@ -89,3 +90,28 @@ async def sync(writer: WriterDep, tracker: TrackerDep, principal: Viewer) -> dic
             "invalid_configs": invalid,
         },
     }
+
+
+@router.post("/sync/force", response_model=SyncForcePublic)
+async def sync_force(
+    writer: WriterDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    admin: Admin,
+    request: Request,
+) -> dict[str, Any]:
+    """Republish every service's current config (retained) and ask every instance to
+    report again (``config/report/<service>``); audited."""
+    admin.require_unscoped("a forced sync")
+    services = list(writer.registry)
+    done = await publisher.resync(services, max(settings.publish_wait_s, 0.1))
+    await writer.store.add_audit(
+        AuditEntry(
+            actor=admin.name,
+            action="sync.force",
+            request_id=request_id(request),
+            reason=None if done else "broker unreachable or slow: republished at reconnection",
+            detail={"services": services},
+        )
+    )
+    return {"services": services, "publication": "published" if done else "pending"}

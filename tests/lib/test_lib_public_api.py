@@ -36,7 +36,7 @@ EXPECTED = {
     "is_encrypted", "mask_secrets",
     # topics, transport, files
     "applied_topic", "applied_wildcard", "parse_applied_topic", "parse_updated_topic",
-    "updated_topic", "validate_name", "sanitize_name", "NAME_ALPHABET", "MqttEndpoint",
+    "report_request_topic", "updated_topic", "validate_name", "sanitize_name", "NAME_ALPHABET", "MqttEndpoint",
     "write_atomic",
     # owning background work: one retry policy, one way to stop tasks
     "Backoff", "stop_tasks",

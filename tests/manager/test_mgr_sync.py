@@ -189,3 +189,44 @@ async def test_a_config_that_no_longer_validates_is_listed_and_must_be_fixed_fir
         sync = (await http.get("/api/v1/sync")).json()
         assert sync["services"][0]["config_valid"] is True
         assert (await http.get("/readyz")).json()["invalid_configs"] == {}
+
+
+async def test_sync_force_republishes_and_instances_report_again(
+    manager: RunningManager, broker: Any, keys: Any, service_name: str, tmp_path: Path
+) -> None:
+    from mgr_harness import watch
+
+    library = _library(DemoConfig, "forced-1", broker, keys, service_name, tmp_path)
+    async with manager.client("admin") as http, library as cfg:
+        got = await http.patch(
+            f"/api/v1/configs/{service_name}", json={"rate": 9000}, headers={"If-Match": "0"}
+        )
+        assert got.status_code == 200
+        await cfg.wait_for_version(1, timeout=10)
+        url = f"/api/v1/services/{service_name}/instances"
+
+        async def reported_v1() -> bool:
+            return any(i["version"] == 1 for i in (await http.get(url)).json())
+
+        await eventually(reported_v1)
+        [before] = (await http.get(url)).json()
+        async with manager.client("editor") as editor:
+            assert (await editor.post("/api/v1/sync/force")).status_code == 403
+        async with watch(broker, keys.trust, service_name) as watcher:
+            retained = await watcher.next()  # what a new subscriber gets: the retained v1
+            assert retained.version == 1
+            forced = await http.post("/api/v1/sync/force")
+            assert forced.status_code == 200, forced.text
+            assert forced.json()["publication"] == "published"
+            assert service_name in forced.json()["services"]
+            again = await watcher.next()  # republished (retained) by the forced sync
+            assert again.version == 1
+
+        async def reported_again() -> bool:
+            [now] = (await http.get(url)).json()
+            return bool(now["received_at"] > before["received_at"])
+
+        await eventually(reported_again)  # the instance answered the report request
+        audit = (await http.get("/api/v1/audit", params={"action": "sync.force"})).json()
+        assert audit[0]["actor"] == "admin-token"
+        assert service_name in audit[0]["detail"]["services"]
