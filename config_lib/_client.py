@@ -475,6 +475,18 @@ class ConfigLibrary(Generic[M]):
             if self._lkg_unsaved is not None and await self._save_lkg(self._lkg_unsaved) is None:
                 await self._publish(self._make_report("applied"))  # clears lkg_not_saved
             return
+        if decision.status == "retired":
+            logger.warning(
+                "service retired by the config manager, keeping the config in force: "
+                "service=%s version_in_force=%s",
+                self.service,
+                fields["version"],
+                extra=fields,
+            )
+            await self._publish(
+                self._make_report("retired", reason="retired", detail=decision.detail)
+            )
+            return
         if decision.status == "rejected":
             logger.warning(
                 "config rejected: service=%s reason=%s detail=%s version_in_force=%s",

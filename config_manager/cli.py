@@ -622,6 +622,7 @@ _STATE_STYLE: Final = {
     "failed": "red",
     "rejected": "red",
     "offline": "dim",
+    "retired": "dim",
 }
 
 

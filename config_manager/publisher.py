@@ -359,10 +359,27 @@ class OutboxPublisher:
         self._db_backoff.reset()
 
     async def _republish_current(self, client: aiomqtt.Client) -> None:
-        current = await self._store.current_all()
+        current = await self._store.current_all()  # retired services left out
         if current:
             await self._publish_batch(client, current)
             self._metrics.published.labels(kind="republish").inc(len(current))
+        tombstones = self._store.tombstones()
+        if tombstones:
+            epoch = await self._store.epoch()
+            async with asyncio.TaskGroup() as group:
+                for service, version in tombstones:
+                    payload = sign_envelope(
+                        service=service,
+                        version=version,
+                        epoch=epoch,
+                        config={},
+                        key=self._key,
+                        retired=True,
+                    )
+                    group.create_task(
+                        client.publish(updated_topic(service), payload, qos=1, retain=True)
+                    )
+            self._metrics.published.labels(kind="tombstone").inc(len(tombstones))
         self.republished.set()
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:

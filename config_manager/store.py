@@ -245,6 +245,7 @@ class ConfigStore:
         self._current: dict[str, StoredVersion] = {}
         self._tokens: dict[str, tuple[float, TokenRecord | None]] = {}
         self._head = GENESIS  # row_hash of the last stored version row
+        self._retired: dict[str, str] = {}  # service -> retired_at
 
     async def __aenter__(self) -> Self:
         self.schema_version = await asyncio.to_thread(migrate, self.path)
@@ -261,6 +262,10 @@ class ConfigStore:
             self._epoch = int(rows[0][0])
             rows = await self._all(_CURRENT_SQL + " ORDER BY s.name")
             self._current = {row[0]: _version(row) for row in rows}
+            rows = await self._all(
+                "SELECT name, retired_at FROM services WHERE retired_at IS NOT NULL"
+            )
+            self._retired = {row[0]: row[1] for row in rows}
             self._head = await self._chain_unhashed()
         return self
 
@@ -511,7 +516,40 @@ class ConfigStore:
         ]
 
     async def current_all(self) -> list[StoredVersion]:
-        return sorted(self._current.values(), key=lambda v: v.service)
+        """The current version of every service that is not retired."""
+        return sorted(
+            (v for v in self._current.values() if v.service not in self._retired),
+            key=lambda v: v.service,
+        )
+
+    def retired(self) -> dict[str, str]:
+        """Retired services and when they were retired."""
+        return dict(self._retired)
+
+    def tombstones(self) -> list[tuple[str, int]]:
+        """``(service, tombstone version)`` of every retired service: its last version + 1."""
+        return [(s, self._version_of(s) + 1) for s in sorted(self._retired)]
+
+    async def retire(self, service: str, *, audit: AuditEntry) -> str:
+        """Mark ``service`` retired (and audit it) in one transaction; returns the time."""
+        at = now_iso()
+        async with self._op("retire", writes=True):
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                await conn.execute(
+                    "UPDATE services SET retired_at = ?, retired_by = ? WHERE name = ?",
+                    (at, audit.actor, service),
+                )
+                await conn.execute(_AUDIT_SQL, _audit_params(audit, at))
+                await conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await conn.execute("ROLLBACK")
+                raise
+            self._retired[service] = at
+        return at
 
     async def write(
         self,

@@ -184,6 +184,7 @@ class ConfigWriter:
         self._prepare = prepare
         self.compatibility = compatibility
         self._lock = asyncio.Lock()
+        self.lock = self._lock  # held by every change; also by a retirement
         self._models: dict[str, tuple[int, int, BaseModel]] = {}  # validated current configs
         # service -> ((version, epoch), errors of the stored config under today's model)
         self._stored_errors: dict[str, tuple[tuple[int, int], list[dict[str, Any]] | None]] = {}
@@ -208,6 +209,15 @@ class ConfigWriter:
         a 404, while a write (``for_write``) starts from an empty version 0.
         """
         self.model(service)
+        if for_write and service in self.store.retired():
+            raise Problem(
+                409,
+                "Service retired",
+                f"{service} was retired (DELETE) at {self.store.retired()[service]}; "
+                "it takes no more changes",
+                kind="service-retired",
+                service=service,
+            )
         stored = await self.store.current(service)
         epoch = await self.store.epoch()
         if stored is not None:

@@ -19,6 +19,7 @@ __all__ = [
     "PresetAppliedPublic",
     "PresetPublic",
     "PresetVersionPublic",
+    "RetiredPublic",
     "ServicePublic",
     "SyncForcePublic",
     "SyncPublic",
@@ -191,7 +192,7 @@ class CompatibilityPublic(BaseModel):
 
 class SyncInstancePublic(BaseModel):
     instance: str
-    state: Literal["in_sync", "behind", "failed", "rejected", "offline"]
+    state: Literal["in_sync", "behind", "failed", "rejected", "offline", "retired"]
     status: str = Field(description="The instance's own report status.")
     version: int | None = Field(description="The version it runs (behind: the older one).")
     epoch: int | None
@@ -206,6 +207,7 @@ class SyncServicePublic(BaseModel):
     version: int
     epoch: int
     etag: str
+    retired_at: str | None = Field(None, description="Set once the service was retired.")
     config_valid: bool = Field(description="False: the stored config fails today's model.")
     config_errors: list[dict[str, Any]]
     in_sync: bool
@@ -220,6 +222,7 @@ class SyncSummaryPublic(BaseModel):
     failed: int
     rejected: int
     offline: int
+    retired: int = 0
     invalid_configs: int
 
 
@@ -231,4 +234,12 @@ class SyncPublic(BaseModel):
 
 class SyncForcePublic(BaseModel):
     services: list[str] = Field(description="Services republished and asked to report.")
+    publication: Literal["published", "pending"]
+
+
+class RetiredPublic(BaseModel):
+    service: str
+    retired_at: str
+    last_version: int = Field(description="The config instances keep running.")
+    tombstone_version: int = Field(description="Version carried by the signed tombstone.")
     publication: Literal["published", "pending"]

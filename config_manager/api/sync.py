@@ -18,14 +18,14 @@ from .schemas import SyncForcePublic, SyncPublic
 __all__ = ["instance_state", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["sync"])
-STATES = ("in_sync", "behind", "failed", "rejected", "offline")
+STATES = ("in_sync", "behind", "failed", "rejected", "offline", "retired")
 
 
 def instance_state(report: InstanceReport, epoch: int, version: int) -> str:
     """One instance's state against the service's current (epoch, version)."""
     if report.status == "offline":
         return "offline"
-    if report.status in ("failed", "rejected"):
+    if report.status in ("failed", "rejected", "retired"):
         return report.status
     if (report.epoch, report.version) == (epoch, version):
         return "in_sync"
@@ -74,9 +74,10 @@ async def sync(writer: WriterDep, tracker: TrackerDep, principal: Viewer) -> dic
                 "version": version,
                 "epoch": current_epoch,
                 "etag": etag_for(current_epoch, version),
+                "retired_at": writer.store.retired().get(service),
                 "config_valid": not errors,
                 "config_errors": errors or [],
-                "in_sync": all(i["state"] == "in_sync" for i in instances),
+                "in_sync": all(i["state"] in ("in_sync", "retired") for i in instances),
                 "instances": instances,
             }
         )
