@@ -674,7 +674,8 @@ def sync(
         else:
             out.print(_sync_table(body))
         summary = body["summary"]
-        if summary["instances"] != summary["in_sync"] or summary["invalid_configs"]:
+        settled = summary["in_sync"] + summary.get("retired", 0)
+        if summary["instances"] != settled or summary["invalid_configs"]:
             raise typer.Exit(EXIT_ERROR)
         return
     from rich.live import Live
