@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from config_lib import (
@@ -24,7 +25,8 @@ from config_lib import (
     load_signing_key,
 )
 
-from .api import configs, health, history, presets, services, sync, tokens
+from .api import configs, health, history, presets, services, sync, tokens, whoami
+from .api.docs import install_docs
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
@@ -103,6 +105,9 @@ def create_app(
                     ),
                 )
             )
+            # The instance view as last saved: it does not wait for the broker to redeliver
+            # retained reports to the wildcard subscription (not every broker does).
+            tracker.load(await store.instances())
             publisher = await stack.enter_async_context(
                 OutboxPublisher(
                     store=store,
@@ -157,6 +162,8 @@ def create_app(
         version="1",
         summary="Typed, versioned, signed configuration published over MQTT.",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by install_docs: works offline
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -175,8 +182,21 @@ def create_app(
         sync.router,
         presets.router,
         tokens.router,
+        whoami.router,
     ):
         app.include_router(router)
+    install_docs(app)
     if (STATIC_DIR / "index.html").exists():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="editor")
+    else:
+        app.add_api_route("/", _editor_not_built, include_in_schema=False)
     return app
+
+
+async def _editor_not_built() -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><title>signed-config</title><p>The web editor is not built: run "
+        "<code>make editor</code> (npm ci and npm run build in <code>editor/</code>). "
+        '<a href="docs">API docs</a></p>',
+        status_code=503,
+    )

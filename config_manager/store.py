@@ -33,6 +33,7 @@ from config_lib import Backoff, stop_tasks
 
 from .db import PRAGMAS, migrate, now_iso
 from .history import GENESIS, row_hash
+from .instances import InstanceReport
 from .metrics import Metrics
 
 __all__ = [
@@ -790,6 +791,54 @@ class ConfigStore:
         async with self._op("read outbox"):
             rows = await self._all("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
         return int(rows[0][0])
+
+    # -- instances -----------------------------------------------------------------------
+    async def instances(self) -> list[InstanceReport]:
+        """Every instance report saved (the manager's instance view at start)."""
+        async with self._op("read instances"):
+            rows = await self._all(
+                "SELECT service, instance, status, version, epoch, reason, detail, time, "
+                "received_at FROM instances ORDER BY service, instance"
+            )
+        return [InstanceReport(*row) for row in rows]
+
+    async def save_instances(
+        self, reports: Sequence[InstanceReport], removed: Sequence[tuple[str, str]]
+    ) -> None:
+        """Upsert ``reports`` and delete ``removed`` in one transaction. Not fsynced on its
+        own (``synchronous=NORMAL``): a report lost in a power cut is sent again by its
+        instance at its next (re)connection."""
+        if not reports and not removed:
+            return
+        async with self._op("save instances", writes=True):
+            conn = self.conn
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    await conn.executemany(
+                        "INSERT INTO instances (service, instance, status, version, epoch, "
+                        "reason, detail, time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (service, instance) DO UPDATE SET status = excluded.status, "
+                        "version = excluded.version, epoch = excluded.epoch, "
+                        "reason = excluded.reason, detail = excluded.detail, "
+                        "time = excluded.time, received_at = excluded.received_at",
+                        [
+                            (r.service, r.instance, r.status, r.version, r.epoch, r.reason,
+                             r.detail, r.time, r.received_at)
+                            for r in reports
+                        ],
+                    )  # fmt: skip
+                    await conn.executemany(
+                        "DELETE FROM instances WHERE service = ? AND instance = ?", removed
+                    )
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await conn.execute("ROLLBACK")
+                    raise
+            finally:
+                await conn.execute("PRAGMA synchronous = FULL")
 
     # -- tokens --------------------------------------------------------------------------
     async def add_token(

@@ -28,6 +28,7 @@ __all__ = [
     "TokenPublic",
     "ValidationPublic",
     "VersionPublic",
+    "WhoamiPublic",
     "WritePublic",
 ]
 
@@ -243,3 +244,13 @@ class RetiredPublic(BaseModel):
     last_version: int = Field(description="The config instances keep running.")
     tombstone_version: int = Field(description="Version carried by the signed tombstone.")
     publication: Literal["published", "pending"]
+
+
+class WhoamiPublic(BaseModel):
+    """The calling token, for a UI to follow its rights."""
+
+    name: str
+    role: Role
+    scopes: list[str] | None = Field(
+        description="Services this token may act on; null means every service."
+    )
