@@ -24,6 +24,7 @@ from config_lib import (
     LibrarySettings,
     NotAuthorised,
     applied_topic,
+    report_request_topic,
     sign_envelope,
     updated_topic,
     write_atomic,
@@ -292,9 +293,10 @@ async def test_a_service_cannot_publish_configs(
 async def test_a_report_the_acl_forbids_is_not_authorised_where_the_broker_says_so(
     matrix_broker: BrokerSeam, keys: Any, service_name: str, tmp_path: Path
 ) -> None:
-    """A user that may read its config but not write its reports."""
+    """A user that may read its config (and report requests) but not write its reports."""
     user = f"{service_name}-ro"
-    matrix_broker.add_user(user, Rights(read=(updated_topic(service_name),)))
+    read = (updated_topic(service_name), report_request_topic(service_name))
+    matrix_broker.add_user(user, Rights(read=read))
     raw = sign_envelope(service=service_name, version=2, epoch=1, config={}, key=keys.signing)
     async with _client(matrix_broker, "manager") as manager:
         await manager.publish(updated_topic(service_name), raw, qos=1, retain=True)
@@ -312,3 +314,26 @@ async def test_a_report_the_acl_forbids_is_not_authorised_where_the_broker_says_
             # Mosquitto drops the report silently: the config is applied all the same.
             await cfg.wait_for_version(2, timeout=TIMEOUT)
             assert cfg.broker_error is None
+
+
+async def test_a_user_without_report_requests_still_gets_its_config(
+    matrix_broker: BrokerSeam, keys: Any, service_name: str, tmp_path: Path
+) -> None:
+    """An ACL from before report requests: reading ``config/report/<service>`` is refused.
+    RabbitMQ closes the connection; the library then reconnects without that topic."""
+    user = f"{service_name}-old"
+    rights = Rights(
+        read=(updated_topic(service_name),), write=(f"config/applied/{service_name}/#",)
+    )
+    matrix_broker.add_user(user, rights)
+    raw = sign_envelope(service=service_name, version=3, epoch=1, config={}, key=keys.signing)
+    async with _client(matrix_broker, "manager") as manager:
+        await manager.publish(updated_topic(service_name), raw, qos=1, retain=True)
+    settings = _settings(tmp_path, initial_wait=2.0)
+    library = _library(matrix_broker, keys, service_name, settings, user=user)
+    async with library as cfg:
+        await cfg.wait_for_version(3, timeout=TIMEOUT)
+        assert cfg.connected
+        if matrix_broker.kind == "rabbitmq":
+            assert cfg.metrics.not_authorised == 1  # once, then without report requests
+        assert cfg.broker_error is None
