@@ -137,6 +137,7 @@ def test_presets_are_reproducible_whatever_was_current_before() -> None:
             "processing_interval_s": 20.0,
             "buffer_duration_s": 30.0,
             "boundary_search_s": 2.0,
+            "max_chunks_in_flight": 3,
             "preset": "custom",
         },
         "stt": {

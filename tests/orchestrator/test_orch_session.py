@@ -161,3 +161,29 @@ def test_without_a_limit_every_chunk_is_sent() -> None:
     chunks = session.feed(_pcm(6.0), 0.0)
     assert [c.index for c in chunks] == [0, 1, 2, 3]
     assert session.outstanding == 4
+
+
+def test_cli_refuses_a_dotted_session_with_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from workers.orchestrator.__main__ import _parser
+
+    with pytest.raises(SystemExit) as info:
+        _parser().parse_args(["transcribe", "x.flac", "--session", "meet.1"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid session name 'meet.1'" in err
+    assert "Traceback" not in err
+    args = _parser().parse_args(["transcribe", "x.flac", "--session", "meet-1"])
+    assert args.session == "meet-1"
+
+
+def test_worker_settings_refuse_a_dotted_instance_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from workers.orchestrator.settings import OrchestratorSettings
+
+    with pytest.raises(ValidationError, match=r"invalid instance name 'web1\.example'"):
+        OrchestratorSettings(instance_id="web1.example")
+    monkeypatch.setenv("ORCHESTRATOR_INSTANCE_ID", "orch-1")
+    assert OrchestratorSettings().resolved_instance_id() == "orch-1"
