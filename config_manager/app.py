@@ -8,11 +8,13 @@ reports); all of it lives on ``app.state`` until shutdown.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from config_lib import (
@@ -23,19 +25,21 @@ from config_lib import (
     load_signing_key,
 )
 
-from .api import configs, health, presets, services, tokens
+from .api import configs, health, history, presets, services, sync, tokens, whoami
+from .api.docs import install_docs
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
 from .keyring import KeyRing
 from .lockfile import database_lock, hold_lock
 from .metrics import Metrics
-from .middleware import BodyLimitMiddleware, ServerTimingMiddleware
+from .middleware import BodyLimitMiddleware, RequestIdMiddleware, ServerTimingMiddleware
 from .problems import install_problem_handlers
 from .publisher import OutboxPublisher, PublisherLimits
+from .ratelimit import RateLimits
 from .registry import SchemaRegistry
 from .settings import ManagerSettings
-from .store import ConfigStore
+from .store import ConfigStore, StorageLimits
 from .writes import CompatibilityCheck, ConfigWriter
 
 __all__ = ["StartupError", "create_app"]
@@ -95,7 +99,20 @@ def create_app(
             stack.enter_context(
                 hold_lock(database_lock(settings.db_file), f"the database {settings.db_file}")
             )
-            store = await stack.enter_async_context(ConfigStore(settings.db_file))
+            store = await stack.enter_async_context(
+                ConfigStore(
+                    settings.db_file,
+                    metrics=metrics,
+                    limits=StorageLimits(
+                        retry_min_s=settings.storage_retry_min_s,
+                        retry_max_s=settings.storage_retry_max_s,
+                        min_free_bytes=settings.storage_min_free_bytes,
+                    ),
+                )
+            )
+            # The instance view as last saved: it does not wait for the broker to redeliver
+            # retained reports to the wildcard subscription (not every broker does).
+            tracker.load(await store.instances())
             publisher = await stack.enter_async_context(
                 OutboxPublisher(
                     store=store,
@@ -125,6 +142,18 @@ def create_app(
                 prepare=publisher.prepare,
                 compatibility=compatibility,
             )
+            # Schema evolution: today's models against every stored current config. One
+            # that no longer passes stays in force (nothing is dropped); /sync, /readyz and
+            # configctl list it, and the service's next write must fix it.
+            for service, errors in (await app.state.writer.invalid_configs()).items():
+                _log.warning(
+                    "stored config of %s no longer passes its model: %s",
+                    service,
+                    "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+                        for e in errors
+                    ),
+                )
             _log.info(
                 "config manager ready: %d services, database %s, broker %s",
                 len(reg),
@@ -138,20 +167,41 @@ def create_app(
         version="1",
         summary="Typed, versioned, signed configuration published over MQTT.",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by install_docs: works offline
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    install_problem_handlers(app)
+    app.state.rate_limits = RateLimits(
+        auth_failures=settings.rate_limit_auth_failures, writes=settings.rate_limit_writes
+    )
+    install_problem_handlers(app, storage_retry_after_s=math.ceil(settings.storage_retry_max_s))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     for router in (
         health.router,
         services.router,
         configs.router,
+        history.router,
+        sync.router,
         presets.router,
         tokens.router,
+        whoami.router,
     ):
         app.include_router(router)
+    install_docs(app)
     if (STATIC_DIR / "index.html").exists():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="editor")
+    else:
+        app.add_api_route("/", _editor_not_built, include_in_schema=False)
     return app
+
+
+async def _editor_not_built() -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><title>signed-config</title><p>The web editor is not built: run "
+        "<code>make editor</code> (npm ci and npm run build in <code>editor/</code>). "
+        '<a href="docs">API docs</a></p>',
+        status_code=503,
+    )

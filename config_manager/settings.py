@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config_lib import DEFAULT_MAX_BYTES, MqttEndpoint
@@ -47,6 +47,25 @@ class ManagerSettings(BaseSettings):
     max_body_bytes: int = Field(
         DEFAULT_MAX_BYTES, gt=0, description="Largest request body accepted (413 above)."
     )
+    rate_limit_auth_failures: str = Field(
+        "30/minute",
+        description="Failed authentications allowed per client address (limits syntax, e.g. "
+        "'30/minute' or '5/second;30/minute'; empty: no limit). Valid tokens never count.",
+    )
+    rate_limit_writes: str = Field(
+        "6000/minute",
+        description="Writes allowed per token (limits syntax; empty: no limit).",
+    )
+
+    @field_validator("rate_limit_auth_failures", "rate_limit_writes")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            parse_many(value)  # ValueError: a clear settings error at start
+        return value
+
     publish_wait_s: float = Field(
         2.0,
         ge=0,
@@ -56,9 +75,24 @@ class ManagerSettings(BaseSettings):
     reconnect_min_s: float = Field(0.2, gt=0, description="First reconnect delay.")
     reconnect_max_s: float = Field(5.0, gt=0, description="Longest reconnect delay.")
     outbox_batch: int = Field(200, ge=1, le=10_000, description="Envelopes published per batch.")
+    storage_retry_min_s: float = Field(
+        0.5, gt=0, description="First retry delay after a storage fault (disk full, I/O error)."
+    )
+    storage_retry_max_s: float = Field(
+        5.0,
+        gt=0,
+        description="Longest retry delay after a storage fault; also the Retry-After of a 503.",
+    )
+    storage_min_free_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="Below this much free space on the database's file system /readyz is 503.",
+    )
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Self:
+        if self.storage_retry_max_s < self.storage_retry_min_s:
+            raise ValueError("storage_retry_max_s must be at least storage_retry_min_s")
         d = self.data_dir
         if self.db_path is None:
             self.db_path = d / "manager.db"

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config_lib import MqttEndpoint
+from workers.common.names import InvalidNameError, validate_session
 from workers.orchestrator.config import OrchestratorConfig
 from workers.orchestrator.settings import OrchestratorSettings
 
@@ -115,27 +117,58 @@ async def _serve(settings: OrchestratorSettings) -> None:
 
 
 # -- transcribe ----------------------------------------------------------------------------
-class _ProgressBar:
-    """A one-line progress bar on stderr: audio sent and audio transcribed."""
+DIM, RESET, CLEAR_EOL = "\x1b[2m", "\x1b[0m", "\x1b[K"
 
-    def __init__(self, total_s: float, width: int = 30) -> None:
+
+def live_transcript(doc: dict[str, Any], room: int) -> str:
+    """The tail of a merged transcript that fits in ``room`` columns: final words as they
+    are, interim words (not decided yet, replaced by the next document) dimmed."""
+    final = str(doc.get("final_text", doc.get("text", "")))
+    interim = str(doc.get("interim_text", ""))
+    if room <= 0:
+        return ""
+    if len(interim) >= room:
+        return DIM + "…" + interim[-(room - 1) :] + RESET
+    final_room = room - len(interim) - (1 if interim and final else 0)
+    if len(final) > final_room:
+        final = "…" + final[-(final_room - 1) :] if final_room > 1 else ""
+    sep = " " if interim and final else ""
+    return final + sep + (DIM + interim + RESET if interim else "")
+
+
+class _ProgressBar:
+    """One line on stderr: audio sent and transcribed, then the transcript's tail with the
+    interim words greyed; redrawn in place as documents arrive (a terminal only)."""
+
+    def __init__(self, total_s: float, width: int = 20) -> None:
         self.total_s = max(total_s, 1e-9)
         self.width = width
         self.enabled = sys.stderr.isatty()
         self._last = ""
+        self._doc: dict[str, Any] | None = None
 
     def __call__(self, sent_s: float, done_s: float, doc: dict[str, Any] | None) -> None:
+        if doc is not None:
+            self._doc = doc
         done = min(1.0, done_s / self.total_s)
         sent = min(1.0, sent_s / self.total_s)
         filled = int(done * self.width)
         queued = max(0, int(sent * self.width) - filled)
         bar = "█" * filled + "▒" * queued + "·" * (self.width - filled - queued)
-        line = f"\r[{bar}] sent {sent_s:6.1f} s  transcribed {done_s:6.1f}/{self.total_s:.1f} s"
-        # On a terminal redraw in place; in a log, one line per tenth of progress.
-        key = line if self.enabled else f"{int(sent * 10)}/{int(done * 10)}"
-        if key != self._last:
-            self._last = key
-            sys.stderr.write(line if self.enabled else line.lstrip("\r") + "\n")
+        status = f"[{bar}] {done_s:5.1f}/{self.total_s:.1f} s"
+        if not self.enabled:  # in a log: one line per tenth of progress
+            key = f"{int(sent * 10)}/{int(done * 10)}"
+            if key != self._last:
+                self._last = key
+                sys.stderr.write(f"{status} transcribed, {sent_s:.1f} s sent\n")
+                sys.stderr.flush()
+            return
+        columns = shutil.get_terminal_size((100, 20)).columns
+        text = live_transcript(self._doc, columns - len(status) - 3) if self._doc else ""
+        line = f"\r{status} │ {text}{CLEAR_EOL}"
+        if line != self._last:
+            self._last = line
+            sys.stderr.write(line)
             sys.stderr.flush()
 
     def close(self) -> None:
@@ -159,49 +192,23 @@ def _read_text(path: Path, what: str) -> str:
         raise InputError(f"cannot read {what} {str(path)!r}: {reason}") from None
 
 
-def _read_audio(path: Path, rate: int) -> Any:
-    """The file as mono int16 PCM at ``rate``, or :class:`InputError` saying why not."""
-    import soundfile
-
-    from workers.orchestrator.audio import load_pcm16
-
-    if not path.exists():
-        raise InputError(f"audio file {str(path)!r} does not exist")
-    if path.is_dir():
-        raise InputError(f"{str(path)!r} is a folder, not an audio file")
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise InputError(f"cannot read audio file {str(path)!r}: {exc.strerror}") from None
-    try:
-        pcm = load_pcm16(path, rate)
-    except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
-        detail = str(exc).rsplit(": ", 1)[-1].strip() or type(exc).__name__
-        raise InputError(
-            f"{str(path)!r} is not an audio file this command can read (WAV, FLAC, OGG; {detail})"
-        ) from None
-    if len(pcm) == 0:
-        raise InputError(f"audio file {str(path)!r} holds no audio")
-    return pcm
-
-
 async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> int:
     import aiomqtt
 
+    from workers.orchestrator.audio import AudioLoadError, load_pcm16
     from workers.orchestrator.client import NoAnswerError, stream_audio
     from workers.orchestrator.textnorm import word_error_rate
 
     path = Path(args.file)
     rate = 16000
     try:
-        pcm = await asyncio.to_thread(_read_audio, path, rate)
+        pcm = await asyncio.to_thread(load_pcm16, path, rate)
         reference = (
             await asyncio.to_thread(_read_text, Path(args.reference), "reference file")
             if args.reference
             else None
         )
-    except InputError as exc:
+    except (AudioLoadError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     total_s = len(pcm) / rate
@@ -258,6 +265,14 @@ async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> 
     return 0
 
 
+def _session_arg(text: str) -> str:
+    """``--session``: a valid session name, else a usage error naming the rule."""
+    try:
+        return validate_session(text)
+    except InvalidNameError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m workers.orchestrator")
     sub = parser.add_subparsers(dest="command")
@@ -267,7 +282,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--reference", help="text file with the reference transcript: print WER")
     t.add_argument("--realtime", action="store_true", help="send audio at the speed of speech")
     t.add_argument("--mqtt-url", help="broker URL (default ORCHESTRATOR_CLIENT_MQTT_URL)")
-    t.add_argument("--session", help="session id (default: cli-<random>)")
+    t.add_argument(
+        "--session",
+        type=_session_arg,
+        help="session id: 1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit "
+        "(default: cli-<random>)",
+    )
     t.add_argument("--timeout", type=float, help="seconds to wait for the final transcript")
     t.add_argument(
         "--answer-timeout",
