@@ -124,8 +124,7 @@ async def test_bad_input_is_refused_and_the_next_session_works(
             "session_mismatch": 1,
         }
         assert bad not in orchestrator.sessions
-    assert len(result.final["chunks"]) == 1  # 11 s fits one default chunk: the whole file
-    assert_within_margin(JFK_TEXT, result.text, direct_text(engine, pcm), "after bad input")
+    check_streamed(engine, pcm, JFK_TEXT, result.final, "after bad input vs chunked")
 
 
 async def test_transcribe_command_streams_a_flac_and_prints_wer(
