@@ -24,6 +24,7 @@ from config_lib import (
 )
 
 from .api import configs, health, presets, services, tokens
+from .api.openapi import install_openapi
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
@@ -137,6 +138,10 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_problem_handlers(app)
+    install_openapi(
+        app,
+        lambda: getattr(app.state, "registry", None) or registry or SchemaRegistry(),
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)
     for router in (

@@ -3,37 +3,32 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Response
+from fastapi import Response
 
 from config_lib import mask_secrets
 
 from ..publisher import OutboxPublisher
 from ..settings import ManagerSettings
 from ..writes import ConfigWriter, CurrentConfig, etag_for, parse_if_match
-from .deps import Editor, JsonBody, PublisherDep, SettingsDep, Viewer, WriterDep
+from .deps import (
+    Editor,
+    IdempotencyKey,
+    IfMatch,
+    IfMatchOptional,
+    JsonBody,
+    PublisherDep,
+    SettingsDep,
+    Viewer,
+    WriterDep,
+)
+from .openapi import DOCUMENT, MERGE_PATCH, api_router, config_body, problems
 from .schemas import ConfigPublic, ValidationPublic, WritePublic
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/configs", tags=["configs"])
-_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-}
-_PATCH_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/merge-patch+json": {"schema": {"type": "object"}}},
-    }
-}
-IfMatch = Annotated[
-    str | None,
-    Header(description='Version the change is based on: 7, "7" or the ETag "<epoch>.<version>".'),
-]
+router = api_router(prefix="/api/v1/configs", tags=["configs"])
 
 
 def _public(current: CurrentConfig) -> dict[str, Any]:
@@ -48,9 +43,9 @@ def _public(current: CurrentConfig) -> dict[str, Any]:
     }
 
 
-@router.get("/{service}", response_model=ConfigPublic)
+@router.get("/{service}", response_model=ConfigPublic, responses=problems(404))
 async def get_config(
-    service: str, writer: WriterDep, response: Response, _: Viewer
+    service: str, _: Viewer, writer: WriterDep, response: Response
 ) -> dict[str, Any]:
     current = await writer.current(service)
     response.headers["ETag"] = etag_for(current.epoch, current.version)
@@ -59,7 +54,7 @@ async def get_config(
 
 async def _write(
     service: str,
-    if_match: str | None,
+    if_match: str,
     writer: ConfigWriter,
     publisher: OutboxPublisher,
     settings: ManagerSettings,
@@ -85,45 +80,62 @@ async def _write(
     return {**_public(current), "publication": "published" if published else "pending"}
 
 
-@router.put("/{service}", response_model=WritePublic, openapi_extra=_BODY)
+@router.put(
+    "/{service}",
+    response_model=WritePublic,
+    responses=problems(404, 422),
+    openapi_extra=config_body(DOCUMENT),
+)
 async def put_config(
     service: str,
+    principal: Editor,
     body: JsonBody,
+    if_match: IfMatch,
+    _key: IdempotencyKey,
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
-    principal: Editor,
     response: Response,
-    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     return await _write(
         service, if_match, writer, publisher, settings, principal.name, response, document=body
     )
 
 
-@router.patch("/{service}", response_model=WritePublic, openapi_extra=_PATCH_BODY)
+@router.patch(
+    "/{service}",
+    response_model=WritePublic,
+    responses=problems(404, 422),
+    openapi_extra=config_body(MERGE_PATCH),
+)
 async def patch_config(
     service: str,
+    principal: Editor,
     body: JsonBody,
+    if_match: IfMatch,
+    _key: IdempotencyKey,
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
-    principal: Editor,
     response: Response,
-    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     return await _write(
         service, if_match, writer, publisher, settings, principal.name, response, patch=body
     )
 
 
-@router.post("/{service}/validate", response_model=ValidationPublic, openapi_extra=_BODY)
+@router.post(
+    "/{service}/validate",
+    response_model=ValidationPublic,
+    responses=problems(404, 422),
+    openapi_extra=config_body(DOCUMENT),
+)
 async def validate_config(
     service: str,
-    body: JsonBody,
-    writer: WriterDep,
     principal: Editor,
-    if_match: IfMatch = None,
+    body: JsonBody,
+    if_match: IfMatchOptional,
+    writer: WriterDep,
 ) -> dict[str, Any]:
     """Dry run of a PUT: validates (and checks If-Match when given); stores nothing."""
     current = await writer.current(service, for_write=True)

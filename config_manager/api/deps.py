@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
 
 from ..instances import InstanceTracker
-from ..problems import Problem
+from ..problems import Problem, describe_error, pydantic_errors
 from ..publisher import OutboxPublisher
 from ..registry import SchemaRegistry
 from ..settings import ManagerSettings
 from ..store import ConfigStore
 from ..tokens import Role, hash_token
 from ..writes import ConfigWriter
+from .openapi import declares, header
 
 __all__ = [
     "Admin",
     "Editor",
+    "IdempotencyKey",
+    "IfMatch",
+    "IfMatchOptional",
     "JsonBody",
     "Principal",
     "PublisherDep",
@@ -31,9 +38,16 @@ __all__ = [
     "TrackerDep",
     "Viewer",
     "WriterDep",
+    "json_model",
+    "parse_json",
 ]
 
 _JSON_TYPES = ("application/json", "application/merge-patch+json")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+MAX_JSON_DEPTH: Final = 64
+MAX_INT_DIGITS: Final = 300  # far above any config value; below Python's 4300-digit limit
+_EXACT_INT: Final = 2**53  # integers a float holds exactly
+M = TypeVar("M", bound=BaseModel)
 _bearer = HTTPBearer(auto_error=False, description="API token (`scm_...`)")
 
 
@@ -50,11 +64,13 @@ async def get_settings(request: Request) -> ManagerSettings:
     return settings
 
 
+@declares(503)
 async def get_store(request: Request) -> ConfigStore:
     store: ConfigStore = request.app.state.store
     return store
 
 
+@declares(503)
 async def get_writer(request: Request) -> ConfigWriter:
     writer: ConfigWriter = request.app.state.writer
     return writer
@@ -84,6 +100,7 @@ TrackerDep = Annotated[InstanceTracker, Depends(get_tracker)]
 
 
 def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
+    @declares(401) if role is Role.viewer else declares(401, 403)
     async def dependency(
         store: StoreDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -124,19 +141,108 @@ Editor = Annotated[Principal, Depends(_require(Role.editor))]
 Admin = Annotated[Principal, Depends(_require(Role.admin))]
 
 
+class _HugeNumber:
+    """A JSON number Python should not convert (too many digits, or not finite)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _parse_int(text: str) -> int | _HugeNumber:
+    digits = len(text.lstrip("-"))
+    return _HugeNumber(text) if digits > MAX_INT_DIGITS else int(text)
+
+
+def _parse_float(text: str) -> int | float | _HugeNumber:
+    """JSON has one number type: ``8000.0`` and ``8e3`` are the integer 8000 (as in JSON
+    Schema), so an integer field accepts them; a float field accepts integers anyway."""
+    value = float(text)
+    if not math.isfinite(value):
+        return _HugeNumber(text)
+    if value.is_integer() and abs(value) <= _EXACT_INT:
+        return int(value)
+    return value
+
+
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
-            raise ValueError(f"duplicate key {key!r}")
+            raise _BadJson(f"the key {key!r} appears twice in one object")
         obj[key] = value
     return obj
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise _BadJson(f"{name} is not a JSON number")
 
 
+class _BadJson(ValueError):
+    """A JSON text we refuse, with a message fit for the client."""
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    return ".".join(str(p) for p in ("body", *path))
+
+
+def _check_parsed(value: Any, path: tuple[str | int, ...] = (), depth: int = 0) -> None:
+    """Refuse numbers Python would choke on and nesting deeper than ``MAX_JSON_DEPTH``."""
+    if depth > MAX_JSON_DEPTH:
+        raise _BadJson(f"{_where(path)}: nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, _HugeNumber):
+        digits = len(value.text.lstrip("-"))
+        raise _BadJson(
+            f"{_where(path)}: the number is out of range ({digits} characters; integers may "
+            f"have at most {MAX_INT_DIGITS} digits, decimals must be finite)"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_parsed(item, (*path, key), depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_parsed(item, (*path, index), depth + 1)
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON (no NaN, no duplicate keys, bounded numbers and depth) or a 400 problem.
+
+    The problem's detail says where (line and column, or the member's path) in words a
+    client can act on; Python's own messages (``sys.set_int_max_str_digits``, recursion
+    limits, codec names) never reach it.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _malformed(f"the body is not UTF-8 text (byte {exc.start} is invalid)") from None
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
+        _check_parsed(value)
+    except json.JSONDecodeError as exc:
+        raise _malformed(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except _BadJson as exc:
+        raise _malformed(f"the body is not acceptable JSON: {exc}") from None
+    except RecursionError:
+        raise _malformed(
+            f"the body is not acceptable JSON: nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    return value
+
+
+def _malformed(detail: str) -> Problem:
+    return Problem(400, "Malformed JSON", detail, kind="malformed-json")
+
+
+@declares(400, 413, 415)
 async def read_json_body(request: Request, settings: SettingsDep) -> Any:
     """The request body as JSON: bounded size (413), JSON media type (415), strict JSON (400)."""
     limit = settings.max_body_bytes
@@ -156,16 +262,89 @@ async def read_json_body(request: Request, settings: SettingsDep) -> Any:
         body += chunk
         if len(body) > limit:
             raise too_large
-    try:
-        return json.loads(
-            body.decode("utf-8"),
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-        )
-    except (ValueError, RecursionError) as exc:
-        raise Problem(
-            400, "Malformed JSON", f"the body is not valid JSON: {exc}", kind="malformed-json"
-        ) from None
+    return parse_json(bytes(body))
 
 
 JsonBody = Annotated[Any, Depends(read_json_body)]
+
+
+def json_model(model: type[M]) -> Callable[..., Awaitable[M]]:
+    """A dependency: the body validated by ``model`` (strict), 422 naming each field."""
+
+    @declares(400, 413, 415, 422)
+    async def dependency(body: JsonBody) -> M:
+        try:
+            # JSON mode: strict about types, yet reads enums and dates from their JSON form.
+            return model.model_validate_json(json.dumps(body), strict=True)
+        except ValidationError as exc:
+            errors = pydantic_errors(
+                exc.errors(include_url=False, include_input=False), prefix=("body",)
+            )
+            raise Problem(
+                422,
+                "Invalid request body",
+                f"{describe_error(errors[0])}"
+                + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+                kind="invalid-request",
+                errors=errors,
+            ) from None
+
+    dependency.__openapi_body__ = model  # type: ignore[attr-defined]
+    return dependency
+
+
+_IF_MATCH_HELP = 'The version the change is based on: 7, "7" or the ETag "<epoch>.<version>".'
+
+
+@declares(
+    400, 412, 428, parameters=[header("If-Match", _IF_MATCH_HELP + " Required.", required=True)]
+)
+async def if_match_required(request: Request) -> str:
+    """The ``If-Match`` header of a write (428 when missing; read by ``parse_if_match``)."""
+    value = request.headers.get("if-match")
+    if value is None or not value.strip():
+        raise Problem(
+            428,
+            "Precondition required",
+            "send If-Match with the version your change is based on (GET returns it as ETag)",
+            kind="precondition-required",
+        )
+    return value
+
+
+@declares(400, 412, parameters=[header("If-Match", _IF_MATCH_HELP, required=False)])
+async def if_match_optional(request: Request) -> str | None:
+    value = request.headers.get("if-match")
+    return value if value is not None and value.strip() else None
+
+
+IfMatch = Annotated[str, Depends(if_match_required)]
+IfMatchOptional = Annotated[str | None, Depends(if_match_optional)]
+
+
+@declares(
+    400,
+    parameters=[
+        header(
+            "Idempotency-Key",
+            "Makes a retried write safe: a repeat with the same key gets the first outcome "
+            "instead of a second write. 1-200 visible ASCII characters.",
+            required=False,
+            pattern=_IDEMPOTENCY_KEY.pattern,
+        )
+    ],
+)
+async def idempotency_key(request: Request) -> str | None:
+    """The optional ``Idempotency-Key`` header of a write, checked for its form."""
+    value = request.headers.get("idempotency-key")
+    if value is not None and not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise Problem(
+            400,
+            "Bad Idempotency-Key",
+            "Idempotency-Key must be 1-200 visible ASCII characters",
+            kind="bad-idempotency-key",
+        )
+    return value
+
+
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

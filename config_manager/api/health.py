@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from ..metrics import Metrics
 from .deps import PublisherDep, StoreDep
+from .openapi import api_router
+from .schemas import ReadinessPublic
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["health"])
+router = api_router(tags=["health"])
+# The Prometheus text format 0.0.4 (what ``generate_latest`` writes).
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @router.get("/healthz")
@@ -21,7 +25,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadinessPublic,
+    responses={503: {"model": ReadinessPublic, "description": "Not ready (same body)."}},
+)
 async def readyz(store: StoreDep, publisher: PublisherDep) -> JSONResponse:
     """Ready when the database is open and the broker connected; says what is pending."""
     depth = await store.outbox_depth() if store.is_open else None
@@ -41,8 +49,17 @@ async def readyz(store: StoreDep, publisher: PublisherDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus metrics (text exposition format 0.0.4).",
+            "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request, store: StoreDep) -> Response:
     m: Metrics = request.app.state.metrics
     m.outbox_depth.set(await store.outbox_depth())
-    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(m.registry), media_type=PROMETHEUS_TEXT)

@@ -15,6 +15,7 @@ __all__ = [
     "PresetAppliedPublic",
     "PresetPublic",
     "PresetVersionPublic",
+    "ReadinessPublic",
     "ServicePublic",
     "TokenCreate",
     "TokenCreatedPublic",
@@ -130,3 +131,19 @@ class CompatibilityPublic(BaseModel):
     versions: dict[str, int]
     violations: list[dict[str, Any]]
     errors: list[dict[str, Any]]
+
+
+class ReadinessPublic(BaseModel):
+    """``/readyz``: 200 when ready, 503 with the same body when not."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["ready", "not ready"]
+    database: Literal["open", "closed"]
+    schema_version: int | None
+    broker: Literal["connected", "disconnected"]
+    broker_error: str | None
+    publisher_failure: str | None
+    outbox_depth: int | None
+    publication: Literal["pending", "up to date"]
+    epoch: int | None

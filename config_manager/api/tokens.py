@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import Depends, Response, status
 
 from ..problems import Problem
 from ..tokens import hash_token, new_token
-from .deps import Admin, StoreDep
+from .deps import Admin, StoreDep, json_model
+from .openapi import api_router, problems
 from .schemas import TokenCreate, TokenCreatedPublic, TokenPublic
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
+router = api_router(prefix="/api/v1/tokens", tags=["tokens"])
 
 
 @router.get("", response_model=list[TokenPublic])
-async def list_tokens(store: StoreDep, _: Admin) -> list[dict[str, Any]]:
+async def list_tokens(_: Admin, store: StoreDep) -> list[dict[str, Any]]:
     return [
         {
             "name": t.name,
@@ -30,8 +31,15 @@ async def list_tokens(store: StoreDep, _: Admin) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("", response_model=TokenCreatedPublic, status_code=status.HTTP_201_CREATED)
-async def create_token(body: TokenCreate, store: StoreDep, admin: Admin) -> dict[str, Any]:
+@router.post(
+    "",
+    response_model=TokenCreatedPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(409),
+)
+async def create_token(
+    admin: Admin, body: Annotated[TokenCreate, Depends(json_model(TokenCreate))], store: StoreDep
+) -> dict[str, Any]:
     if any(t.name == body.name for t in await store.tokens()):
         raise Problem(
             409, "Token exists", f"a token named {body.name!r} exists", kind="token-exists"
@@ -49,8 +57,8 @@ async def create_token(body: TokenCreate, store: StoreDep, admin: Admin) -> dict
     }
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_token(name: str, store: StoreDep, _: Admin) -> Response:
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
+async def revoke_token(name: str, _: Admin, store: StoreDep) -> Response:
     if not await store.revoke_token(name):
         raise Problem(404, "No such token", f"no active token named {name!r}", kind="unknown-token")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
