@@ -29,6 +29,7 @@ from ._exceptions import (
     LibraryStateError,
     MalformedEnvelope,
     NoConfig,
+    NotAuthorised,
     Rollback,
     SecretError,
     ServiceMismatch,
@@ -61,10 +62,12 @@ from ._sources import env_prefix
 from ._tasks import stop_tasks
 from ._threaded import ThreadedConfig, initialize_and_subscribe, sync_module_constants
 from ._topics import (
+    NAME_ALPHABET,
     applied_topic,
     applied_wildcard,
     parse_applied_topic,
     parse_updated_topic,
+    sanitize_name,
     updated_topic,
     validate_name,
 )
@@ -73,6 +76,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "FORMAT_VERSION",
     "MASK",
+    "NAME_ALPHABET",
     "Accepted",
     "AppliedReport",
     "Backoff",
@@ -97,6 +101,7 @@ __all__ = [
     "MalformedEnvelope",
     "MqttEndpoint",
     "NoConfig",
+    "NotAuthorised",
     "Position",
     "Rollback",
     "SecretError",
@@ -128,6 +133,7 @@ __all__ = [
     "parse_applied_topic",
     "parse_updated_topic",
     "prometheus_collector",
+    "sanitize_name",
     "save_data_key",
     "sign_envelope",
     "stop_tasks",

@@ -6,14 +6,19 @@ republishes the current version of every service so that a broker that lost its 
 store heals itself. On a second connection, made and lost together with the first, it
 follows ``config/applied/#`` and feeds the :class:`~config_manager.instances.InstanceTracker`
 (report traffic on the publishing connection would delay PUBACKs: Nagle on the broker).
+
+A storage fault (disk full...) never stops it: publishing needs no disk, so acknowledged
+rows keep being published; the marks "published" that cannot be written are kept in memory
+and retried with backoff, and a failed read of the outbox is retried the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
 import secrets
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -25,6 +30,7 @@ from typing import Any, Self
 import aiomqtt
 
 from config_lib import (
+    Backoff,
     MqttEndpoint,
     SigningKey,
     applied_wildcard,
@@ -35,7 +41,7 @@ from config_lib import (
 
 from .instances import InstanceTracker
 from .metrics import Metrics
-from .store import ConfigStore, StoredVersion
+from .store import ConfigStore, StorageError, StoredVersion
 
 __all__ = ["OutboxPublisher", "PublisherLimits"]
 
@@ -49,6 +55,7 @@ class PublisherLimits:
     reconnect_max_s: float = 5.0
     batch: int = 200
     keepalive_s: int = 10
+    instance_save_delay_s: float = 0.2  # reports arriving meanwhile share one transaction
 
 
 class OutboxPublisher:
@@ -75,14 +82,21 @@ class OutboxPublisher:
         self._acked_upto = 0  # every outbox id <= this one has been acknowledged
         self._queue: deque[StoredVersion] = deque()  # committed, not yet published
         self._unmarked: list[int] = []  # acknowledged, not yet marked in the database
+        # After a storage fault: retry the marks (and outbox reads) with backoff.
+        self._db_backoff = Backoff(limits.reconnect_min_s, limits.reconnect_max_s)
+        self._mark_not_before = 0.0
         self._presigned: dict[str, tuple[int, int, bytes]] = {}  # service -> (version, epoch, env)
         self._task: asyncio.Task[None] | None = None
+        self._saver: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error: str | None = None
         self.republished = asyncio.Event()  # set after each (re)connect's republish
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="config-manager-outbox-publisher")
+        self._saver = asyncio.create_task(
+            self._save_instances_loop(), name="config-manager-instance-saver"
+        )
         return self
 
     async def __aexit__(
@@ -91,11 +105,12 @@ class OutboxPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            for _, error in await stop_tasks([task]):
-                _log.error("outbox publisher had stopped with an error: %r", error)
+        tasks = [t for t in (self._task, self._saver) if t is not None]
+        self._task = self._saver = None
+        for task, error in await stop_tasks(tasks):
+            _log.error("%s had stopped with an error: %r", task.get_name(), error)
         self._set_connected(False)
+        await self._save_instances()  # what arrived since the last batch
 
     # -- public --------------------------------------------------------------------------
     @property
@@ -171,7 +186,7 @@ class OutboxPublisher:
         event.set()
 
     async def _run(self) -> None:
-        delay = self._limits.reconnect_min_s
+        backoff = Backoff(self._limits.reconnect_min_s, self._limits.reconnect_max_s)
         kwargs = self._endpoint.client_kwargs()
         while True:
             # Two connections: envelopes out on one, applied reports in on the other, so
@@ -193,7 +208,7 @@ class OutboxPublisher:
                 async with publishing, listening:
                     self.last_error = None
                     self._set_connected(True)
-                    delay = self._limits.reconnect_min_s
+                    backoff.reset()
                     _log.info("connected to the broker at %s", self._endpoint)
                     await listening.subscribe(applied_wildcard(), qos=1)
                     async with asyncio.TaskGroup() as group:
@@ -201,15 +216,19 @@ class OutboxPublisher:
                         group.create_task(self._receive_loop(listening), name="applied-reports")
             except* aiomqtt.MqttError as errors:
                 self.last_error = "; ".join(str(e) for e in errors.exceptions)
+            except* StorageError as errors:
+                # Handled where it happens (marks and reads are retried); should one still
+                # get here, the session restarts after a backoff instead of the task dying.
+                self.last_error = "; ".join(str(e) for e in errors.exceptions)
             self._set_connected(False)
+            delay = backoff.next_delay()
             _log.warning(
                 "broker %s unavailable (%s); retrying in %.1fs",
                 self._endpoint,
                 self.last_error,
                 delay,
             )
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
-            delay = min(delay * 2, self._limits.reconnect_max_s)
+            await asyncio.sleep(delay)
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         # The database is the truth at every (re)connection: drain its outbox first, then
@@ -221,7 +240,7 @@ class OutboxPublisher:
             if not self._queue:
                 await self._mark_acknowledged()  # idle: bookkeeping off the write path
                 if not self._queue:
-                    await self._wake.wait()
+                    await self._idle()
             self._wake.clear()
             batch: list[StoredVersion] = []
             while self._queue and len(batch) < self._limits.batch:
@@ -244,13 +263,28 @@ class OutboxPublisher:
             for topic, payload in payloads:
                 group.create_task(client.publish(topic, payload, qos=1, retain=True))
 
+    async def _idle(self) -> None:
+        """Wait for a commit; with marks left over from a storage fault, retry them in time."""
+        if not self._unmarked:
+            await self._wake.wait()
+            return
+        wait = max(0.0, self._mark_not_before - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), wait)
+
     async def _drain_outbox(self, client: aiomqtt.Client) -> None:
         """Publish every unpublished outbox row of the database, in write order."""
+        after = 0
         while True:
-            items = await self._store.pending(self._limits.batch)
+            try:
+                items = await self._store.pending(self._limits.batch, after=after)
+            except StorageError:
+                await asyncio.sleep(self._db_backoff.next_delay())  # logged by the store
+                continue
             if not items:
                 self._metrics.outbox_depth.set(0)
                 return
+            after = items[-1].id
             # Rows this process already had acknowledged only lack their mark: publishing
             # them again would show subscribers an older version after a newer one.
             self._unmarked.extend(i.id for i in items if i.id <= self._acked_upto)
@@ -281,9 +315,19 @@ class OutboxPublisher:
         self._metrics.published.labels(kind="outbox").inc(len(rows))
 
     async def _mark_acknowledged(self) -> None:
+        if not self._unmarked or time.monotonic() < self._mark_not_before:
+            return
         ids, self._unmarked = self._unmarked, []
-        if ids:
-            await self._store.mark_published(ids)
+        try:
+            for start in range(0, len(ids), self._limits.batch):
+                await self._store.mark_published(ids[start : start + self._limits.batch])
+        except StorageError:
+            # Only bookkeeping (the broker has them): keep the ids and retry after a backoff.
+            # The store logged the fault; a restart meanwhile only republishes (duplicates).
+            self._unmarked[:0] = ids
+            self._mark_not_before = time.monotonic() + self._db_backoff.next_delay()
+            return
+        self._db_backoff.reset()
 
     async def _republish_current(self, client: aiomqtt.Client) -> None:
         current = await self._store.current_all()
@@ -291,6 +335,25 @@ class OutboxPublisher:
             await self._publish_batch(client, current)
             self._metrics.published.labels(kind="republish").inc(len(current))
         self.republished.set()
+
+    async def _save_instances_loop(self) -> None:
+        while True:
+            await self._tracker.changed.wait()
+            # Batch a burst (every instance reporting one update) into one transaction.
+            await asyncio.sleep(self._limits.instance_save_delay_s)
+            await self._save_instances()
+
+    async def _save_instances(self) -> None:
+        reports, removed = self._tracker.take_changes()
+        keys = [(r.service, r.instance) for r in reports] + removed
+        try:
+            await self._store.save_instances(reports, removed)
+        except (StorageError, sqlite3.Error, RuntimeError) as exc:  # a fault, or store closed
+            self._tracker.restore_changes(keys)
+            _log.error("instance reports not saved (kept for the next attempt): %s", exc)
+        except asyncio.CancelledError:  # shutting down: the final save takes them
+            self._tracker.restore_changes(keys)
+            raise
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -1,20 +1,22 @@
-"""``/api/v1/configs/{service}``: read, replace (PUT), merge (PATCH), dry-run validate."""
+"""``/api/v1/configs``: read all or one, PUT, PATCH (merge), dry-run validate, roll back."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Response
+from fastapi import Depends, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from config_lib import mask_secrets
 
+from ..problems import Problem
 from ..publisher import OutboxPublisher
 from ..settings import ManagerSettings
-from ..writes import ConfigWriter, CurrentConfig, etag_for, parse_if_match
+from ..writes import ConfigWriter, CurrentConfig, WriteOutcome, etag_for, parse_if_match
 from .deps import (
     Editor,
-    IdempotencyKey,
+    EditorWrite,
     IfMatch,
     IfMatchOptional,
     JsonBody,
@@ -22,9 +24,11 @@ from .deps import (
     SettingsDep,
     Viewer,
     WriterDep,
+    WriteRequest,
+    json_model,
 )
 from .openapi import DOCUMENT, MERGE_PATCH, api_router, config_body, problems
-from .schemas import ConfigPublic, ValidationPublic, WritePublic
+from .schemas import AllConfigsPublic, ConfigPublic, ValidationPublic, WritePublic
 
 __all__ = ["router"]
 
@@ -43,6 +47,18 @@ def _public(current: CurrentConfig) -> dict[str, Any]:
     }
 
 
+@router.get("", response_model=AllConfigsPublic)
+async def get_all_configs(_: Viewer, writer: WriterDep) -> dict[str, Any]:
+    """Every registered service's current config in one document (secrets masked)."""
+    configs: dict[str, Any] = {}
+    for service in writer.registry:
+        try:
+            configs[service] = _public(await writer.current(service))
+        except Problem:
+            continue  # required fields and nothing stored yet: no config to show
+    return {"epoch": await writer.store.epoch(), "configs": configs}
+
+
 @router.get("/{service}", response_model=ConfigPublic, responses=problems(404))
 async def get_config(
     service: str, _: Viewer, writer: WriterDep, response: Response
@@ -52,18 +68,42 @@ async def get_config(
     return _public(current)
 
 
-async def _write(
-    service: str,
-    if_match: str,
-    writer: ConfigWriter,
+async def _replayed(
+    request: WriteRequest, writer: ConfigWriter, response: Response
+) -> dict[str, Any]:
+    """The first outcome of a write whose Idempotency-Key was seen (same body)."""
+    assert request.replay is not None
+    [[service, version]] = request.replay["versions"]
+    stored = await writer.store.version(service, version)
+    if stored is None:  # version 0: the first write found nothing to change
+        current = await writer.current(service, for_write=True)
+    else:
+        current = CurrentConfig(
+            service,
+            stored.version,
+            await writer.store.epoch(),
+            stored.values,
+            stored.created_at,
+            stored.created_by,
+        )
+    changed = request.replay.get("change_id") is not None
+    published = changed and await writer.store.is_published(service, version)
+    response.headers["ETag"] = etag_for(current.epoch, current.version)
+    response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Config-Changed"] = "true" if changed else "false"
+    return {
+        **_public(current),
+        "changed": changed,
+        "publication": ("published" if published else "pending") if changed else "unchanged",
+    }
+
+
+async def _answer(
+    outcome: WriteOutcome,
     publisher: OutboxPublisher,
     settings: ManagerSettings,
-    actor: str,
     response: Response,
-    **body: Any,
 ) -> dict[str, Any]:
-    expected = parse_if_match(if_match, await writer.store.epoch())
-    outcome = await writer.write(service, expected_version=expected, actor=actor, **body)
     published = False
     timings = dict(outcome.timings)
     if outcome.outbox_id is not None and settings.publish_wait_s > 0:
@@ -72,12 +112,33 @@ async def _write(
         timings["publish"] = time.perf_counter() - waited
     current = outcome.current
     response.headers["ETag"] = etag_for(current.epoch, current.version)
+    response.headers["Config-Changed"] = "true" if outcome.changed else "false"
     # W3C Server-Timing: where the time of this write went (lock wait, validation and
     # encryption, the durable commit, the wait for the broker's PUBACK), in ms.
     response.headers["Server-Timing"] = ", ".join(
         f"{name};dur={seconds * 1000:.3f}" for name, seconds in timings.items()
     )
-    return {**_public(current), "publication": "published" if published else "pending"}
+    publication = "unchanged" if not outcome.changed else "published" if published else "pending"
+    return {**_public(current), "changed": outcome.changed, "publication": publication}
+
+
+async def _write(
+    service: str,
+    if_match: str,
+    writer: ConfigWriter,
+    publisher: OutboxPublisher,
+    settings: ManagerSettings,
+    request: WriteRequest,
+    response: Response,
+    **body: Any,
+) -> dict[str, Any]:
+    if request.replay is not None:
+        return await _replayed(request, writer, response)
+    expected = parse_if_match(if_match, await writer.store.epoch())
+    outcome = await writer.write(
+        service, expected_version=expected, actor=request.ctx.actor, ctx=request.ctx, **body
+    )
+    return await _answer(outcome, publisher, settings, response)
 
 
 @router.put(
@@ -88,17 +149,16 @@ async def _write(
 )
 async def put_config(
     service: str,
-    principal: Editor,
+    request: EditorWrite,
     body: JsonBody,
     if_match: IfMatch,
-    _key: IdempotencyKey,
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
     response: Response,
 ) -> dict[str, Any]:
     return await _write(
-        service, if_match, writer, publisher, settings, principal.name, response, document=body
+        service, if_match, writer, publisher, settings, request, response, document=body
     )
 
 
@@ -110,17 +170,16 @@ async def put_config(
 )
 async def patch_config(
     service: str,
-    principal: Editor,
+    request: EditorWrite,
     body: JsonBody,
     if_match: IfMatch,
-    _key: IdempotencyKey,
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
     response: Response,
 ) -> dict[str, Any]:
     return await _write(
-        service, if_match, writer, publisher, settings, principal.name, response, patch=body
+        service, if_match, writer, publisher, settings, request, response, patch=body
     )
 
 
@@ -150,3 +209,31 @@ async def validate_config(
         "would_be_version": outcome.current.version + 1,
         "values": values,
     }
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_version: int = Field(ge=1, description="The version whose document becomes current again.")
+
+
+@router.post("/{service}/rollback", response_model=WritePublic, responses=problems(404, 422))
+async def rollback_config(
+    service: str,
+    request: EditorWrite,
+    wanted: Annotated[RollbackRequest, Depends(json_model(RollbackRequest))],
+    if_match: IfMatch,
+    writer: WriterDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    response: Response,
+) -> dict[str, Any]:
+    """A new version whose document equals ``to_version``'s, checked against today's model and
+    the cross-service rules (422 ``rollback-invalid`` naming the fields when it fails)."""
+    if request.replay is not None:
+        return await _replayed(request, writer, response)
+    expected = parse_if_match(if_match, await writer.store.epoch())
+    outcome = await writer.rollback(
+        service, to_version=wanted.to_version, expected_version=expected, ctx=request.ctx
+    )
+    return await _answer(outcome, publisher, settings, response)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -13,19 +14,24 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
+from config_lib import canonical_bytes
+
 from ..instances import InstanceTracker
 from ..problems import Problem, describe_error, pydantic_errors
 from ..publisher import OutboxPublisher
 from ..registry import SchemaRegistry
 from ..settings import ManagerSettings
-from ..store import ConfigStore
+from ..store import ConfigStore, IdempotencyClaim
 from ..tokens import Role, hash_token
-from ..writes import ConfigWriter
+from ..writes import ConfigWriter, WriteContext
 from .openapi import declares, header
 
 __all__ = [
     "Admin",
+    "AdminWrite",
     "Editor",
+    "EditorAction",
+    "EditorWrite",
     "IdempotencyKey",
     "IfMatch",
     "IfMatchOptional",
@@ -37,6 +43,7 @@ __all__ = [
     "StoreDep",
     "TrackerDep",
     "Viewer",
+    "WriteRequest",
     "WriterDep",
     "json_model",
     "parse_json",
@@ -45,8 +52,8 @@ __all__ = [
 _JSON_TYPES = ("application/json", "application/merge-patch+json")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 MAX_JSON_DEPTH: Final = 64
-MAX_INT_DIGITS: Final = 300  # far above any config value; below Python's 4300-digit limit
-_EXACT_INT: Final = 2**53  # integers a float holds exactly
+# I-JSON (RFC 7493), which RFC 8785 (our signed envelopes) requires: integers within ±(2^53-1).
+MAX_SAFE_INT: Final = 2**53 - 1
 M = TypeVar("M", bound=BaseModel)
 _bearer = HTTPBearer(auto_error=False, description="API token (`scm_...`)")
 
@@ -151,8 +158,10 @@ class _HugeNumber:
 
 
 def _parse_int(text: str) -> int | _HugeNumber:
-    digits = len(text.lstrip("-"))
-    return _HugeNumber(text) if digits > MAX_INT_DIGITS else int(text)
+    if len(text.lstrip("-")) > len(str(MAX_SAFE_INT)):
+        return _HugeNumber(text)  # never converted: Python refuses over 4300 digits
+    value = int(text)
+    return value if abs(value) <= MAX_SAFE_INT else _HugeNumber(text)
 
 
 def _parse_float(text: str) -> int | float | _HugeNumber:
@@ -161,7 +170,7 @@ def _parse_float(text: str) -> int | float | _HugeNumber:
     value = float(text)
     if not math.isfinite(value):
         return _HugeNumber(text)
-    if value.is_integer() and abs(value) <= _EXACT_INT:
+    if value.is_integer() and abs(value) <= MAX_SAFE_INT:
         return int(value)
     return value
 
@@ -188,14 +197,14 @@ def _where(path: tuple[str | int, ...]) -> str:
 
 
 def _check_parsed(value: Any, path: tuple[str | int, ...] = (), depth: int = 0) -> None:
-    """Refuse numbers Python would choke on and nesting deeper than ``MAX_JSON_DEPTH``."""
+    """Refuse numbers outside I-JSON and nesting deeper than ``MAX_JSON_DEPTH``."""
     if depth > MAX_JSON_DEPTH:
         raise _BadJson(f"{_where(path)}: nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, _HugeNumber):
-        digits = len(value.text.lstrip("-"))
+        shown = value.text if len(value.text) <= 24 else f"a {len(value.text)}-character number"
         raise _BadJson(
-            f"{_where(path)}: the number is out of range ({digits} characters; integers may "
-            f"have at most {MAX_INT_DIGITS} digits, decimals must be finite)"
+            f"{_where(path)}: {shown} is out of range (integers must be within "
+            f"±{MAX_SAFE_INT}, other numbers finite: RFC 7493)"
         )
     if isinstance(value, dict):
         for key, item in value.items():
@@ -206,7 +215,7 @@ def _check_parsed(value: Any, path: tuple[str | int, ...] = (), depth: int = 0) 
 
 
 def parse_json(body: bytes) -> Any:
-    """Strict JSON (no NaN, no duplicate keys, bounded numbers and depth) or a 400 problem.
+    """Strict I-JSON (no NaN, no duplicate keys, safe numbers, bounded depth) or a 400.
 
     The problem's detail says where (line and column, or the member's path) in words a
     client can act on; Python's own messages (``sys.set_int_max_str_digits``, recursion
@@ -265,6 +274,7 @@ async def read_json_body(request: Request, settings: SettingsDep) -> Any:
     return parse_json(bytes(body))
 
 
+read_json_body.__openapi_body__ = True  # type: ignore[attr-defined]  # a JSON body is required
 JsonBody = Annotated[Any, Depends(read_json_body)]
 
 
@@ -324,17 +334,18 @@ IfMatchOptional = Annotated[str | None, Depends(if_match_optional)]
 
 @declares(
     400,
+    422,
     parameters=[
         header(
             "Idempotency-Key",
-            "Makes a retried write safe: a repeat with the same key gets the first outcome "
-            "instead of a second write. 1-200 visible ASCII characters.",
+            "Makes a retry safe: the same token, key and body within 24 h get the first "
+            "outcome; the same key with another body is a 422. 1-200 visible ASCII characters.",
             required=False,
             pattern=_IDEMPOTENCY_KEY.pattern,
         )
     ],
 )
-async def idempotency_key(request: Request) -> str | None:
+async def read_idempotency_key(request: Request) -> str | None:
     """The optional ``Idempotency-Key`` header of a write, checked for its form."""
     value = request.headers.get("idempotency-key")
     if value is not None and not _IDEMPOTENCY_KEY.fullmatch(value):
@@ -347,4 +358,60 @@ async def idempotency_key(request: Request) -> str | None:
     return value
 
 
-IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
+IdempotencyKey = Annotated[str | None, Depends(read_idempotency_key)]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """A write's context, and the first outcome when its ``Idempotency-Key`` was seen."""
+
+    ctx: WriteContext
+    principal: Principal
+    replay: dict[str, Any] | None = None
+
+
+def request_id(request: Request) -> str | None:
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
+
+
+async def _no_body() -> None:
+    return None
+
+
+def _write_request(role: Role, *, with_body: bool = True) -> Callable[..., Awaitable[WriteRequest]]:
+    # Dependencies given as defaults: they are built here, from this function's arguments
+    # (string annotations would be resolved in the module's globals).
+    async def dependency(
+        request: Request,
+        store: StoreDep,
+        principal: Principal = Depends(_require(role)),  # noqa: B008
+        body: Any = Depends(read_json_body if with_body else _no_body),  # noqa: B008
+        idempotency_key: str | None = Depends(read_idempotency_key),
+    ) -> WriteRequest:
+        ctx = WriteContext(principal.name, request_id(request))
+        if idempotency_key is None:
+            return WriteRequest(ctx, principal)
+        digest = hashlib.sha256(
+            canonical_bytes({"method": request.method, "path": request.url.path, "body": body})
+        ).hexdigest()
+        claim = IdempotencyClaim(principal.name, idempotency_key, digest)
+        seen = await store.idempotent_result(principal.name, idempotency_key)
+        if seen is not None:
+            if seen[0] != digest:
+                raise Problem(
+                    422,
+                    "Idempotency-Key reused",
+                    "this Idempotency-Key was used for a different request in the last 24 h",
+                    kind="idempotency-key-reused",
+                )
+            return WriteRequest(ctx, principal, seen[1])
+        return WriteRequest(WriteContext(principal.name, ctx.request_id, claim), principal)
+
+    return dependency
+
+
+EditorWrite = Annotated[WriteRequest, Depends(_write_request(Role.editor))]
+AdminWrite = Annotated[WriteRequest, Depends(_write_request(Role.admin))]
+EditorAction = Annotated[WriteRequest, Depends(_write_request(Role.editor, with_body=False))]
+"""A write without a body (apply a preset)."""

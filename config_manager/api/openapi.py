@@ -91,18 +91,35 @@ class ProblemPublic(BaseModel):
     errors: list[ProblemError] | None = Field(None, description="Each invalid input.")
 
 
+def _string_header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string"}}
+
+
+# Headers some problems carry (documented, not required: a proxy may answer too).
+_HEADERS: Final[dict[int, dict[str, Any]]] = {
+    401: {"WWW-Authenticate": _string_header('Bearer realm="config-manager"')},
+    405: {"Allow": _string_header("The methods this path serves.")},
+    412: {"ETag": _string_header("The current version's ETag.")},
+    429: {"Retry-After": _string_header("Seconds to wait.")},
+    503: {"Retry-After": _string_header("Seconds to wait.")},
+    507: {"Retry-After": _string_header("Seconds to wait.")},
+}
+
+
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: each status answered as problem+json."""
     unknown = [s for s in statuses if s not in _DESCRIPTIONS]
     if unknown:
         raise ValueError(f"no description for problem status {unknown}: add it to _DESCRIPTIONS")
-    return {
-        status: {
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(statuses):
+        responses[status] = {
             "description": _DESCRIPTIONS[status],
             "content": {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}},
         }
-        for status in sorted(statuses)
-    }
+        if status in _HEADERS:
+            responses[status]["headers"] = copy.deepcopy(_HEADERS[status])
+    return responses
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +182,7 @@ class DocumentedRoute(APIRoute):
         statuses: set[int] = set()
         parameters: dict[str, dict[str, Any]] = {}
         extra = dict(self.openapi_extra or {})
+        any_json = False
         for dep in _walk(self.dependant):
             declaration = getattr(dep.call, "__openapi__", None)
             if isinstance(declaration, Declaration):
@@ -177,6 +195,13 @@ class DocumentedRoute(APIRoute):
                     "required": True,
                     "content": {"application/json": {"schema": _inline(model)}},
                 }
+            elif model is True:
+                any_json = True
+        if any_json and "requestBody" not in extra and _CONFIG_BODY not in extra:
+            extra["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {}}},
+            }
         self.query_names = frozenset(
             p.alias for dep in _walk(self.dependant) for p in dep.query_params
         )

@@ -8,8 +8,8 @@ from ..compat_check import violation_errors
 from ..compatibility import check_compatibility
 from ..presets import PRESETS, get_preset, preset_names
 from ..problems import Problem
-from ..writes import etag_for
-from .deps import Editor, IdempotencyKey, PublisherDep, SettingsDep, Viewer, WriterDep
+from ..writes import WriteContext, etag_for
+from .deps import EditorAction, PublisherDep, SettingsDep, Viewer, WriterDep
 from .openapi import api_router, problems
 from .schemas import CompatibilityPublic, PresetAppliedPublic, PresetPublic
 
@@ -31,13 +31,14 @@ async def list_presets(_: Viewer) -> list[dict[str, Any]]:
 )
 async def apply_preset(
     name: str,
-    principal: Editor,
-    _key: IdempotencyKey,
+    write: EditorAction,
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    """Apply a preset as ONE change: every service's new version commits, or none does."""
+    """Apply a preset as ONE change: every service's new version commits, or none does.
+
+    Applying a preset that changes nothing stores nothing (``changed``: false)."""
     try:
         preset = get_preset(name)
     except KeyError as exc:
@@ -51,9 +52,25 @@ async def apply_preset(
             kind="preset-services",
             services=missing,
         )
-    stored = await writer.write_patches(preset.patches, actor=principal.name)
+    if write.replay is not None:
+        stored = (
+            await writer.store.by_change(write.replay["change_id"])
+            if write.replay.get("change_id")
+            else []
+        )
+    else:
+        ctx = WriteContext(
+            write.ctx.actor,
+            write.ctx.request_id,
+            write.ctx.idempotency,
+            "preset",
+            {"preset": name},
+        )
+        stored = await writer.write_patches(preset.patches, actor=write.ctx.actor, ctx=ctx)
     ids = [s.outbox_id for s in stored if s.outbox_id is not None]
     published = bool(ids) and await publisher.wait_published(ids, settings.publish_wait_s)
+    if write.replay is not None and stored:
+        published = all([await writer.store.is_published(s.service, s.version) for s in stored])
     return {
         "preset": name,
         "change_id": stored[0].change_id if stored else None,
@@ -66,7 +83,8 @@ async def apply_preset(
             }
             for s in stored
         ],
-        "publication": "published" if published else "pending",
+        "changed": bool(stored),
+        "publication": ("published" if published else "pending") if stored else "unchanged",
     }
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Response, status
+from fastapi import Depends, Request, Response, status
 
 from ..problems import Problem
+from ..store import AuditEntry
 from ..tokens import hash_token, new_token
-from .deps import Admin, StoreDep, json_model
+from .deps import Admin, StoreDep, json_model, request_id
 from .openapi import api_router, problems
 from .schemas import TokenCreate, TokenCreatedPublic, TokenPublic
 
@@ -38,7 +39,10 @@ async def list_tokens(_: Admin, store: StoreDep) -> list[dict[str, Any]]:
     responses=problems(409),
 )
 async def create_token(
-    admin: Admin, body: Annotated[TokenCreate, Depends(json_model(TokenCreate))], store: StoreDep
+    admin: Admin,
+    body: Annotated[TokenCreate, Depends(json_model(TokenCreate))],
+    store: StoreDep,
+    request: Request,
 ) -> dict[str, Any]:
     if any(t.name == body.name for t in await store.tokens()):
         raise Problem(
@@ -47,6 +51,14 @@ async def create_token(
     token = new_token()
     await store.add_token(body.name, body.role.value, hash_token(token), created_by=admin.name)
     record = next(t for t in await store.tokens() if t.name == body.name)
+    await store.add_audit(
+        AuditEntry(
+            actor=admin.name,
+            action="token.create",
+            request_id=request_id(request),
+            detail={"token": body.name, "role": body.role.value},
+        )
+    )
     return {
         "name": record.name,
         "role": record.role,
@@ -58,7 +70,15 @@ async def create_token(
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
-async def revoke_token(name: str, _: Admin, store: StoreDep) -> Response:
+async def revoke_token(name: str, admin: Admin, store: StoreDep, request: Request) -> Response:
     if not await store.revoke_token(name):
         raise Problem(404, "No such token", f"no active token named {name!r}", kind="unknown-token")
+    await store.add_audit(
+        AuditEntry(
+            actor=admin.name,
+            action="token.revoke",
+            request_id=request_id(request),
+            detail={"token": name},
+        )
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

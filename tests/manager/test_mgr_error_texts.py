@@ -35,6 +35,7 @@ DEEP = b"[" * 5000 + b"]" * 5000
     [
         pytest.param(b'{"rate": ' + b"9" * 5000 + b"}", 400, "body.rate", id="5000-digit-int"),
         pytest.param(b'{"rate": -' + b"9" * 400 + b"}", 400, "body.rate", id="400-digit-negative"),
+        pytest.param(b'{"tags": [1e300]}', 422, "tags.0", id="big-float-is-valid-json"),
         pytest.param(b'{"nested": {"threshold": 1e999}}', 400, "body.nested.threshold", id="1e999"),
         pytest.param(b'{"tags": ["a", -1e400]}', 400, "body.tags.1", id="-1e400-in-list"),
         pytest.param(b'{"rate": NaN}', 400, "NaN", id="nan"),
@@ -48,7 +49,13 @@ DEEP = b"[" * 5000 + b"]" * 5000
         pytest.param(b'{"rate": "16000"}', 422, "rate", id="string-for-int"),
         pytest.param(b'{"rate": 16000.5}', 422, "rate", id="fraction-for-int"),
         pytest.param(b'{"rate": true}', 422, "rate", id="bool-for-int"),
-        pytest.param(b'{"rate": 99999999999999999999}', 422, "rate", id="int-out-of-range"),
+        pytest.param(
+            b'{"rate": 99999999999999999999}',
+            400,
+            "body.rate: 99999999999999999999 is out",
+            id="beyond-2**53",
+        ),
+        pytest.param(b'{"rate": 100000}', 422, "rate", id="int-out-of-model-range"),
         pytest.param(b'{"label": ' + b'"x' * 1 + b"y" * 300 + b'"}', 422, "label", id="too-long"),
         pytest.param(b'{"nested": []}', 422, "nested", id="list-for-object"),
         pytest.param(b"[1, 2]", 422, "a config must be a JSON object", id="list-body"),
