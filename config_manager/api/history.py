@@ -131,7 +131,7 @@ def _since(value: str | None) -> str | None:
 
 @router.get("/audit", response_model=list[AuditPublic], responses=problems(400))
 async def audit(
-    _: Viewer,
+    principal: Viewer,
     store: StoreDep,
     service: str | None = None,
     actor: str | None = None,
@@ -161,20 +161,26 @@ async def audit(
             "detail": r.detail,
         }
         for r in await store.audit(
-            service=service, actor=actor, action=action, since=_since(since), limit=limit
+            service=service,
+            actor=actor,
+            action=action,
+            since=_since(since),
+            limit=limit,
+            services=sorted(principal.services) if principal.services is not None else None,
         )
     ]
 
 
 @router.get("/export")
 async def export(
-    _: Viewer,
+    principal: Viewer,
     writer: WriterDep,
     store: StoreDep,
     history: Annotated[str, Query(pattern="^(full|current)$")] = "full",
 ) -> dict[str, Any]:
     """Every service's versions (``full``) or current versions (``current``) in chain order,
     secrets as ciphertext, with the chain head signed by the manager."""
+    principal.require_unscoped("an export")
     rows, head_hash, count = await store.chain(current_only=history == "current")
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     head = {
@@ -237,6 +243,7 @@ async def import_export(
 ) -> dict[str, Any]:
     """Make each service's newest exported version current again, all or nothing, in one
     transaction that bumps the epoch. The export must verify (signed head, hash chain)."""
+    request.principal.require_unscoped("an import")
     report = verify_export(body, writer.keys.trust)
     if not report.ok:
         problem = Problem(

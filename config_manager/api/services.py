@@ -20,13 +20,15 @@ router = api_router(prefix="/api/v1/services", tags=["services"])
 
 @router.get("", response_model=list[ServicePublic])
 async def list_services(
-    _: Viewer, registry: RegistryDep, store: StoreDep, tracker: TrackerDep
+    principal: Viewer, registry: RegistryDep, store: StoreDep, tracker: TrackerDep
 ) -> list[dict[str, Any]]:
     """Every registered service with its current version, the epoch and the last update."""
     stored = {s.service: s for s in await store.services()}
     epoch = await store.epoch()
     result = []
     for name in registry:
+        if not principal.may(name):
+            continue
         summary = stored.get(name)
         result.append(
             {

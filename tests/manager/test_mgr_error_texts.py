@@ -141,8 +141,8 @@ async def test_token_bodies_go_through_the_same_checks(
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("DELETE", "/api/v1/configs/{s}", "GET, PUT, PATCH"),
-        ("POST", "/api/v1/configs/{s}", "GET, PUT, PATCH"),
+        ("POST", "/api/v1/configs/{s}", "GET, PUT, PATCH, DELETE"),
+        ("DELETE", "/api/v1/configs/{s}/validate", "POST"),
         ("GET", "/api/v1/configs/{s}/validate", "POST"),
         ("PUT", "/api/v1/services", "GET"),
         ("PATCH", "/api/v1/tokens", "GET, POST"),
