@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from mgr_models import DemoConfig
 
 from config_manager.store import ConfigStore, NewVersion, StorageError, StorageLimits
 
+REPO = Path(__file__).resolve().parents[2]
 STORAGE_LOGGER = "config_manager.store"
 
 
@@ -191,3 +195,36 @@ def test_small_fs_is_really_size_limited(small_fs: Any) -> None:
     assert small_fs.free_bytes() == 0
     with pytest.raises(OSError, match="No space left"):
         Path(small_fs.path / "more").write_bytes(b"x" * 8192)
+
+
+def test_the_command_line_on_a_full_disk_says_so_in_one_line(small_fs: Any) -> None:
+    data = small_fs.path / "data"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    base = [sys.executable, "-m", "config_manager"]
+    init = subprocess.run(
+        [*base, "init", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert init.returncode == 0, init.stderr
+    small_fs.fill()
+    for args in (
+        ["token", "--data-dir", str(data), "create", "--role", "viewer", "late"],
+        ["epoch", "--data-dir", str(data), "bump"],
+    ):
+        proc = subprocess.run(
+            [*base, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=60,
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("config manager: the database cannot be used:")
