@@ -30,6 +30,7 @@ class ConfigMetrics:
     duplicate: int = 0
     failed: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    not_authorised: int = 0  # connections the broker refused (credentials or ACL)
     lkg_save_failed: int = 0
 
     @property
@@ -44,6 +45,7 @@ class ConfigMetrics:
             "duplicate": self.duplicate,
             "failed": self.failed,
             "rejected": dict(self.rejected),
+            "not_authorised": self.not_authorised,
             "lkg_save_failed": self.lkg_save_failed,
         }
 
@@ -53,7 +55,8 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
 
     Register it with ``prometheus_client.REGISTRY.register(prometheus_collector(...))``.
     Exposes ``config_lib_messages_total{service,instance,outcome}`` (outcome: received,
-    applied, duplicate, failed), ``config_lib_rejected_total{service,instance,reason}`` and
+    applied, duplicate, failed), ``config_lib_rejected_total{service,instance,reason}``,
+    ``config_lib_not_authorised_total{service,instance}`` (the broker refused the user) and
     ``config_lib_lkg_save_failures_total{service,instance}``.
     """
     from prometheus_client.core import CounterMetricFamily  # optional dependency
@@ -76,6 +79,13 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
             for reason, count in sorted(metrics.rejected.items()):
                 rejected.add_metric([service, instance, reason], count)
             yield rejected
+            refused = CounterMetricFamily(
+                "config_lib_not_authorised",
+                "Broker connections refused for this user (credentials or ACL)",
+                labels=["service", "instance"],
+            )
+            refused.add_metric([service, instance], metrics.not_authorised)
+            yield refused
             lkg = CounterMetricFamily(
                 "config_lib_lkg_save_failures",
                 "LKG file writes that failed (the config was applied all the same)",

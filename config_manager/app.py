@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from config_lib import (
@@ -24,13 +25,14 @@ from config_lib import (
     load_signing_key,
 )
 
-from .api import configs, health, presets, services, tokens
+from .api import configs, health, history, presets, services, tokens, whoami
+from .api.docs import install_docs
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
 from .keyring import KeyRing
 from .metrics import Metrics
-from .middleware import BodyLimitMiddleware, ServerTimingMiddleware
+from .middleware import BodyLimitMiddleware, RequestIdMiddleware, ServerTimingMiddleware
 from .problems import install_problem_handlers
 from .publisher import OutboxPublisher, PublisherLimits
 from .registry import SchemaRegistry
@@ -102,6 +104,9 @@ def create_app(
                     ),
                 )
             )
+            # The instance view as last saved: it does not wait for the broker to redeliver
+            # retained reports to the wildcard subscription (not every broker does).
+            tracker.load(await store.instances())
             publisher = await stack.enter_async_context(
                 OutboxPublisher(
                     store=store,
@@ -144,20 +149,37 @@ def create_app(
         version="1",
         summary="Typed, versioned, signed configuration published over MQTT.",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by install_docs: works offline
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_problem_handlers(app, storage_retry_after_s=math.ceil(settings.storage_retry_max_s))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     for router in (
         health.router,
         services.router,
         configs.router,
+        history.router,
         presets.router,
         tokens.router,
+        whoami.router,
     ):
         app.include_router(router)
+    install_docs(app)
     if (STATIC_DIR / "index.html").exists():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="editor")
+    else:
+        app.add_api_route("/", _editor_not_built, include_in_schema=False)
     return app
+
+
+async def _editor_not_built() -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><title>signed-config</title><p>The web editor is not built: run "
+        "<code>make editor</code> (npm ci and npm run build in <code>editor/</code>). "
+        '<a href="docs">API docs</a></p>',
+        status_code=503,
+    )

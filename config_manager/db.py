@@ -19,6 +19,7 @@ from typing import Final
 
 __all__ = [
     "PRAGMAS",
+    "audit_sync",
     "bump_epoch_sync",
     "connect_sync",
     "migrate",
@@ -123,6 +124,28 @@ def bump_epoch_sync(conn: sqlite3.Connection) -> int:
     new = max(read_epoch_sync(conn) + 1, int(time.time()))
     conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))
     return new
+
+
+def audit_sync(
+    conn: sqlite3.Connection,
+    *,
+    actor: str,
+    action: str,
+    detail: dict[str, object] | None = None,
+    service: str | None = None,
+) -> None:
+    """Record an administrative event made without the server (command line) in the audit log.
+
+    Kept in ``db`` so that every tool writing to the database (``python -m config_manager
+    token``/``epoch``, the trust work's ``keys``) records its events the same way.
+    """
+    import json
+
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, outcome, service, detail_json) "
+        "VALUES (?, ?, ?, 'ok', ?, ?)",
+        (now_iso(), actor, action, service, json.dumps(detail or {}, separators=(",", ":"))),
+    )
 
 
 def unportable_services(path: Path) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ class PublisherLimits:
     reconnect_max_s: float = 5.0
     batch: int = 200
     keepalive_s: int = 10
+    instance_save_delay_s: float = 0.2  # reports arriving meanwhile share one transaction
 
 
 class OutboxPublisher:
@@ -85,12 +87,16 @@ class OutboxPublisher:
         self._mark_not_before = 0.0
         self._presigned: dict[str, tuple[int, int, bytes]] = {}  # service -> (version, epoch, env)
         self._task: asyncio.Task[None] | None = None
+        self._saver: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error: str | None = None
         self.republished = asyncio.Event()  # set after each (re)connect's republish
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="config-manager-outbox-publisher")
+        self._saver = asyncio.create_task(
+            self._save_instances_loop(), name="config-manager-instance-saver"
+        )
         return self
 
     async def __aexit__(
@@ -99,11 +105,12 @@ class OutboxPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            for _, error in await stop_tasks([task]):
-                _log.error("outbox publisher had stopped with an error: %r", error)
+        tasks = [t for t in (self._task, self._saver) if t is not None]
+        self._task = self._saver = None
+        for task, error in await stop_tasks(tasks):
+            _log.error("%s had stopped with an error: %r", task.get_name(), error)
         self._set_connected(False)
+        await self._save_instances()  # what arrived since the last batch
 
     # -- public --------------------------------------------------------------------------
     @property
@@ -328,6 +335,25 @@ class OutboxPublisher:
             await self._publish_batch(client, current)
             self._metrics.published.labels(kind="republish").inc(len(current))
         self.republished.set()
+
+    async def _save_instances_loop(self) -> None:
+        while True:
+            await self._tracker.changed.wait()
+            # Batch a burst (every instance reporting one update) into one transaction.
+            await asyncio.sleep(self._limits.instance_save_delay_s)
+            await self._save_instances()
+
+    async def _save_instances(self) -> None:
+        reports, removed = self._tracker.take_changes()
+        keys = [(r.service, r.instance) for r in reports] + removed
+        try:
+            await self._store.save_instances(reports, removed)
+        except (StorageError, sqlite3.Error, RuntimeError) as exc:  # a fault, or store closed
+            self._tracker.restore_changes(keys)
+            _log.error("instance reports not saved (kept for the next attempt): %s", exc)
+        except asyncio.CancelledError:  # shutting down: the final save takes them
+            self._tracker.restore_changes(keys)
+            raise
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

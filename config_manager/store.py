@@ -22,7 +22,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -32,10 +32,15 @@ import aiosqlite
 from config_lib import Backoff, stop_tasks
 
 from .db import PRAGMAS, migrate, now_iso
+from .history import GENESIS, row_hash
+from .instances import InstanceReport
 from .metrics import Metrics
 
 __all__ = [
+    "AuditEntry",
+    "AuditRecord",
     "ConfigStore",
+    "IdempotencyClaim",
     "NewVersion",
     "OutboxItem",
     "ServiceSummary",
@@ -106,6 +111,43 @@ class StoredVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit log entry to write (``version`` None: not about one version)."""
+
+    actor: str
+    action: str
+    outcome: str = "ok"  # or "refused"
+    service: str | None = None
+    version: int | None = None
+    request_id: str | None = None
+    reason: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: str
+    actor: str
+    action: str
+    outcome: str
+    service: str | None
+    version: int | None
+    request_id: str | None
+    reason: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """An ``Idempotency-Key`` to record with a write: (token, key) → the request's hash."""
+
+    token: str
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewVersion:
     service: str
     expected_version: int
@@ -138,11 +180,31 @@ class TokenRecord:
 
 
 _TOKEN_TTL_S = 30.0
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+_VERSION_COLUMNS = "service, version, epoch, values_json, created_at, created_by, change_id"
 _CURRENT_SQL = (
     "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, v.created_by, "
     "v.change_id FROM services s JOIN versions v "
     "ON v.service = s.name AND v.version = s.current_version"
 )
+_AUDIT_SQL = (
+    "INSERT INTO audit (at, actor, action, outcome, service, version, request_id, reason, "
+    "detail_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _audit_params(entry: AuditEntry, at: str) -> tuple[Any, ...]:
+    return (
+        at,
+        entry.actor,
+        entry.action,
+        entry.outcome,
+        entry.service,
+        entry.version,
+        entry.request_id,
+        entry.reason,
+        json.dumps(entry.detail, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
+    )
 
 
 def _dumps(values: dict[str, Any]) -> str:
@@ -177,6 +239,7 @@ class ConfigStore:
         self._epoch = 0
         self._current: dict[str, StoredVersion] = {}
         self._tokens: dict[str, tuple[float, TokenRecord | None]] = {}
+        self._head = GENESIS  # row_hash of the last stored version row
 
     async def __aenter__(self) -> Self:
         self.schema_version = await asyncio.to_thread(migrate, self.path)
@@ -193,7 +256,44 @@ class ConfigStore:
             self._epoch = int(rows[0][0])
             rows = await self._all(_CURRENT_SQL + " ORDER BY s.name")
             self._current = {row[0]: _version(row) for row in rows}
+            self._head = await self._chain_unhashed()
         return self
+
+    async def _chain_unhashed(self) -> str:
+        """Hash-chain rows stored before the chain existed (in storage order); returns the head."""
+        rows = await self._all(
+            f"SELECT rowid, {_VERSION_COLUMNS}, row_hash FROM versions ORDER BY rowid"  # noqa: S608
+        )
+        head = GENESIS
+        updates: list[tuple[str, str, int]] = []
+        for row in rows:
+            if row[8] is not None:
+                head = row[8]
+                continue
+            stored = _version(row[1:8])
+            new = row_hash(
+                service=stored.service,
+                version=stored.version,
+                epoch=stored.epoch,
+                values=stored.values,
+                created_at=stored.created_at,
+                created_by=stored.created_by,
+                prev_hash=head,
+            )
+            updates.append((head, new, int(row[0])))
+            head = new
+        if updates:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self.conn.executemany(
+                    "UPDATE versions SET prev_hash = ?, row_hash = ? WHERE rowid = ?", updates
+                )
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await self.conn.execute("ROLLBACK")
+                raise
+        return head
 
     async def __aexit__(
         self,
@@ -260,8 +360,7 @@ class ConfigStore:
 
     def _recovered(self, operation: str) -> None:
         _log.warning(
-            "database %s accepts writes again (%s succeeded) after %.1fs and %d failed "
-            "operations",
+            "database %s accepts writes again (%s succeeded) after %.1fs and %d failed operations",
             self.path,
             operation,
             time.monotonic() - self._fault_since,
@@ -336,12 +435,67 @@ class ConfigStore:
             )
         return _version(rows[0]) if rows else None
 
-    async def history(self, service: str, limit: int = 50) -> list[StoredVersion]:
+    async def history(
+        self, service: str, limit: int = 50, before: int | None = None
+    ) -> list[StoredVersion]:
+        """Versions of ``service`` newest first; ``before``: only versions below it."""
         async with self._op("read"):
             rows = await self._all(
-                "SELECT service, version, epoch, values_json, created_at, created_by, change_id "
-                "FROM versions WHERE service = ? ORDER BY version DESC LIMIT ?",
-                (service, limit),
+                f"SELECT {_VERSION_COLUMNS} FROM versions "  # noqa: S608
+                "WHERE service = ? AND version < ? ORDER BY version DESC LIMIT ?",
+                (service, before if before is not None else 2**62, limit),
+            )
+        return [_version(r) for r in rows]
+
+    async def chain(self, *, current_only: bool = False) -> tuple[list[dict[str, Any]], str, int]:
+        """Version rows in chain order with their hashes, the chain head and its row count."""
+        where = (
+            "WHERE EXISTS (SELECT 1 FROM services s WHERE s.name = v.service "
+            "AND s.current_version = v.version) "
+            if current_only
+            else ""
+        )
+        async with self._op("read"):
+            rows = await self._all(
+                "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, "  # noqa: S608
+                f"v.created_by, v.change_id, v.prev_hash, v.row_hash FROM versions v {where}"
+                "ORDER BY v.rowid"
+            )
+            count = (await self._all("SELECT COUNT(*) FROM versions"))[0][0]
+            head = self._head
+        return (
+            [
+                {
+                    "service": r[0],
+                    "version": int(r[1]),
+                    "epoch": int(r[2]),
+                    "values": json.loads(r[3]),
+                    "created_at": r[4],
+                    "created_by": r[5],
+                    "change_id": r[6],
+                    "prev_hash": r[7],
+                    "row_hash": r[8],
+                }
+                for r in rows
+            ],
+            head,
+            int(count),
+        )
+
+    async def is_published(self, service: str, version: int) -> bool:
+        async with self._op("read"):
+            rows = await self._all(
+                "SELECT published_at FROM outbox WHERE service = ? AND version = ?",
+                (service, version),
+            )
+        return bool(rows) and rows[0][0] is not None
+
+    async def by_change(self, change_id: str) -> list[StoredVersion]:
+        async with self._op("read"):
+            rows = await self._all(
+                f"SELECT {_VERSION_COLUMNS} FROM versions WHERE change_id = ? "  # noqa: S608
+                "ORDER BY service",
+                (change_id,),
             )
         return [_version(r) for r in rows]
 
@@ -354,11 +508,21 @@ class ConfigStore:
     async def current_all(self) -> list[StoredVersion]:
         return sorted(self._current.values(), key=lambda v: v.service)
 
-    async def write(self, changes: Iterable[NewVersion], *, actor: str) -> list[StoredVersion]:
+    async def write(
+        self,
+        changes: Iterable[NewVersion],
+        *,
+        actor: str,
+        audit: Sequence[AuditEntry] = (),
+        idempotency: IdempotencyClaim | None = None,
+        bump_epoch: bool = False,
+    ) -> list[StoredVersion]:
         """Store one new version per change and its outbox row, all in ONE transaction.
 
-        Raises :class:`VersionConflict` (and writes nothing) if any change's expected
-        version is not the current one.
+        The same transaction records the ``audit`` entries, the ``idempotency`` claim (its
+        outcome: this change's id and versions) and, with ``bump_epoch``, raises the epoch
+        first (an import). Raises :class:`VersionConflict` (and writes nothing) if any
+        change's expected version is not the current one.
         """
         changes = list(changes)
         change_id = secrets.token_hex(8)
@@ -367,18 +531,35 @@ class ConfigStore:
         async with self._op("write", writes=True):
             conn = self.conn
             epoch = self._epoch
-            single = len(changes) == 1
-            if not single:
-                await conn.execute("BEGIN IMMEDIATE")
+            head = self._head
+            await conn.execute("BEGIN IMMEDIATE")
             try:
+                if bump_epoch:
+                    epoch = max(self._epoch + 1, int(time.time()))
+                    await conn.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),)
+                    )
                 for change in changes:
                     version = change.expected_version + 1
+                    prev, head = (
+                        head,
+                        row_hash(
+                            service=change.service,
+                            version=version,
+                            epoch=epoch,
+                            values=change.values,
+                            created_at=created,
+                            created_by=actor,
+                            prev_hash=head,
+                        ),
+                    )
                     try:
-                        # One statement: the triggers check the version, advance the
-                        # service and add the outbox row (id = this row's rowid).
+                        # The triggers check the version, advance the service and add the
+                        # outbox row (id = this row's rowid).
                         cur = await conn.execute(
                             "INSERT INTO versions (service, version, epoch, values_json, "
-                            "created_at, created_by, change_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            "created_at, created_by, change_id, prev_hash, row_hash) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (
                                 change.service,
                                 version,
@@ -387,6 +568,8 @@ class ConfigStore:
                                 created,
                                 actor,
                                 change_id,
+                                prev,
+                                head,
                             ),
                         )
                     except sqlite3.IntegrityError as exc:
@@ -411,17 +594,116 @@ class ConfigStore:
                             outbox_id,
                         )
                     )
-                if not single:
-                    await conn.execute("COMMIT")
+                for entry in audit:
+                    await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
+                if idempotency is not None:
+                    await self._claim(idempotency, change_id, stored)
+                await conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     # A failed COMMIT (disk full...) may already have ended the transaction.
                     with contextlib.suppress(sqlite3.OperationalError):
                         await conn.execute("ROLLBACK")
                 raise
+            self._head = head
+            self._epoch = epoch
             for item in stored:
                 self._current[item.service] = item
         return stored
+
+    async def _claim(
+        self,
+        claim: IdempotencyClaim,
+        change_id: str | None,
+        stored: Sequence[StoredVersion] = (),
+        versions: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        result = {
+            "change_id": change_id,
+            "versions": [[s.service, s.version] for s in stored] + [list(v) for v in versions],
+        }
+        await self.conn.execute(
+            "INSERT OR REPLACE INTO idempotency (token, key, request_hash, result_json, "
+            "created_at) VALUES (?, ?, ?, ?, ?)",
+            (claim.token, claim.key, claim.request_hash, json.dumps(result), time.time()),
+        )
+
+    async def record_unchanged(
+        self,
+        claim: IdempotencyClaim | None,
+        audit: Sequence[AuditEntry],
+        versions: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        """A write that changed nothing: its audit entries and idempotency claim only."""
+        if claim is None and not audit:
+            return
+        async with self._op("write", writes=True):
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                for entry in audit:
+                    await conn.execute(_AUDIT_SQL, _audit_params(entry, now_iso()))
+                if claim is not None:
+                    await self._claim(claim, None, versions=versions)
+                await conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await conn.execute("ROLLBACK")
+                raise
+
+    async def idempotent_result(self, token: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        """``(request_hash, result)`` of a claim younger than 24 h, else None."""
+        async with self._op("idempotency", writes=True):
+            await self.conn.execute(
+                "DELETE FROM idempotency WHERE created_at < ?", (time.time() - IDEMPOTENCY_TTL_S,)
+            )
+            rows = await self._all(
+                "SELECT request_hash, result_json FROM idempotency WHERE token = ? AND key = ?",
+                (token, key),
+            )
+        if not rows:
+            return None
+        result: dict[str, Any] = json.loads(rows[0][1])
+        return str(rows[0][0]), result
+
+    # -- audit ---------------------------------------------------------------------------
+    async def add_audit(self, *entries: AuditEntry) -> None:
+        async with self._op("audit", writes=True):
+            at = now_iso()
+            for entry in entries:
+                await self.conn.execute(_AUDIT_SQL, _audit_params(entry, at))
+
+    async def audit(
+        self,
+        *,
+        service: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Audit entries, newest first, filtered."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("service", service), ("actor", actor), ("action", action)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(since)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        async with self._op("read audit"):
+            rows = await self._all(
+                "SELECT id, at, actor, action, outcome, service, version, request_id, reason, "  # noqa: S608
+                f"detail_json FROM audit {clause}ORDER BY id DESC LIMIT ?",
+                (*params, limit),
+            )
+        return [
+            AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]))
+            for r in rows
+        ]
 
     def _version_of(self, service: str) -> int:
         current = self._current.get(service)
@@ -461,6 +743,54 @@ class ConfigStore:
         async with self._op("read outbox"):
             rows = await self._all("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
         return int(rows[0][0])
+
+    # -- instances -----------------------------------------------------------------------
+    async def instances(self) -> list[InstanceReport]:
+        """Every instance report saved (the manager's instance view at start)."""
+        async with self._op("read instances"):
+            rows = await self._all(
+                "SELECT service, instance, status, version, epoch, reason, detail, time, "
+                "received_at FROM instances ORDER BY service, instance"
+            )
+        return [InstanceReport(*row) for row in rows]
+
+    async def save_instances(
+        self, reports: Sequence[InstanceReport], removed: Sequence[tuple[str, str]]
+    ) -> None:
+        """Upsert ``reports`` and delete ``removed`` in one transaction. Not fsynced on its
+        own (``synchronous=NORMAL``): a report lost in a power cut is sent again by its
+        instance at its next (re)connection."""
+        if not reports and not removed:
+            return
+        async with self._op("save instances", writes=True):
+            conn = self.conn
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    await conn.executemany(
+                        "INSERT INTO instances (service, instance, status, version, epoch, "
+                        "reason, detail, time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (service, instance) DO UPDATE SET status = excluded.status, "
+                        "version = excluded.version, epoch = excluded.epoch, "
+                        "reason = excluded.reason, detail = excluded.detail, "
+                        "time = excluded.time, received_at = excluded.received_at",
+                        [
+                            (r.service, r.instance, r.status, r.version, r.epoch, r.reason,
+                             r.detail, r.time, r.received_at)
+                            for r in reports
+                        ],
+                    )  # fmt: skip
+                    await conn.executemany(
+                        "DELETE FROM instances WHERE service = ? AND instance = ?", removed
+                    )
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await conn.execute("ROLLBACK")
+                    raise
+            finally:
+                await conn.execute("PRAGMA synchronous = FULL")
 
     # -- tokens --------------------------------------------------------------------------
     async def add_token(self, name: str, role: str, token_hash: str, *, created_by: str) -> None:

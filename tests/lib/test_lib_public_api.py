@@ -27,8 +27,8 @@ EXPECTED = {
     # exceptions
     "BadSignature", "ConfigLibError", "Duplicate", "EnvelopeError", "EnvelopeTooLarge",
     "InvalidConfig", "InvalidName", "KeyFileError", "LibraryStateError", "MalformedEnvelope",
-    "NoConfig", "Rollback", "SecretError", "ServiceMismatch", "StaleEnvelope", "UnknownKey",
-    "Unsigned", "UnsupportedFormat",
+    "NoConfig", "NotAuthorised", "Rollback", "SecretError", "ServiceMismatch",
+    "StaleEnvelope", "UnknownKey", "Unsigned", "UnsupportedFormat",
     # keys and secrets
     "DataKey", "SigningKey", "TrustStore", "derive_data_key", "key_id_for", "load_data_key",
     "load_master_key", "load_or_create_master_key", "load_or_create_signing_key",
