@@ -102,6 +102,7 @@ class ConfigLibrary(Generic[M]):
         self._report: AppliedReport | None = None
         self._session_connected = False
         self._broker_error: NotAuthorised | None = None
+        self._requests_refused = False  # the broker closed the connection on config/report/
         # The trust store file, when loaded from settings: reloaded when it changes, so a
         # new signing key can be trusted without a restart (key rotation).
         self._trust_file: Path | None = None
@@ -484,14 +485,26 @@ class ConfigLibrary(Generic[M]):
                     )
                 # Report requests (docs/protocol.md): optional, an older ACL may refuse it.
                 request_topic = report_request_topic(self.service)
-                asked = await client.subscribe(request_topic, qos=1)
-                if any(_refused(code) for code in asked):
-                    logger.info(
-                        "report requests not allowed by the broker's ACL: service=%s topic=%s",
-                        self.service,
-                        request_topic,
-                        extra={"service": self.service},
-                    )
+                if not self._requests_refused:
+                    try:
+                        asked = await _unless_closed(client, client.subscribe(request_topic, qos=1))
+                    except _ConnectionClosed:
+                        # RabbitMQ's way of refusing: the next session does without them.
+                        self._requests_refused = True
+                        raise NotAuthorised(
+                            f"the broker closed the connection when MQTT user {user!r} "
+                            f"subscribed to {request_topic} (report requests, optional: "
+                            "reconnecting without them)",
+                            operation="subscribe",
+                            topic=request_topic,
+                        ) from None
+                    if any(_refused(code) for code in asked):
+                        logger.info(
+                            "report requests not allowed by the broker's ACL: service=%s topic=%s",
+                            self.service,
+                            request_topic,
+                            extra={"service": self.service},
+                        )
                 self._client = client
                 report = self._report or self._make_report("applied")
                 # The broker queues the retained config right after the SUBACK and before the
