@@ -48,10 +48,15 @@ define need_deb
 	fi
 endef
 
-.PHONY: mosquitto etcd chromium
+.PHONY: mosquitto rabbitmq etcd chromium
 mosquitto:
 	$(call need_deb,mosquitto,mosquitto mosquitto-clients)
 	$(call need_deb,mosquitto_sub,mosquitto-clients)
+
+# RabbitMQ with its MQTT plugin: the second broker of the test matrix (tests/brokers.py
+# runs it as a temporary node on free loopback ports; nothing starts the system service).
+rabbitmq:
+	$(call need_deb,rabbitmq-server,rabbitmq-server)
 
 etcd:
 	$(call need_deb,etcd,etcd-server)
@@ -80,7 +85,7 @@ editor: config_manager/static/index.html
 run: mosquitto editor $(VENV)/.installed-run
 	$(PY) -m config_manager.stack --data-dir $(DATA_DIR) --mqtt-port $(MQTT_PORT)
 
-test: mosquitto chromium editor $(VENV)/.installed-dev
+test: mosquitto rabbitmq chromium editor $(VENV)/.installed-dev
 	cd editor && $(NPM) test --silent
 	$(PY) -m pytest
 

@@ -25,7 +25,7 @@ from config_lib import (
     load_signing_key,
 )
 
-from .api import configs, health, history, presets, services, tokens, whoami
+from .api import configs, health, history, presets, services, sync, tokens, whoami
 from .api.docs import install_docs
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
@@ -35,6 +35,7 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware, ServerTimingMiddleware
 from .problems import install_problem_handlers
 from .publisher import OutboxPublisher, PublisherLimits
+from .ratelimit import RateLimits
 from .registry import SchemaRegistry
 from .settings import ManagerSettings
 from .store import ConfigStore, StorageLimits
@@ -136,6 +137,18 @@ def create_app(
                 prepare=publisher.prepare,
                 compatibility=compatibility,
             )
+            # Schema evolution: today's models against every stored current config. One
+            # that no longer passes stays in force (nothing is dropped); /sync, /readyz and
+            # configctl list it, and the service's next write must fix it.
+            for service, errors in (await app.state.writer.invalid_configs()).items():
+                _log.warning(
+                    "stored config of %s no longer passes its model: %s",
+                    service,
+                    "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+                        for e in errors
+                    ),
+                )
             _log.info(
                 "config manager ready: %d services, database %s, broker %s",
                 len(reg),
@@ -154,6 +167,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.rate_limits = RateLimits(
+        auth_failures=settings.rate_limit_auth_failures, writes=settings.rate_limit_writes
+    )
     install_problem_handlers(app, storage_retry_after_s=math.ceil(settings.storage_retry_max_s))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)
@@ -163,6 +179,7 @@ def create_app(
         services.router,
         configs.router,
         history.router,
+        sync.router,
         presets.router,
         tokens.router,
         whoami.router,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from config_lib import mask_secrets
+from config_lib import encrypt_secrets, mask_secrets
 
 from ..history import EXPORT_FORMAT, sign_head, verify_export
 from ..problems import Problem
@@ -66,15 +66,10 @@ async def get_version(service: str, version: int, writer: WriterDep, _: Viewer) 
 
 
 async def _values_at(writer: ConfigWriter, service: str, version: int) -> dict[str, Any]:
-    if version == 0:
-        current = await writer.current(service, for_write=True)
-        if current.version == 0:
-            return dict(current.values)
+    if version == 0:  # the model's defaults (nothing for a model with required fields)
         defaults = writer.registry.defaults(service)
         if defaults is None:
             return {}
-        from config_lib import encrypt_secrets
-
         values: dict[str, Any] = encrypt_secrets(
             defaults, service=service, key=writer.keys.data_key(service)
         )
@@ -104,7 +99,8 @@ async def diff_versions(
     operation with the mask as value and ``"secret": "changed"``, never its value."""
     writer.model(service)
     if to is None:
-        to = (await writer.current(service, for_write=True)).version
+        stored = await writer.store.current(service)
+        to = stored.version if stored is not None else 0
     old = await _values_at(writer, service, from_)
     new = await _values_at(writer, service, to)
     return {"service": service, "from": from_, "to": to, "patch": writer.diff(service, old, new)}
@@ -127,7 +123,7 @@ def _since(value: str | None) -> str | None:
 @router.get("/audit", response_model=list[AuditPublic])
 async def audit(
     store: StoreDep,
-    _: Viewer,
+    principal: Viewer,
     service: str | None = None,
     actor: str | None = None,
     action: str | None = None,
@@ -152,7 +148,12 @@ async def audit(
             "detail": r.detail,
         }
         for r in await store.audit(
-            service=service, actor=actor, action=action, since=_since(since), limit=limit
+            service=service,
+            actor=actor,
+            action=action,
+            since=_since(since),
+            limit=limit,
+            services=sorted(principal.services) if principal.services is not None else None,
         )
     ]
 
@@ -161,11 +162,12 @@ async def audit(
 async def export(
     writer: WriterDep,
     store: StoreDep,
-    _: Viewer,
+    principal: Viewer,
     history: Annotated[str, Query(pattern="^(full|current)$")] = "full",
 ) -> dict[str, Any]:
     """Every service's versions (``full``) or current versions (``current``) in chain order,
     secrets as ciphertext, with the chain head signed by the manager."""
+    principal.require_unscoped("an export")
     rows, head_hash, count = await store.chain(current_only=history == "current")
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     head = {
@@ -196,6 +198,7 @@ async def import_export(
 ) -> dict[str, Any]:
     """Make each service's newest exported version current again, all or nothing, in one
     transaction that bumps the epoch. The export must verify (signed head, hash chain)."""
+    request.principal.require_unscoped("an import")
     report = verify_export(body, writer.keys.trust)
     if not report.ok:
         problem = Problem(
