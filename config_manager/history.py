@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 
-from config_lib import SigningKey, TrustStore, UnknownKey, canonical_bytes
+from config_lib import ConfigLibError, SigningKey, TrustStore, UnknownKey, canonical_bytes
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -121,8 +121,10 @@ def verify_export(doc: Any, trust: TrustStore) -> ChainReport:
             canonical_bytes(dict(head)),
         )
     except (UnknownKey, KeyError):
-        report.problems.append(f"the head is signed by key {report.key_id!r}, which is not trusted")
-    except (ValueError, InvalidSignature):
+        report.problems.append(
+            f"the head's signature does not verify: key {report.key_id!r} is not trusted"
+        )
+    except (ConfigLibError, ValueError, InvalidSignature):
         report.problems.append("the head's signature does not verify")
     if head.get("history") != report.history:
         report.problems.append("the head does not cover this kind of export")

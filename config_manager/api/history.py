@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Query
 
-from config_lib import mask_secrets
+from config_lib import encrypt_secrets, mask_secrets
 
 from ..history import EXPORT_FORMAT, sign_head, verify_export
 from ..problems import Problem
@@ -71,15 +71,10 @@ async def get_version(service: str, version: int, _: Viewer, writer: WriterDep) 
 
 
 async def _values_at(writer: ConfigWriter, service: str, version: int) -> dict[str, Any]:
-    if version == 0:
-        current = await writer.current(service, for_write=True)
-        if current.version == 0:
-            return dict(current.values)
+    if version == 0:  # the model's defaults (nothing for a model with required fields)
         defaults = writer.registry.defaults(service)
         if defaults is None:
             return {}
-        from config_lib import encrypt_secrets
-
         values: dict[str, Any] = encrypt_secrets(
             defaults, service=service, key=writer.keys.data_key(service)
         )
@@ -109,7 +104,8 @@ async def diff_versions(
     operation with the mask as value and ``"secret": "changed"``, never its value."""
     writer.model(service)
     if to is None:
-        to = (await writer.current(service, for_write=True)).version
+        stored = await writer.store.current(service)
+        to = stored.version if stored is not None else 0
     old = await _values_at(writer, service, from_)
     new = await _values_at(writer, service, to)
     return {"service": service, "from": from_, "to": to, "patch": writer.diff(service, old, new)}
