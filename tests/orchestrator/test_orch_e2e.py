@@ -147,11 +147,9 @@ async def test_streamed_transcript_matches_whole_file(
     assert doc["words"][-1]["end"] <= len(pcm) / RATE + 0.5
 
 
-# The default config (16 s chunks, 8 s overlap) on 34.5 s of LJ Speech (five clips, read
-# at 22.05 kHz and resampled): measured 1 error in 86 words, the same as the whole file
-# in one call ("concern" for "concerned" in one, a different word in the other). The
-# bound allows whole-file + 0.035 (3 words in 86): the issue's target ratio of 1.10 is
-# for the 228 s passage (bench/), a 86-word excerpt cannot resolve it.
+# The default config (low latency: a chunk every 1.5 s, 8.5 s overlap) on 34.5 s of LJ
+# Speech (five clips, read at 22.05 kHz and resampled). The bound allows whole-file +
+# 0.035 (3 words in 86): the pooled comparison over every recording is the bench's.
 async def test_default_config_on_lj_excerpt(
     broker: Any, engine: WhisperEngine, stt: SttWorker
 ) -> None:
@@ -163,8 +161,15 @@ async def test_default_config_on_lj_excerpt(
         result = await stream_audio(client, f"t-lj-{secrets.token_hex(3)}", pcm, timeout_s=120)
     doc = result.final
     _check_coverage(doc, len(pcm) / RATE)
-    assert len(doc["chunks"]) == 4
-    assert all(s == "aligned" for s in [c["seam"] for c in doc["chunks"]][1:])
+    hop = OrchestratorConfig().hop_duration_s
+    # streamed faster than real time: the STT worker is behind and chunks are coalesced
+    assert 2 <= len(doc["chunks"]) <= -(-round(len(pcm) / RATE * 1000) // round(hop * 1000))
+    seams = [c["seam"] for c in doc["chunks"]]
+    # words become final by agreement between successive decodes, not by the fallback
+    assert seams.count("agreed") > len(seams) // 2, seams
+    assert all(w["final"] for w in doc["words"])
+    # interim words were published before the final ones
+    assert any(not w["final"] for d in result.documents for w in d["words"])
     assert _seam_duplicates(doc) == []
     whole = word_error_rate(reference, _whole_file_text(engine, pcm))
     streamed = word_error_rate(reference, doc["text"])
@@ -175,11 +180,24 @@ async def test_default_config_on_lj_excerpt(
 async def test_preset_switch_mid_stream_through_signed_config(
     broker: Any, engine: WhisperEngine, stt: SttWorker, keys: Any, tmp_path: Path
 ) -> None:
-    """exact_whisper_match (v1) → high_accuracy (v2), signed and published mid-stream."""
+    """3 s chunks / 0.2 s overlap (v1) → 4 s / 0.8 s (v2), signed and published mid-stream."""
     path, reference = RECORDINGS["libri"]
     pcm = load_pcm16(path, RATE)
     service = f"orch-{secrets.token_hex(3)}"  # its own config topic and broker user
-    first, second = _preset_config("exact_whisper_match"), _preset_config("high_accuracy")
+    first = OrchestratorConfig(
+        chunk_duration_s=3.0,
+        overlap_duration_s=0.2,
+        processing_interval_s=3.0,
+        buffer_duration_s=4.0,
+        max_chunks_in_flight=0,  # every chunk cut is sent: the overlaps are exact
+    )
+    second = OrchestratorConfig(
+        chunk_duration_s=4.0,
+        overlap_duration_s=0.8,
+        processing_interval_s=3.2,
+        buffer_duration_s=8.0,
+        max_chunks_in_flight=0,
+    )
 
     def signed(config: OrchestratorConfig, version: int) -> bytes:
         payload = encrypt_secrets(config, service=service, key=keys.data_key(service))

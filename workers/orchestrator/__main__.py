@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -105,27 +106,58 @@ async def _serve(settings: OrchestratorSettings) -> None:
 
 
 # -- transcribe ----------------------------------------------------------------------------
-class _ProgressBar:
-    """A one-line progress bar on stderr: audio sent and audio transcribed."""
+DIM, RESET, CLEAR_EOL = "\x1b[2m", "\x1b[0m", "\x1b[K"
 
-    def __init__(self, total_s: float, width: int = 30) -> None:
+
+def live_transcript(doc: dict[str, Any], room: int) -> str:
+    """The tail of a merged transcript that fits in ``room`` columns: final words as they
+    are, interim words (not decided yet, replaced by the next document) dimmed."""
+    final = str(doc.get("final_text", doc.get("text", "")))
+    interim = str(doc.get("interim_text", ""))
+    if room <= 0:
+        return ""
+    if len(interim) >= room:
+        return DIM + "…" + interim[-(room - 1) :] + RESET
+    final_room = room - len(interim) - (1 if interim and final else 0)
+    if len(final) > final_room:
+        final = "…" + final[-(final_room - 1) :] if final_room > 1 else ""
+    sep = " " if interim and final else ""
+    return final + sep + (DIM + interim + RESET if interim else "")
+
+
+class _ProgressBar:
+    """One line on stderr: audio sent and transcribed, then the transcript's tail with the
+    interim words greyed; redrawn in place as documents arrive (a terminal only)."""
+
+    def __init__(self, total_s: float, width: int = 20) -> None:
         self.total_s = max(total_s, 1e-9)
         self.width = width
         self.enabled = sys.stderr.isatty()
         self._last = ""
+        self._doc: dict[str, Any] | None = None
 
     def __call__(self, sent_s: float, done_s: float, doc: dict[str, Any] | None) -> None:
+        if doc is not None:
+            self._doc = doc
         done = min(1.0, done_s / self.total_s)
         sent = min(1.0, sent_s / self.total_s)
         filled = int(done * self.width)
         queued = max(0, int(sent * self.width) - filled)
         bar = "█" * filled + "▒" * queued + "·" * (self.width - filled - queued)
-        line = f"\r[{bar}] sent {sent_s:6.1f} s  transcribed {done_s:6.1f}/{self.total_s:.1f} s"
-        # On a terminal redraw in place; in a log, one line per tenth of progress.
-        key = line if self.enabled else f"{int(sent * 10)}/{int(done * 10)}"
-        if key != self._last:
-            self._last = key
-            sys.stderr.write(line if self.enabled else line.lstrip("\r") + "\n")
+        status = f"[{bar}] {done_s:5.1f}/{self.total_s:.1f} s"
+        if not self.enabled:  # in a log: one line per tenth of progress
+            key = f"{int(sent * 10)}/{int(done * 10)}"
+            if key != self._last:
+                self._last = key
+                sys.stderr.write(f"{status} transcribed, {sent_s:.1f} s sent\n")
+                sys.stderr.flush()
+            return
+        columns = shutil.get_terminal_size((100, 20)).columns
+        text = live_transcript(self._doc, columns - len(status) - 3) if self._doc else ""
+        line = f"\r{status} │ {text}{CLEAR_EOL}"
+        if line != self._last:
+            self._last = line
+            sys.stderr.write(line)
             sys.stderr.flush()
 
     def close(self) -> None:
@@ -136,13 +168,17 @@ class _ProgressBar:
 async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> int:
     import aiomqtt
 
-    from workers.orchestrator.audio import load_pcm16
+    from workers.orchestrator.audio import AudioLoadError, load_pcm16
     from workers.orchestrator.client import stream_audio
     from workers.orchestrator.textnorm import word_error_rate
 
     path = Path(args.file)
     rate = 16000
-    pcm = load_pcm16(path, rate)
+    try:
+        pcm = load_pcm16(path, rate)
+    except AudioLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     total_s = len(pcm) / rate
     endpoint = settings.endpoint(args.mqtt_url)
     session = args.session or f"cli-{secrets.token_hex(4)}"
