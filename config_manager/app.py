@@ -27,6 +27,7 @@ from config_lib import (
 
 from .api import configs, health, history, presets, services, sync, tokens, whoami
 from .api.docs import install_docs
+from .api.openapi import install_openapi
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
@@ -176,6 +177,10 @@ def create_app(
         auth_failures=settings.rate_limit_auth_failures, writes=settings.rate_limit_writes
     )
     install_problem_handlers(app, storage_retry_after_s=math.ceil(settings.storage_retry_max_s))
+    install_openapi(
+        app,
+        lambda: getattr(app.state, "registry", None) or registry or SchemaRegistry(),
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)
     app.add_middleware(RequestIdMiddleware)
