@@ -42,7 +42,7 @@ from ._settings import LibrarySettings
 from ._sources import env_prefix, from_defaults, from_env, has_env
 from ._state import ChangeCallback, ConfigState, Decision
 from ._tasks import stop_tasks
-from ._topics import applied_topic, updated_topic, validate_name
+from ._topics import applied_topic, report_request_topic, updated_topic, validate_name
 
 __all__ = ["ConfigLibrary"]
 
@@ -102,6 +102,7 @@ class ConfigLibrary(Generic[M]):
         self._report: AppliedReport | None = None
         self._session_connected = False
         self._broker_error: NotAuthorised | None = None
+        self._requests_refused = False  # the broker closed the connection on config/report/
         # The trust store file, when loaded from settings: reloaded when it changes, so a
         # new signing key can be trusted without a restart (key rotation).
         self._trust_file: Path | None = None
@@ -482,6 +483,28 @@ class ConfigLibrary(Generic[M]):
                         operation="subscribe",
                         topic=self._topic,
                     )
+                # Report requests (docs/protocol.md): optional, an older ACL may refuse it.
+                request_topic = report_request_topic(self.service)
+                if not self._requests_refused:
+                    try:
+                        asked = await _unless_closed(client, client.subscribe(request_topic, qos=1))
+                    except _ConnectionClosed:
+                        # RabbitMQ's way of refusing: the next session does without them.
+                        self._requests_refused = True
+                        raise NotAuthorised(
+                            f"the broker closed the connection when MQTT user {user!r} "
+                            f"subscribed to {request_topic} (report requests, optional: "
+                            "reconnecting without them)",
+                            operation="subscribe",
+                            topic=request_topic,
+                        ) from None
+                    if any(_refused(code) for code in asked):
+                        logger.info(
+                            "report requests not allowed by the broker's ACL: service=%s topic=%s",
+                            self.service,
+                            request_topic,
+                            extra={"service": self.service},
+                        )
                 self._client = client
                 report = self._report or self._make_report("applied")
                 # The broker queues the retained config right after the SUBACK and before the
@@ -520,6 +543,10 @@ class ConfigLibrary(Generic[M]):
                         return  # closing: a cancellation was swallowed, stop anyway
                     if message.topic.matches(self._topic):
                         await self._handle(message.payload)
+                    elif message.topic.matches(request_topic):
+                        # Asked to report again: the latest report, as it is (no payload
+                        # is read; only the manager may publish here).
+                        await self._publish(self._report or self._make_report("applied"), qos=1)
                     pending -= 1
                     if pending == 0:
                         self._synced.set()
@@ -561,6 +588,18 @@ class ConfigLibrary(Generic[M]):
             logger.debug("duplicate config ignored: service=%s", self.service, extra=fields)
             if self._lkg_unsaved is not None and await self._save_lkg(self._lkg_unsaved) is None:
                 await self._publish(self._make_report("applied"))  # clears lkg_not_saved
+            return
+        if decision.status == "retired":
+            logger.warning(
+                "service retired by the config manager, keeping the config in force: "
+                "service=%s version_in_force=%s",
+                self.service,
+                fields["version"],
+                extra=fields,
+            )
+            await self._publish(
+                self._make_report("retired", reason="retired", detail=decision.detail)
+            )
             return
         if decision.status == "rejected":
             logger.warning(

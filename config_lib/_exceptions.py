@@ -44,6 +44,7 @@ __all__ = [
     "Rollback",
     "SecretError",
     "ServiceMismatch",
+    "ServiceRetired",
     "StaleEnvelope",
     "UnknownKey",
     "Unsigned",
@@ -133,6 +134,17 @@ class Duplicate(StaleEnvelope):
     """Exactly the (epoch, version) already in force; callers ignore it quietly."""
 
     reason = "duplicate"
+
+
+class ServiceRetired(ConfigLibError):
+    """A verified tombstone: the manager retired this service. Not an attack: the instance
+    keeps its last config, reports ``retired`` and expects no further updates."""
+
+    reason = "retired"
+
+    def __init__(self, message: str, *, position: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.position = position
 
 
 class SecretError(ConfigLibError):

@@ -24,6 +24,7 @@ from ._topics import sanitize_name, validate_name
 
 __all__ = ["LibrarySettings", "default_instance_id"]
 
+
 def _program_name() -> str:
     """The running program: the module for ``python -m pkg.mod``, else the script's name."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)

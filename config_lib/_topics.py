@@ -2,6 +2,7 @@
 
 ``config/updated/<service>``             signed config envelopes (retained, QoS 1)
 ``config/applied/<service>/<instance>``  what each instance applied (retained)
+``config/report/<service>``              the manager asks instances to report again
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from ._exceptions import InvalidName
 __all__ = [
     "APPLIED_PREFIX",
     "NAME_ALPHABET",
+    "REPORT_REQUEST_PREFIX",
     "UPDATED_PREFIX",
     "applied_topic",
     "applied_wildcard",
     "parse_applied_topic",
     "parse_updated_topic",
+    "report_request_topic",
     "sanitize_name",
     "updated_topic",
     "validate_name",
@@ -26,6 +29,7 @@ __all__ = [
 
 UPDATED_PREFIX: Final = "config/updated/"
 APPLIED_PREFIX: Final = "config/applied/"
+REPORT_REQUEST_PREFIX: Final = "config/report/"
 
 NAME_ALPHABET: Final = "A-Z a-z 0-9 '_' '-'"
 """The characters a service, instance or session name may use (see :func:`validate_name`)."""
@@ -87,6 +91,12 @@ def updated_topic(service: str) -> str:
 def applied_topic(service: str, instance: str) -> str:
     """Topic carrying the applied report of one instance of ``service``."""
     return f"{APPLIED_PREFIX}{validate_name(service)}/{validate_name(instance, 'instance')}"
+
+
+def report_request_topic(service: str) -> str:
+    """Topic on which the manager asks every instance of ``service`` to publish its applied
+    report again (docs/protocol.md, *Report request*)."""
+    return REPORT_REQUEST_PREFIX + validate_name(service)
 
 
 def applied_wildcard(service: str | None = None) -> str:

@@ -25,17 +25,20 @@ from config_lib import (
     load_signing_key,
 )
 
-from .api import configs, events, health, history, presets, services, tokens, whoami
+from .api import configs, events, health, history, presets, services, sync, tokens, whoami
 from .api.docs import install_docs
+from .api.openapi import install_openapi
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .events import EventHub
 from .instances import InstanceTracker
 from .keyring import KeyRing
+from .lockfile import database_lock, hold_lock
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware, ServerTimingMiddleware
 from .problems import install_problem_handlers
 from .publisher import OutboxPublisher, PublisherLimits
+from .ratelimit import RateLimits
 from .registry import SchemaRegistry
 from .settings import ManagerSettings
 from .store import ConfigStore, StorageLimits, StoredVersion
@@ -95,6 +98,10 @@ def create_app(
         tracker = InstanceTracker(on_report=hub.report_received)
         endpoint = settings.mqtt_endpoint()
         async with AsyncExitStack() as stack:
+            # One manager per database: a second one would publish the same rows twice.
+            stack.enter_context(
+                hold_lock(database_lock(settings.db_file), f"the database {settings.db_file}")
+            )
             store = await stack.enter_async_context(
                 ConfigStore(
                     settings.db_file,
@@ -144,6 +151,18 @@ def create_app(
                 prepare=publisher.prepare,
                 compatibility=compatibility,
             )
+            # Schema evolution: today's models against every stored current config. One
+            # that no longer passes stays in force (nothing is dropped); /sync, /readyz and
+            # configctl list it, and the service's next write must fix it.
+            for service, errors in (await app.state.writer.invalid_configs()).items():
+                _log.warning(
+                    "stored config of %s no longer passes its model: %s",
+                    service,
+                    "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+                        for e in errors
+                    ),
+                )
             _log.info(
                 "config manager ready: %d services, database %s, broker %s",
                 len(reg),
@@ -162,7 +181,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.rate_limits = RateLimits(
+        auth_failures=settings.rate_limit_auth_failures, writes=settings.rate_limit_writes
+    )
     install_problem_handlers(app, storage_retry_after_s=math.ceil(settings.storage_retry_max_s))
+    install_openapi(
+        app,
+        lambda: getattr(app.state, "registry", None) or registry or SchemaRegistry(),
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)
     app.add_middleware(RequestIdMiddleware)
@@ -171,6 +197,7 @@ def create_app(
         services.router,
         configs.router,
         history.router,
+        sync.router,
         presets.router,
         tokens.router,
         whoami.router,

@@ -34,6 +34,7 @@ from config_lib import (
     MqttEndpoint,
     SigningKey,
     applied_wildcard,
+    report_request_topic,
     sign_envelope,
     stop_tasks,
     updated_topic,
@@ -91,6 +92,8 @@ class OutboxPublisher:
         self.connected = False
         self.last_error: str | None = None
         self.republished = asyncio.Event()  # set after each (re)connect's republish
+        # POST /sync/force: services to ask for reports, and who waits for it to be done.
+        self._force: tuple[list[str], asyncio.Future[None]] | None = None
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="config-manager-outbox-publisher")
@@ -121,6 +124,38 @@ class OutboxPublisher:
             return None
         exc = task.exception()
         return repr(exc) if exc else "stopped"
+
+    async def resync(self, services: Sequence[str], wait_s: float) -> bool:
+        """Republish every current config (retained) and ask every instance of ``services``
+        to report again (docs/protocol.md, *Report request*). True once the broker
+        acknowledged all of it; False when not connected or slower than ``wait_s``."""
+        if not self.connected:
+            return False
+        if self._force is None or self._force[1].done():
+            self._force = (list(services), asyncio.get_running_loop().create_future())
+        else:
+            self._force[0].extend(s for s in services if s not in self._force[0])
+        done = self._force[1]
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), wait_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _forced(self, client: aiomqtt.Client) -> None:
+        """Carry out a pending resync (only with an empty queue: nothing older follows)."""
+        force = self._force
+        if force is None or force[1].done():
+            return
+        await self._republish_current(client)
+        async with asyncio.TaskGroup() as group:
+            for service in force[0]:
+                group.create_task(
+                    client.publish(report_request_topic(service), b"{}", qos=1, retain=False)
+                )
+        if not force[1].done():
+            force[1].set_result(None)
 
     def notify(self, stored: Sequence[StoredVersion] = ()) -> None:
         """A write committed these versions (and their outbox rows): publish them.
@@ -239,6 +274,7 @@ class OutboxPublisher:
         while True:
             if not self._queue:
                 await self._mark_acknowledged()  # idle: bookkeeping off the write path
+                await self._forced(client)
                 if not self._queue:
                     await self._idle()
             self._wake.clear()
@@ -330,30 +366,58 @@ class OutboxPublisher:
         self._db_backoff.reset()
 
     async def _republish_current(self, client: aiomqtt.Client) -> None:
-        current = await self._store.current_all()
+        current = await self._store.current_all()  # retired services left out
         if current:
             await self._publish_batch(client, current)
             self._metrics.published.labels(kind="republish").inc(len(current))
+        tombstones = self._store.tombstones()
+        if tombstones:
+            epoch = await self._store.epoch()
+            async with asyncio.TaskGroup() as group:
+                for service, version in tombstones:
+                    payload = sign_envelope(
+                        service=service,
+                        version=version,
+                        epoch=epoch,
+                        config={},
+                        key=self._key,
+                        retired=True,
+                    )
+                    group.create_task(
+                        client.publish(updated_topic(service), payload, qos=1, retain=True)
+                    )
+            self._metrics.published.labels(kind="tombstone").inc(len(tombstones))
         self.republished.set()
 
     async def _save_instances_loop(self) -> None:
+        backoff = Backoff(self._limits.reconnect_min_s, self._limits.reconnect_max_s)
         while True:
             await self._tracker.changed.wait()
             # Batch a burst (every instance reporting one update) into one transaction.
             await asyncio.sleep(self._limits.instance_save_delay_s)
-            await self._save_instances()
+            if await self._save_instances():
+                backoff.reset()
+            else:
+                await asyncio.sleep(backoff.next_delay())  # storage fault: retry later
 
-    async def _save_instances(self) -> None:
+    async def _save_instances(self) -> bool:
+        """Save what changed; False (changes kept for the next attempt) if it failed."""
         reports, removed = self._tracker.take_changes()
         keys = [(r.service, r.instance) for r in reports] + removed
         try:
             await self._store.save_instances(reports, removed)
-        except (StorageError, sqlite3.Error, RuntimeError) as exc:  # a fault, or store closed
+        except StorageError as exc:  # the store logs the fault once per episode
+            self._tracker.restore_changes(keys)
+            _log.debug("instance reports not saved (kept for the next attempt): %s", exc)
+            return False
+        except (sqlite3.Error, RuntimeError) as exc:  # not a storage fault, or store closed
             self._tracker.restore_changes(keys)
             _log.error("instance reports not saved (kept for the next attempt): %s", exc)
+            return False
         except asyncio.CancelledError:  # shutting down: the final save takes them
             self._tracker.restore_changes(keys)
             raise
+        return True
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

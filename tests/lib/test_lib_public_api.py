@@ -28,7 +28,7 @@ EXPECTED = {
     "BadSignature", "ConfigLibError", "Duplicate", "EnvelopeError", "EnvelopeTooLarge",
     "InvalidConfig", "InvalidName", "KeyFileError", "LibraryStateError", "MalformedEnvelope",
     "NoConfig", "NotAuthorised", "Rollback", "SecretError", "ServiceMismatch",
-    "StaleEnvelope", "UnknownKey", "Unsigned", "UnsupportedFormat",
+    "ServiceRetired", "StaleEnvelope", "UnknownKey", "Unsigned", "UnsupportedFormat",
     # keys and secrets
     "DataKey", "SigningKey", "TrustStore", "derive_data_key", "key_id_for", "load_data_key",
     "load_master_key", "load_or_create_master_key", "load_or_create_signing_key",
@@ -36,7 +36,8 @@ EXPECTED = {
     "is_encrypted", "mask_secrets",
     # topics, transport, files
     "applied_topic", "applied_wildcard", "parse_applied_topic", "parse_updated_topic",
-    "updated_topic", "validate_name", "sanitize_name", "NAME_ALPHABET", "MqttEndpoint",
+    "report_request_topic", "updated_topic", "validate_name", "sanitize_name", "NAME_ALPHABET",
+    "MqttEndpoint",
     "write_atomic",
     # owning background work: one retry policy, one way to stop tasks
     "Backoff", "stop_tasks",
