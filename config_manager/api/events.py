@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import Header
 from fastapi.responses import StreamingResponse
 
 from .deps import EventsDep, SettingsDep, Viewer
+from .openapi import api_router
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["events"])
+router = api_router(prefix="/api/v1", tags=["events"])
 
 
 @router.get(
