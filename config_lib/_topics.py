@@ -2,6 +2,7 @@
 
 ``config/updated/<service>``             signed config envelopes (retained, QoS 1)
 ``config/applied/<service>/<instance>``  what each instance applied (retained)
+``config/freshness/<service>``           the signed freshness record (retained, QoS 1)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __all__ = [
     "UPDATED_PREFIX",
     "applied_topic",
     "applied_wildcard",
+    "freshness_topic",
     "parse_applied_topic",
     "parse_updated_topic",
     "updated_topic",
@@ -24,6 +26,7 @@ __all__ = [
 
 UPDATED_PREFIX: Final = "config/updated/"
 APPLIED_PREFIX: Final = "config/applied/"
+FRESHNESS_PREFIX: Final = "config/freshness/"
 
 # Letters, digits, '_', '.', '-'; starts with a letter or digit; 1..64 characters.
 # This excludes MQTT wildcards ('+', '#'), the level separator '/', spaces, NUL and
@@ -44,6 +47,11 @@ def validate_name(name: str, kind: str = "service") -> str:
 def updated_topic(service: str) -> str:
     """Topic carrying the signed config of ``service``."""
     return UPDATED_PREFIX + validate_name(service)
+
+
+def freshness_topic(service: str) -> str:
+    """Topic carrying the signed freshness record of ``service``."""
+    return FRESHNESS_PREFIX + validate_name(service)
 
 
 def applied_topic(service: str, instance: str) -> str:

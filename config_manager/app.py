@@ -103,7 +103,10 @@ def create_app(
                         reconnect_min_s=settings.reconnect_min_s,
                         reconnect_max_s=settings.reconnect_max_s,
                         batch=settings.outbox_batch,
+                        freshness_interval_s=settings.freshness_interval_s,
+                        freshness_expiry_s=settings.freshness_expiry_s,
                     ),
+                    services=lambda: list(reg),
                 )
             )
             app.state.store = store

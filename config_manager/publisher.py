@@ -6,6 +6,13 @@ republishes the current version of every service so that a broker that lost its 
 store heals itself. On a second connection, made and lost together with the first, it
 follows ``config/applied/#`` and feeds the :class:`~config_manager.instances.InstanceTracker`
 (report traffic on the publishing connection would delay PUBACKs: Nagle on the broker).
+
+Freshness (TUF's timestamp role): after each publication, and every
+``freshness_interval_s``, it signs and publishes retained on ``config/freshness/<service>``
+a record naming the (epoch, version, SHA-256) of the envelope last published for that
+service, valid for ``freshness_expiry_s``; on each interval it also republishes that same
+envelope (the same bytes), so a replayed or tampered retained message is overwritten
+within one interval.
 """
 
 from __future__ import annotations
@@ -16,9 +23,9 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -28,7 +35,10 @@ from config_lib import (
     MqttEndpoint,
     SigningKey,
     applied_wildcard,
+    envelope_digest,
+    freshness_topic,
     sign_envelope,
+    sign_freshness,
     stop_tasks,
     updated_topic,
 )
@@ -49,6 +59,8 @@ class PublisherLimits:
     reconnect_max_s: float = 5.0
     batch: int = 200
     keepalive_s: int = 10
+    freshness_interval_s: float = 30.0
+    freshness_expiry_s: float = 120.0
 
 
 class OutboxPublisher:
@@ -63,6 +75,7 @@ class OutboxPublisher:
         metrics: Metrics,
         tracker: InstanceTracker,
         limits: PublisherLimits = PublisherLimits(),
+        services: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
@@ -76,6 +89,10 @@ class OutboxPublisher:
         self._queue: deque[StoredVersion] = deque()  # committed, not yet published
         self._unmarked: list[int] = []  # acknowledged, not yet marked in the database
         self._presigned: dict[str, tuple[int, int, bytes]] = {}  # service -> (version, epoch, env)
+        # service -> (version, epoch, envelope bytes) last acknowledged by the broker: what
+        # the freshness records name and what every interval republishes, byte for byte.
+        self._published: dict[str, tuple[int, int, bytes]] = {}
+        self._services = services  # registered services: a record even before any config
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error: str | None = None
@@ -129,6 +146,9 @@ class OutboxPublisher:
         self._presigned[service] = (version, epoch, payload)
 
     def _envelope(self, version: StoredVersion, epoch: int) -> bytes:
+        done = self._published.get(version.service)
+        if done is not None and done[:2] == (version.version, epoch):
+            return done[2]  # the same bytes again: the digest in the records stays valid
         ready = self._presigned.get(version.service)
         if ready is not None and ready[:2] == (version.version, epoch):
             del self._presigned[version.service]
@@ -216,12 +236,23 @@ class OutboxPublisher:
         # republish each service's current version (heals a broker that lost its store).
         await self._drain_outbox(client)
         await self._republish_current(client)
-        # From here on every commit is queued in memory by notify(), in commit order.
+        interval = self._limits.freshness_interval_s
+        next_tick = time.monotonic() + interval
+        # From here on every commit is queued in memory by notify(), in commit order. The
+        # freshness tick runs in this same loop, so it never races a queued publication.
         while True:
             if not self._queue:
                 await self._mark_acknowledged()  # idle: bookkeeping off the write path
                 if not self._queue:
-                    await self._wake.wait()
+                    try:
+                        async with asyncio.timeout(max(0.0, next_tick - time.monotonic())):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        pass
+            if time.monotonic() >= next_tick and not self._queue:
+                await self._refresh(client)
+                next_tick = time.monotonic() + interval
+                continue
             self._wake.clear()
             batch: list[StoredVersion] = []
             while self._queue and len(batch) < self._limits.batch:
@@ -237,12 +268,60 @@ class OutboxPublisher:
         self, client: aiomqtt.Client, versions: Sequence[StoredVersion]
     ) -> None:
         epoch = await self._store.epoch()
-        payloads = [(updated_topic(v.service), self._envelope(v, epoch)) for v in versions]
+        signed = [(v, self._envelope(v, epoch)) for v in versions]
         # Tasks start in creation order and each hands its message to the client before its
         # first await, so messages leave in version order while PUBACKs are awaited together.
         async with asyncio.TaskGroup() as group:
-            for topic, payload in payloads:
-                group.create_task(client.publish(topic, payload, qos=1, retain=True))
+            for v, payload in signed:
+                group.create_task(
+                    client.publish(updated_topic(v.service), payload, qos=1, retain=True)
+                )
+        changed: dict[str, tuple[int, int, bytes]] = {}
+        for v, payload in signed:
+            done = self._published.get(v.service)
+            if done is None or (epoch, v.version) >= (done[1], done[0]):
+                self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
+        await self._publish_records(client, changed)
+
+    async def _publish_records(
+        self, client: aiomqtt.Client, entries: dict[str, tuple[int, int, bytes]]
+    ) -> None:
+        """Sign and publish one freshness record per service in ``entries``."""
+        expires = timedelta(seconds=self._limits.freshness_expiry_s)
+        async with asyncio.TaskGroup() as group:
+            for service, (version, epoch, payload) in sorted(entries.items()):
+                record = sign_freshness(
+                    service=service,
+                    epoch=epoch,
+                    version=version,
+                    envelope_sha256=envelope_digest(payload) if version else None,
+                    key=self._key,
+                    expires_in=expires,
+                )
+                group.create_task(
+                    client.publish(freshness_topic(service), record, qos=1, retain=True)
+                )
+        if entries:
+            self._metrics.published.labels(kind="freshness").inc(len(entries))
+
+    async def _refresh(self, client: aiomqtt.Client) -> None:
+        """The interval's work: the same envelope bytes again, then a new record each."""
+        entries = dict(self._published)
+        async with asyncio.TaskGroup() as group:
+            for service, (_, _, payload) in sorted(entries.items()):
+                group.create_task(
+                    client.publish(updated_topic(service), payload, qos=1, retain=True)
+                )
+        if entries:
+            self._metrics.published.labels(kind="refresh").inc(len(entries))
+        await self._publish_records(client, {**self._unconfigured(), **entries})
+
+    def _unconfigured(self) -> dict[str, tuple[int, int, bytes]]:
+        """Registered services without any config: their record says version 0."""
+        if self._services is None:
+            return {}
+        epoch = self._store.epoch_now
+        return {s: (0, epoch, b"") for s in self._services() if s not in self._published}
 
     async def _drain_outbox(self, client: aiomqtt.Client) -> None:
         """Publish every unpublished outbox row of the database, in write order."""
@@ -290,6 +369,7 @@ class OutboxPublisher:
         if current:
             await self._publish_batch(client, current)
             self._metrics.published.labels(kind="republish").inc(len(current))
+        await self._publish_records(client, self._unconfigured())
         self.republished.set()
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:

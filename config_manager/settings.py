@@ -56,6 +56,23 @@ class ManagerSettings(BaseSettings):
     reconnect_min_s: float = Field(0.2, gt=0, description="First reconnect delay.")
     reconnect_max_s: float = Field(5.0, gt=0, description="Longest reconnect delay.")
     outbox_batch: int = Field(200, ge=1, le=10_000, description="Envelopes published per batch.")
+    freshness_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="How often the signed freshness records are re-signed and each current "
+        "envelope republished (same bytes).",
+    )
+    freshness_expiry_s: float = Field(
+        120.0,
+        gt=0,
+        description="Validity of a freshness record; services report 'stale' after it.",
+    )
+
+    @model_validator(mode="after")
+    def _check_freshness(self) -> Self:
+        if self.freshness_expiry_s <= self.freshness_interval_s:
+            raise ValueError("freshness_expiry_s must be longer than freshness_interval_s")
+        return self
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Self:

@@ -159,6 +159,11 @@ class ConfigStore:
     async def epoch(self) -> int:
         return self._epoch
 
+    @property
+    def epoch_now(self) -> int:
+        """The cached epoch, for synchronous callers."""
+        return self._epoch
+
     async def bump_epoch(self) -> int:
         """Raise the epoch to ``max(old + 1, now)``; returns the new epoch."""
         async with self._lock:

@@ -28,7 +28,11 @@ EXPECTED = {
     "BadSignature", "ConfigLibError", "Duplicate", "EnvelopeError", "EnvelopeTooLarge",
     "InvalidConfig", "InvalidName", "KeyFileError", "LibraryStateError", "MalformedEnvelope",
     "NoConfig", "Rollback", "SecretError", "ServiceMismatch", "StaleEnvelope", "UnknownKey",
-    "Unsigned", "UnsupportedFormat",
+    "Unsigned", "UnsupportedFormat", "Outdated", "DigestMismatch", "BadIssuedAt",
+    "FreshnessError",
+    # signed freshness (TUF's timestamp role)
+    "FreshnessGate", "FreshnessRecord", "FreshnessState", "envelope_digest", "sign_freshness",
+    "verify_freshness", "freshness_topic",
     # keys and secrets
     "DataKey", "SigningKey", "TrustStore", "derive_data_key", "key_id_for", "load_data_key",
     "load_master_key", "load_or_create_master_key", "load_or_create_signing_key",
