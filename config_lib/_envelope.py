@@ -31,6 +31,7 @@ from ._exceptions import (
     EnvelopeTooLarge,
     InvalidName,
     MalformedEnvelope,
+    OutOfRange,
     Rollback,
     ServiceMismatch,
     Unsigned,
@@ -42,6 +43,7 @@ from ._topics import validate_name
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "FORMAT_VERSION",
+    "MAX_POSITION",
     "Envelope",
     "Limits",
     "Position",
@@ -53,6 +55,9 @@ __all__ = [
 FORMAT_VERSION: Final = 1
 DEFAULT_MAX_BYTES: Final = 256 * 1024
 MAX_INT: Final = 2**53 - 1  # the largest integer RFC 8785 (I-JSON) represents exactly
+# Versions and epochs stay below 2^48: far beyond any real use (an epoch is Unix seconds,
+# ~2^31), and far enough below 2^53 that a manager bug near the top can be recovered from.
+MAX_POSITION: Final = 2**48 - 1
 _FIELDS: Final = (
     "format",
     "service",
@@ -98,6 +103,17 @@ def canonical_bytes(value: Any) -> bytes:
     return rfc8785.dumps(value)
 
 
+def check_position(*, version: int, epoch: int) -> None:
+    """Refuse (ValueError) to sign a version or epoch outside 0..2^48-1."""
+    for name, number in (("version", version), ("epoch", epoch)):
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int)
+            or not 0 <= number <= MAX_POSITION
+        ):
+            raise ValueError(f"{name} must be an integer in 0..2^48-1, got {number!r}")
+
+
 def format_time(ts: datetime) -> str:
     """The one RFC 3339 form the protocol writes: UTC, microseconds, ``Z``."""
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -140,9 +156,7 @@ def sign_envelope(
     (see :func:`config_lib.encrypt_secrets`).
     """
     validate_name(service)
-    for name, number in (("version", version), ("epoch", epoch)):
-        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= MAX_INT:
-            raise ValueError(f"{name} must be an integer in 0..2^53-1, got {number!r}")
+    check_position(version=version, epoch=epoch)
     doc: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "service": service,
@@ -192,9 +206,12 @@ def parse_document(raw: bytes, limits: Limits) -> dict[str, Any]:
 
 
 def int_field(doc: Mapping[str, Any], name: str) -> int:
+    """A non-negative integer member; at or above 2^48 is ``out_of_range`` (see the doc)."""
     value = doc[name]
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
         raise MalformedEnvelope(f"{name!r} must be an integer in 0..2^53-1")
+    if value > MAX_POSITION:
+        raise OutOfRange(f"{name!r} is {value}, at or above 2^48: refused (see docs/protocol.md)")
     return value
 
 

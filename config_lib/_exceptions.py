@@ -8,6 +8,7 @@ Every exception the library raises on purpose derives from :class:`ConfigLibErro
     ├── EnvelopeError            a received envelope was refused; ``reason`` is a short code
     │   ├── EnvelopeTooLarge     the raw message is over the size limit (checked before parsing)
     │   ├── MalformedEnvelope    not UTF-8 JSON, or not the envelope's shape
+    │   │   └── OutOfRange       an epoch or version at or above 2^48
     │   ├── UnsupportedFormat    the ``format`` number is not one this library speaks
     │   ├── UnknownKey           the ``key_id`` is not in the trust store
     │   ├── BadSignature         the signature does not verify
@@ -46,6 +47,7 @@ __all__ = [
     "LibraryStateError",
     "MalformedEnvelope",
     "NoConfig",
+    "OutOfRange",
     "Outdated",
     "Rollback",
     "SecretError",
@@ -91,6 +93,13 @@ class MalformedEnvelope(EnvelopeError):
     """The message is not UTF-8 JSON or does not have the envelope's shape."""
 
     reason = "malformed"
+
+
+class OutOfRange(MalformedEnvelope):
+    """An ``epoch`` or ``version`` at or above 2^48 (a manager bug, or an attack on the
+    replay floor: accepting it would lock the service out of every later config)."""
+
+    reason = "out_of_range"
 
 
 class UnsupportedFormat(EnvelopeError):

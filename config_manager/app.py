@@ -107,6 +107,7 @@ def create_app(
                         freshness_expiry_s=settings.freshness_expiry_s,
                     ),
                     services=lambda: list(reg),
+                    trust=keys.trust,
                 )
             )
             app.state.store = store

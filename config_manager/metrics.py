@@ -46,6 +46,11 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.sign_refused = Counter(
+            "config_manager_sign_refused",
+            "Envelopes the manager refused to sign (a version skipping ahead: a bug).",
+            registry=self.registry,
+        )
         self.applied_reports = Counter(
             "config_manager_applied_reports",
             "Applied reports received from service instances, by status.",

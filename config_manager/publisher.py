@@ -13,6 +13,17 @@ a record naming the (epoch, version, SHA-256) of the envelope last published for
 service, valid for ``freshness_expiry_s``; on each interval it also republishes that same
 envelope (the same bytes), so a replayed or tampered retained message is overwritten
 within one interval.
+
+Fleet-safe epochs: at every (re)connection, before publishing anything, it reads back the
+retained envelopes and freshness records of every known service (exact topics), keeps
+those that verify with its own trust store (messages it signed itself; never applied
+reports, which service users can write) and, if any names a position above the
+database's, raises the database's epoch above the highest epoch seen. So a recreated
+database, or a clock that went backwards, still reaches every running instance.
+
+It refuses to sign a version that skips ahead of the last one it signed in the same
+epoch (a version is always previous + 1; a rollback is a new version): the publisher
+stops with :class:`SigningRefused` rather than sign it.
 """
 
 from __future__ import annotations
@@ -32,8 +43,10 @@ from typing import Any, Self
 import aiomqtt
 
 from config_lib import (
+    ConfigLibError,
     MqttEndpoint,
     SigningKey,
+    TrustStore,
     applied_wildcard,
     envelope_digest,
     freshness_topic,
@@ -41,13 +54,24 @@ from config_lib import (
     sign_freshness,
     stop_tasks,
     updated_topic,
+    verify_envelope,
+    verify_freshness,
 )
 
 from .instances import InstanceTracker
 from .metrics import Metrics
 from .store import ConfigStore, StoredVersion
 
-__all__ = ["OutboxPublisher", "PublisherLimits"]
+__all__ = ["OutboxPublisher", "PublisherLimits", "SigningRefused"]
+
+# A topic no service can have (names start with a letter or digit): the broker's PUBACK
+# of a publication to it arrives after every retained message of earlier subscriptions.
+_PROBE_TOPIC = "config/freshness/~readback"
+
+
+class SigningRefused(RuntimeError):
+    """The publisher was asked to sign a version that is not previous + 1 (a bug)."""
+
 
 _log = logging.getLogger(__name__)
 
@@ -76,6 +100,7 @@ class OutboxPublisher:
         tracker: InstanceTracker,
         limits: PublisherLimits = PublisherLimits(),
         services: Callable[[], Iterable[str]] | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
@@ -93,6 +118,9 @@ class OutboxPublisher:
         # the freshness records name and what every interval republishes, byte for byte.
         self._published: dict[str, tuple[int, int, bytes]] = {}
         self._services = services  # registered services: a record even before any config
+        self._trust = trust if trust is not None else TrustStore([signing_key.public_key])
+        self._last_signed: dict[str, tuple[int, int]] = {}  # service -> (epoch, version)
+        self.fleet_epoch: int | None = None  # highest epoch of our own messages on the broker
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error: str | None = None
@@ -140,10 +168,29 @@ class OutboxPublisher:
 
         Used only if that exact (version, epoch) is then published; one entry per service.
         """
+        try:
+            payload = self._sign(service, version, epoch, values)
+        except SigningRefused as exc:
+            # Not signed ahead; the publication path refuses it again, loudly.
+            _log.error("%s", exc)
+            return
+        self._presigned[service] = (version, epoch, payload)
+
+    def _sign(self, service: str, version: int, epoch: int, values: dict[str, Any]) -> bytes:
+        """The one place envelopes are signed: never a version skipping ahead."""
+        last = self._last_signed.get(service)
+        if last is not None and last[0] == epoch and version > last[1] + 1:
+            self._metrics.sign_refused.inc()
+            raise SigningRefused(
+                f"refusing to sign {service} version {version} (epoch {epoch}): the last "
+                f"version signed is {last[1]}; versions must follow one another"
+            )
         payload = sign_envelope(
             service=service, version=version, epoch=epoch, config=values, key=self._key
         )
-        self._presigned[service] = (version, epoch, payload)
+        if last is None or (epoch, version) > last:
+            self._last_signed[service] = (epoch, version)
+        return payload
 
     def _envelope(self, version: StoredVersion, epoch: int) -> bytes:
         done = self._published.get(version.service)
@@ -153,13 +200,7 @@ class OutboxPublisher:
         if ready is not None and ready[:2] == (version.version, epoch):
             del self._presigned[version.service]
             return ready[2]
-        return sign_envelope(
-            service=version.service,
-            version=version.version,
-            epoch=epoch,
-            config=version.values,
-            key=self._key,
-        )
+        return self._sign(version.service, version.version, epoch, version.values)
 
     async def wait_published(self, outbox_ids: Sequence[int], wait_s: float) -> bool:
         """Wait until the broker acknowledged these outbox rows; False on timeout/offline."""
@@ -234,6 +275,7 @@ class OutboxPublisher:
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         # The database is the truth at every (re)connection: drain its outbox first, then
         # republish each service's current version (heals a broker that lost its store).
+        await self._readback_epoch(client)
         await self._drain_outbox(client)
         await self._republish_current(client)
         interval = self._limits.freshness_interval_s
@@ -282,6 +324,68 @@ class OutboxPublisher:
             if done is None or (epoch, v.version) >= (done[1], done[0]):
                 self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
         await self._publish_records(client, changed)
+
+    async def _readback_epoch(self, client: aiomqtt.Client) -> None:
+        """Raise the database's epoch above any newer position of our own on the broker."""
+        current = {v.service: v for v in await self._store.current_all()}
+        names = set(current) | set(self._services() if self._services is not None else ())
+        if not names:
+            return
+        topics = {updated_topic(s): s for s in names} | {freshness_topic(s): s for s in names}
+        for topic in sorted(topics):
+            await client.subscribe(topic, qos=1)
+        # Retained messages are queued right after each SUBACK, so once this PUBACK is in,
+        # every one of them is already in the client's queue.
+        await client.publish(_PROBE_TOPIC, b"", qos=1)
+        pending = len(client.messages)
+        highest: dict[str, tuple[int, int]] = {}
+        if pending:
+            async for message in client.messages:
+                service = topics.get(message.topic.value)
+                payload = message.payload
+                if service is not None and isinstance(payload, bytes) and payload:
+                    found = self._own_position(service, message.topic.value, payload)
+                    if found is not None and found > highest.get(service, (-1, -1)):
+                        highest[service] = found
+                pending -= 1
+                if pending <= 0:
+                    break
+        await client.unsubscribe(sorted(topics))
+        if not highest:
+            return
+        self.fleet_epoch = max(epoch for epoch, _ in highest.values())
+        self._store.fleet_floor = max(self._store.fleet_floor or 0, self.fleet_epoch)
+        epoch = await self._store.epoch()
+        ahead = sorted(
+            service
+            for service, position in highest.items()
+            if position > (epoch, current[service].version if service in current else 0)
+        )
+        if ahead:
+            new = await self._store.raise_epoch_above(self.fleet_epoch)
+            _log.warning(
+                "the broker holds configs signed by this manager's key at a position above "
+                "the database's (services %s, epoch up to %d): epoch %d -> %d, so every "
+                "instance accepts what this database publishes",
+                ", ".join(ahead),
+                self.fleet_epoch,
+                epoch,
+                new,
+            )
+
+    def _own_position(self, service: str, topic: str, payload: bytes) -> tuple[int, int] | None:
+        """(epoch, version) of a retained message if it verifies with our trust store."""
+        try:
+            if topic == updated_topic(service):
+                env = verify_envelope(payload, trust=self._trust, service=service)
+                return env.position
+            record = verify_freshness(payload, trust=self._trust, service=service)
+            return (record.epoch, record.version)
+        except ConfigLibError as exc:
+            _log.warning(
+                "ignoring a retained message on %s that is not ours (%s)", topic, exc.reason
+            )
+            return None
 
     async def _publish_records(
         self, client: aiomqtt.Client, entries: dict[str, tuple[int, int, bytes]]

@@ -21,6 +21,8 @@ from typing import Any, Self
 
 import aiosqlite
 
+from config_lib import MAX_POSITION
+
 from .db import PRAGMAS, migrate, now_iso
 
 __all__ = [
@@ -113,6 +115,9 @@ class ConfigStore:
         self._epoch = 0
         self._current: dict[str, StoredVersion] = {}
         self._tokens: dict[str, tuple[float, TokenRecord | None]] = {}
+        # The highest epoch of this manager's own messages seen on the broker (set by the
+        # publisher's read-back): every epoch bump moves above it too.
+        self.fleet_floor: int | None = None
 
     async def __aenter__(self) -> Self:
         self.schema_version = await asyncio.to_thread(migrate, self.path)
@@ -165,12 +170,28 @@ class ConfigStore:
         return self._epoch
 
     async def bump_epoch(self) -> int:
-        """Raise the epoch to ``max(old + 1, now)``; returns the new epoch."""
+        """Raise the epoch to ``max(old + 1, now, fleet + 1)``; returns the new epoch.
+
+        ``fleet`` is the highest epoch of the manager's own messages read back from the
+        broker, so a clock that went backwards never makes the epoch go backwards.
+        """
         async with self._lock:
-            new = max(self._epoch + 1, int(time.time()))
-            await self.conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))
-            self._epoch = new
+            new = max(self._epoch + 1, int(time.time()), (self.fleet_floor or 0) + 1)
+            await self._set_epoch(new)
         return new
+
+    async def raise_epoch_above(self, floor: int) -> int:
+        """Make the epoch at least ``floor + 1`` (and at least ``old + 1``); returns it."""
+        async with self._lock:
+            new = max(self._epoch + 1, floor + 1)
+            await self._set_epoch(new)
+        return new
+
+    async def _set_epoch(self, new: int) -> None:
+        if new > MAX_POSITION:
+            raise ValueError(f"epoch {new} would be at or above 2^48: see docs/operations.md")
+        await self.conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))
+        self._epoch = new
 
     # -- configs -------------------------------------------------------------------------
     async def current(self, service: str) -> StoredVersion | None:

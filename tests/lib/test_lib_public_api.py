@@ -29,7 +29,7 @@ EXPECTED = {
     "InvalidConfig", "InvalidName", "KeyFileError", "LibraryStateError", "MalformedEnvelope",
     "NoConfig", "Rollback", "SecretError", "ServiceMismatch", "StaleEnvelope", "UnknownKey",
     "Unsigned", "UnsupportedFormat", "Outdated", "DigestMismatch", "BadIssuedAt",
-    "FreshnessError",
+    "FreshnessError", "OutOfRange", "MAX_POSITION",
     # signed freshness (TUF's timestamp role)
     "FreshnessGate", "FreshnessRecord", "FreshnessState", "envelope_digest", "sign_freshness",
     "verify_freshness", "freshness_topic",
