@@ -33,6 +33,7 @@ from ._exceptions import (
     LibraryStateError,
     MalformedEnvelope,
     NoConfig,
+    NotAuthorised,
     Outdated,
     OutOfRange,
     Rollback,
@@ -75,11 +76,13 @@ from ._sources import env_prefix
 from ._tasks import stop_tasks
 from ._threaded import ThreadedConfig, initialize_and_subscribe, sync_module_constants
 from ._topics import (
+    NAME_ALPHABET,
     applied_topic,
     applied_wildcard,
     freshness_topic,
     parse_applied_topic,
     parse_updated_topic,
+    sanitize_name,
     updated_topic,
     validate_name,
 )
@@ -89,6 +92,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MASK",
     "MAX_POSITION",
+    "NAME_ALPHABET",
     "Accepted",
     "AppliedReport",
     "Backoff",
@@ -119,6 +123,7 @@ __all__ = [
     "MalformedEnvelope",
     "MqttEndpoint",
     "NoConfig",
+    "NotAuthorised",
     "OutOfRange",
     "Outdated",
     "Position",
@@ -154,6 +159,7 @@ __all__ = [
     "parse_applied_topic",
     "parse_updated_topic",
     "prometheus_collector",
+    "sanitize_name",
     "save_data_key",
     "sign_envelope",
     "sign_freshness",

@@ -21,11 +21,12 @@ named; without an LKG (or with ``require_fresh``) startup waits up to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +39,14 @@ from pydantic import BaseModel
 from ._backoff import Backoff
 from ._change import ConfigSource
 from ._envelope import Envelope, Position
-from ._exceptions import ConfigLibError, InvalidConfig, KeyFileError, LibraryStateError, NoConfig
+from ._exceptions import (
+    ConfigLibError,
+    InvalidConfig,
+    KeyFileError,
+    LibraryStateError,
+    NoConfig,
+    NotAuthorised,
+)
 from ._freshness import FreshnessGate, FreshnessRecord, FreshnessState, verify_freshness
 from ._keys import DataKey, TrustStore
 from ._lkg import LkgStore
@@ -55,6 +63,7 @@ from ._topics import applied_topic, freshness_topic, updated_topic, validate_nam
 __all__ = ["ConfigLibrary"]
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 logger = logging.getLogger("config_lib")
 
 
@@ -123,12 +132,17 @@ class ConfigLibrary(Generic[M]):
         self._handled = 0
         self._report: AppliedReport | None = None
         self._session_connected = False
+        self._broker_error: NotAuthorised | None = None
         # The trust store file, when loaded from settings: reloaded when it changes, so a
         # new signing key can be trusted without a restart (key rotation).
         self._trust_file: Path | None = None
         self._trust_stamp: tuple[int, int, int] | None = None
         # The position in force once its LKG write and report are done (what waiters see).
         self._settled: Position | None = None
+        # The LKG file could not be written (disk full, read-only...): why, and the bytes
+        # of the envelope in force, saved again at the next message.
+        self._lkg_error: str | None = None
+        self._lkg_unsaved: bytes | None = None
 
     # -- public state ---------------------------------------------------------------
 
@@ -176,6 +190,15 @@ class ConfigLibrary(Generic[M]):
     @property
     def connected(self) -> bool:
         return self._client is not None
+
+    @property
+    def broker_error(self) -> NotAuthorised | None:
+        """Why the broker refused this MQTT user, while it does (None once a session works).
+
+        The library keeps serving its config and retries with backoff, so fixing the ACL
+        or the password heals it without a restart.
+        """
+        return self._broker_error
 
     @property
     def last_report(self) -> AppliedReport | None:
@@ -239,6 +262,20 @@ class ConfigLibrary(Generic[M]):
     ) -> None:
         """Wait until ``count`` messages in total have been received and fully handled."""
         await self._wait(lambda: self._handled >= count, timeout)
+
+    async def wait_for_broker_error(
+        self,
+        count: int = 1,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109 - a bounded wait is the point of this helper
+    ) -> NotAuthorised | None:
+        """Wait until the broker has refused this user ``count`` times in total.
+
+        Returns :attr:`broker_error` (None if a later session was accepted); raises
+        TimeoutError after ``timeout`` seconds.
+        """
+        await self._wait(lambda: self._metrics.not_authorised >= count, timeout)
+        return self._broker_error
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -431,9 +468,13 @@ class ConfigLibrary(Generic[M]):
         backoff = Backoff(s.reconnect_min_delay, s.reconnect_max_delay)
         while self._lifecycle is _Lifecycle.OPEN:
             self._session_connected = False
+            refused: NotAuthorised | None = None
             try:
                 await self._session(endpoint)
                 error = "session ended"
+            except NotAuthorised as exc:
+                refused = exc
+                error = str(exc)
             except aiomqtt.MqttError as exc:
                 error = str(exc)
             finally:
@@ -446,15 +487,49 @@ class ConfigLibrary(Generic[M]):
             if connected:
                 backoff.reset()
             wait = backoff.next_delay()
-            logger.warning(
-                "broker %s: service=%s error=%s retry_in=%.2fs",
-                "connection lost" if connected else "unreachable",
-                self.service,
-                error,
-                wait,
-                extra={"service": self.service, "broker": str(endpoint), "retry_in": wait},
-            )
+            if refused is not None:
+                await self._not_authorised(refused, endpoint, wait)
+            else:
+                logger.warning(
+                    "broker %s: service=%s error=%s retry_in=%.2fs",
+                    "connection lost" if connected else "unreachable",
+                    self.service,
+                    error,
+                    wait,
+                    extra={"service": self.service, "broker": str(endpoint), "retry_in": wait},
+                )
             await asyncio.sleep(wait)
+
+    async def _not_authorised(
+        self, exc: NotAuthorised, endpoint: MqttEndpoint, wait: float
+    ) -> None:
+        """Count a refusal; log it once (ERROR) until it changes or a session works."""
+        self._metrics.not_authorised += 1
+        previous, self._broker_error = self._broker_error, exc
+        async with self._changed:
+            self._changed.notify_all()
+        fields = {
+            "service": self.service,
+            "broker": str(endpoint),
+            "reason": exc.reason,
+            "operation": exc.operation,
+            "topic": exc.topic,
+            "retry_in": wait,
+        }
+        if previous is not None and (previous.operation, previous.topic) == (
+            exc.operation,
+            exc.topic,
+        ):
+            logger.debug("broker still refuses: service=%s %s", self.service, exc, extra=fields)
+            return
+        logger.error(
+            "broker refused: not authorised: service=%s %s (keeping the config in force, "
+            "retrying in %.2fs)",
+            self.service,
+            exc,
+            wait,
+            extra=fields,
+        )
 
     async def _session(self, endpoint: MqttEndpoint) -> None:
         """One connection: subscribe, report, then handle messages until it drops."""
@@ -475,19 +550,58 @@ class ConfigLibrary(Generic[M]):
             # algorithm and the broker's delayed ACK add tens of milliseconds per update.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        user = endpoint.username
         try:
-            async with client:
+            try:
+                await client.__aenter__()
+            except aiomqtt.MqttCodeError as exc:  # the CONNACK's refusal code
+                if _credentials_refused(exc):
+                    raise NotAuthorised(
+                        f"the broker refused MQTT user {user!r} at connect ({exc.rc}): check "
+                        "its user name and password",
+                        operation="connect",
+                    ) from None
+                raise
+            try:
                 # The freshness record first: its retained copy then usually arrives before
                 # the config's (not relied upon: envelopes are held until a record comes).
                 for topic in (self._freshness_topic, self._topic):
-                    granted = await client.subscribe(topic, qos=1)
-                    if any(_refused(code) for code in granted):
-                        raise aiomqtt.MqttError(
-                            f"broker refused the subscription to {topic} (check the ACL and "
-                            f"that the MQTT user is the service name)"
+                    try:
+                        granted = await _unless_closed(client, client.subscribe(topic, qos=1))
+                    except _ConnectionClosed:
+                        granted = None
+                    if granted is None or any(_refused(code) for code in granted):
+                        how = "closed the connection" if granted is None else "answered a failure"
+                        raise NotAuthorised(
+                            f"the broker {how} when MQTT user {user!r} subscribed to {topic}: "
+                            "the ACL does not let this user read it (the user name must be the "
+                            "service name)",
+                            operation="subscribe",
+                            topic=topic,
                         )
                 self._client = client
+                report = self._report or self._make_report("applied")
+                # The broker queues the retained config right after the SUBACK and before the
+                # PUBACK of this report, so once it is acknowledged every retained message is
+                # already in the client's queue: `pending` tells when startup has seen them.
+                try:
+                    await _unless_closed(client, self._publish(report, qos=1))
+                except _ConnectionClosed:
+                    self._client = None
+                    raise NotAuthorised(
+                        f"the broker closed the connection when MQTT user {user!r} published "
+                        f"its report to {self._applied_topic}: the ACL does not let this user "
+                        "write it",
+                        operation="publish",
+                        topic=self._applied_topic,
+                    ) from None
                 self._session_connected = True
+                if self._broker_error is not None:
+                    logger.info(
+                        "broker accepts this user again: service=%s", self.service,
+                        extra={"service": self.service},
+                    )  # fmt: skip
+                self._broker_error = None
                 logger.info(
                     "connected to broker: service=%s broker=%s topic=%s",
                     self.service,
@@ -495,10 +609,6 @@ class ConfigLibrary(Generic[M]):
                     self._topic,
                     extra={"service": self.service, "broker": str(endpoint)},
                 )
-                # The broker queues the retained config right after the SUBACK and before the
-                # PUBACK of this report, so once it is acknowledged every retained message is
-                # already in the client's queue: `pending` tells when startup has seen them.
-                await self._publish(self._report or self._make_report("applied"), qos=1)
                 pending = len(client.messages)
                 if pending == 0:
                     self._synced.set()
@@ -512,6 +622,8 @@ class ConfigLibrary(Generic[M]):
                     pending -= 1
                     if pending == 0:
                         self._synced.set()
+            finally:
+                await client.__aexit__(None, None, None)
         finally:
             # aiomqtt leaves the socket open when the connection attempt fails or is
             # cancelled before CONNACK; reinitialise() closes it (and its loop reader).
@@ -696,6 +808,8 @@ class ConfigLibrary(Generic[M]):
             }
         if decision.status == "duplicate":
             logger.debug("duplicate config ignored: service=%s", self.service, extra=fields)
+            if self._lkg_unsaved is not None and await self._save_lkg(self._lkg_unsaved) is None:
+                await self._publish(self._make_report("applied"))  # clears lkg_not_saved
             return
         if decision.status == "rejected":
             logger.warning(
@@ -736,18 +850,47 @@ class ConfigLibrary(Generic[M]):
             ",".join(changed) or "-",
             extra={**fields, "changed": changed},
         )
-        if self._lkg is not None:
-            try:
-                await asyncio.to_thread(self._lkg.save, decision.accepted.envelope.raw)
-            except OSError as exc:
+        problem = await self._save_lkg(decision.accepted.envelope.raw)
+        lkg: dict[str, str] = {"reason": "lkg_not_saved", "detail": problem} if problem else {}
+        await self._publish(self._make_report("applied", **attempted, **lkg))
+
+    async def _save_lkg(self, raw: bytes) -> str | None:
+        """Write the LKG file; on failure (disk full, read-only...) count it, log it once per
+        episode and return the problem: the config stays applied, the file is retried at
+        the next message."""
+        if self._lkg is None:
+            return None
+        path = self._lkg.path
+        try:
+            await asyncio.to_thread(self._lkg.save, raw)
+        except OSError as exc:
+            self._metrics.lkg_save_failed += 1
+            self._lkg_unsaved = raw
+            problem = (
+                f"LKG file {path} not written ({exc.strerror or type(exc).__name__}); "
+                "the config is applied, the file is written again at the next update"
+            )
+            if self._lkg_error is None:
                 logger.error(
-                    "LKG file not written: service=%s path=%s error=%s",
+                    "LKG file not written, running on the applied config without it: "
+                    "service=%s path=%s error=%s",
                     self.service,
-                    self._lkg.path,
+                    path,
                     exc.strerror,
-                    extra=fields,
+                    extra={**self._log_fields(), "lkg_path": str(path)},
                 )
-        await self._publish(self._make_report("applied", **attempted))
+            self._lkg_error = problem
+            return problem
+        self._lkg_unsaved = None
+        if self._lkg_error is not None:
+            self._lkg_error = None
+            logger.warning(
+                "LKG file written again: service=%s path=%s",
+                self.service,
+                path,
+                extra={**self._log_fields(), "lkg_path": str(path)},
+            )
+        return None
 
     async def _publish(self, report: AppliedReport, *, qos: int = 0) -> None:
         """Remember ``report`` as the latest and publish it retained if connected.
@@ -830,6 +973,42 @@ class ConfigLibrary(Generic[M]):
     async def _wait(self, predicate: Callable[[], bool], timeout: float) -> None:  # noqa: ASYNC109
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(predicate)
+
+
+class _ConnectionClosed(Exception):
+    """The broker closed the connection while a call was waiting for its answer."""
+
+
+async def _unless_closed(client: aiomqtt.Client, operation: Awaitable[T]) -> T:
+    """``await operation``; raise :class:`_ConnectionClosed` as soon as the broker closes
+    the connection instead of answering.
+
+    RabbitMQ answers a subscribe or publish the ACL forbids by closing the connection; the
+    pending call would otherwise only fail at its timeout.
+    """
+    task: asyncio.Future[T] = asyncio.ensure_future(operation)
+    closed: asyncio.Future[Any] = client._disconnected  # aiomqtt's "connection lost" future
+    waiting: set[asyncio.Future[Any]] = {task, closed}
+    try:
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+        await task
+    if not closed.cancelled():
+        closed.exception()  # seen here: asyncio must not log it as never retrieved
+    raise _ConnectionClosed
+
+
+def _credentials_refused(exc: aiomqtt.MqttCodeError) -> bool:
+    """A CONNACK refusing the user: bad user name or password (4/134), not authorised (5/135)."""
+    code = exc.rc
+    value = code.value if isinstance(code, ReasonCode) else code
+    return value in (4, 5, 134, 135)
 
 
 def _refused(code: int | ReasonCode) -> bool:

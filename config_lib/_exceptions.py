@@ -24,6 +24,7 @@ Every exception the library raises on purpose derives from :class:`ConfigLibErro
     ├── SecretError              a secret field could not be decrypted (tampered, moved, wrong key)
     ├── InvalidConfig            verified, but the values fail the service's model validation
     ├── NoConfig                 no valid config from the broker, the LKG file, env or defaults
+    ├── NotAuthorised            the broker refused this MQTT user a connect, subscribe or publish
     └── LibraryStateError        a ConfigLibrary used outside ``async with`` or reused after close
 
 Envelope and config failures carry a stable ``reason`` string (``"bad_signature"``...)
@@ -47,6 +48,7 @@ __all__ = [
     "LibraryStateError",
     "MalformedEnvelope",
     "NoConfig",
+    "NotAuthorised",
     "OutOfRange",
     "Outdated",
     "Rollback",
@@ -197,6 +199,26 @@ class NoConfig(ConfigLibError):
     """Startup found no valid config: no signed one, and env/defaults fail the model."""
 
     reason = "no_config"
+
+
+class NotAuthorised(ConfigLibError):
+    """The broker refused the MQTT user: its credentials, or reading the config topic /
+    writing the applied-report topic (an ACL). Never raised to the service: the library
+    keeps its config and retries; it is ``ConfigLibrary.broker_error``, logged once and
+    counted (``metrics.not_authorised``).
+
+    ``operation`` is ``"connect"``, ``"subscribe"`` or ``"publish"``; ``topic`` the topic
+    refused (None for connect). Brokers refuse differently: a CONNACK code (all), a SUBACK
+    failure code (mosquitto with the dynamic-security plugin, EMQX...), or closing the
+    connection (RabbitMQ's MQTT plugin, for a subscribe or a publish).
+    """
+
+    reason = "not_authorised"
+
+    def __init__(self, message: str, *, operation: str, topic: str | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.topic = topic
 
 
 class LibraryStateError(ConfigLibError, RuntimeError):

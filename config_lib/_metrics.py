@@ -19,7 +19,11 @@ __all__ = ["ConfigMetrics", "prometheus_collector"]
 
 @dataclass
 class ConfigMetrics:
-    """Monotonic counters. ``rejected`` is keyed by the exception's ``reason`` code."""
+    """Monotonic counters. ``rejected`` is keyed by the exception's ``reason`` code.
+
+    ``lkg_save_failed`` counts LKG file writes that failed (disk full, read-only...): the
+    config was applied all the same.
+    """
 
     received: int = 0
     applied: int = 0
@@ -30,6 +34,8 @@ class ConfigMetrics:
     freshness: str = "waiting"
     records_received: int = 0
     records_rejected: Counter[str] = field(default_factory=Counter)
+    not_authorised: int = 0  # connections the broker refused (credentials or ACL)
+    lkg_save_failed: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -46,6 +52,8 @@ class ConfigMetrics:
             "freshness": self.freshness,
             "records_received": self.records_received,
             "records_rejected": dict(self.records_rejected),
+            "not_authorised": self.not_authorised,
+            "lkg_save_failed": self.lkg_save_failed,
         }
 
 
@@ -57,6 +65,8 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
     applied, duplicate, failed), ``config_lib_rejected_total{service,instance,reason}``,
     ``config_lib_freshness{service,instance,state}`` (1 for the state in force, else 0) and
     ``config_lib_freshness_records_rejected_total{service,instance,reason}``.
+    ``config_lib_not_authorised_total{service,instance}`` (the broker refused the user) and
+    ``config_lib_lkg_save_failures_total{service,instance}``.
     """
     from prometheus_client.core import (  # optional dependency
         CounterMetricFamily,
@@ -97,5 +107,19 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
             for reason, count in sorted(metrics.records_rejected.items()):
                 records.add_metric([service, instance, reason], count)
             yield records
+            refused = CounterMetricFamily(
+                "config_lib_not_authorised",
+                "Broker connections refused for this user (credentials or ACL)",
+                labels=["service", "instance"],
+            )
+            refused.add_metric([service, instance], metrics.not_authorised)
+            yield refused
+            lkg = CounterMetricFamily(
+                "config_lib_lkg_save_failures",
+                "LKG file writes that failed (the config was applied all the same)",
+                labels=["service", "instance"],
+            )
+            lkg.add_metric([service, instance], metrics.lkg_save_failed)
+            yield lkg
 
     return _ConfigLibCollector()

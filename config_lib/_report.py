@@ -10,10 +10,12 @@ A report is a small JSON object, for example::
 ``status`` is ``applied``, ``rejected``, ``failed`` or ``offline``; ``version``/``epoch``
 are those in force (null when running on env/defaults); ``reason`` is a short code (the
 exception's ``reason``, ``callback_failed``...) and ``detail`` one human sentence; neither
-ever carries a config value. A callback that fails on purpose raises an exception with a
-``reason`` attribute: its code and message are reported (the operator needs them, e.g.
-"model folder /x does not exist"); any other exception is reported by type only, since its
-message could quote anything.
+ever carries a config value. An ``applied`` report with reason ``lkg_not_saved`` means
+the config is in force but its LKG file could not be written (disk full, read-only).
+A callback that fails on purpose raises an exception with a ``reason`` attribute: its code
+and message are reported (the operator needs them, e.g. "model folder /x does not
+exist"); any other exception is reported by type only, since its message could quote
+anything.
 ``attempted_*`` name the envelope that was decided on, when it was verified.
 ``freshness`` is ``waiting``, ``stale`` or ``fresh`` (see docs/protocol.md, freshness).
 """

@@ -9,7 +9,6 @@ directory layout under ``data_dir`` (``CONFIG_LIB_DATA_DIR``, default ``./data``
 from __future__ import annotations
 
 import platform
-import re
 import sys
 from pathlib import Path
 from typing import Self
@@ -21,11 +20,9 @@ from ._envelope import DEFAULT_MAX_BYTES, Limits
 from ._exceptions import KeyFileError
 from ._keys import DataKey, TrustStore, load_data_key
 from ._mqtt import MqttEndpoint
-from ._topics import validate_name
+from ._topics import sanitize_name, validate_name
 
 __all__ = ["LibrarySettings", "default_instance_id"]
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def _program_name() -> str:
@@ -37,13 +34,13 @@ def _program_name() -> str:
 
 
 def default_instance_id() -> str:
-    """``<hostname>-<program>``: stable for one program on one host, safe as a topic level."""
+    """``<hostname>-<program>``: stable for one program on one host, safe as a topic level.
+
+    Only the host's first label is used (``web1`` of ``web1.example.com``); whatever is
+    left outside the name alphabet becomes ``-`` (see :func:`config_lib.sanitize_name`).
+    """
     host = platform.node().split(".")[0] or "host"
-    prog = _program_name()
-    name = _UNSAFE.sub("-", f"{host}-{prog}").strip("-._")[:64] or "instance"
-    if not name[0].isalnum():
-        name = "i" + name[:63]
-    return validate_name(name, "instance")
+    return sanitize_name(f"{host}-{_program_name()}", "instance")
 
 
 class LibrarySettings(BaseSettings):

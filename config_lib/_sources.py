@@ -9,7 +9,6 @@ the model's defaults alone.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -25,8 +24,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def env_prefix(service: str) -> str:
-    """``CONFIG_<SERVICE>_``: the service name upper-cased, ``-`` and ``.`` turned into ``_``."""
-    return "CONFIG_" + re.sub(r"[-.]", "_", validate_name(service)).upper() + "_"
+    """``CONFIG_<SERVICE>_``: the service name upper-cased, ``-`` turned into ``_``."""
+    return "CONFIG_" + validate_name(service).replace("-", "_").upper() + "_"
 
 
 def validation_summary(exc: ValidationError) -> str:

@@ -14,12 +14,14 @@ from ._exceptions import InvalidName
 
 __all__ = [
     "APPLIED_PREFIX",
+    "NAME_ALPHABET",
     "UPDATED_PREFIX",
     "applied_topic",
     "applied_wildcard",
     "freshness_topic",
     "parse_applied_topic",
     "parse_updated_topic",
+    "sanitize_name",
     "updated_topic",
     "validate_name",
 ]
@@ -28,20 +30,56 @@ UPDATED_PREFIX: Final = "config/updated/"
 APPLIED_PREFIX: Final = "config/applied/"
 FRESHNESS_PREFIX: Final = "config/freshness/"
 
-# Letters, digits, '_', '.', '-'; starts with a letter or digit; 1..64 characters.
-# This excludes MQTT wildcards ('+', '#'), the level separator '/', spaces, NUL and
-# anything else a shell or an ACL pattern could misread.
-_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_ALPHABET: Final = "A-Z a-z 0-9 '_' '-'"
+"""The characters a service, instance or session name may use (see :func:`validate_name`)."""
+
+# Letters, digits, '_' and '-'; starts with a letter or digit; 1..64 characters. A name is
+# one topic level that must mean the same on every broker, so everything any broker reads
+# as syntax is out: the MQTT wildcards '+' '#' and separator '/', and '.' and '*' (a level
+# separator and a wildcard in AMQP-style routing keys: RabbitMQ's MQTT plugin maps '/' to
+# '.'), spaces, NUL and anything a shell or an ACL pattern could misread.
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_UNSAFE_RUN: Final = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _why(name: str) -> str:
+    if not name:
+        return "it is empty"
+    if len(name) > 64:
+        return f"it has {len(name)} characters (at most 64)"
+    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "_-"))})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:5])
+        return f"it contains {shown}"
+    return "it must start with a letter or digit"
 
 
 def validate_name(name: str, kind: str = "service") -> str:
-    """Return ``name`` if it is a valid service/instance/session name, else raise InvalidName."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+    """Return ``name`` if it is a valid service/instance/session name, else raise InvalidName.
+
+    Allowed: 1-64 characters from ``A-Z a-z 0-9 _ -``, starting with a letter or digit.
+    """
+    if not isinstance(name, str):
+        raise InvalidName(f"invalid {kind} name {name!r}: not a string")
+    if not _NAME_RE.fullmatch(name):
         raise InvalidName(
-            f"invalid {kind} name {name!r}: use 1-64 characters from A-Z a-z 0-9 '_' '.' '-', "
-            "starting with a letter or digit (no '/', '+', '#' or spaces)"
+            f"invalid {kind} name {name!r}: {_why(name)}; use 1-64 characters from "
+            f"{NAME_ALPHABET}, starting with a letter or digit (no '.', '/', '*', '+', '#' "
+            "or spaces: brokers read them as topic separators or wildcards)"
         )
     return name
+
+
+def sanitize_name(text: str, fallback: str = "instance") -> str:
+    """A valid name made from ``text``: every run of other characters becomes one '-'.
+
+    For names derived from the outside world (host names such as ``web1.example.com``,
+    file names); the result always passes :func:`validate_name`.
+    """
+    name = _UNSAFE_RUN.sub("-", text).strip("-_")[:64].rstrip("-_")
+    if not name:
+        name = validate_name(fallback, "fallback")
+    return validate_name(name, "derived")
 
 
 def updated_topic(service: str) -> str:

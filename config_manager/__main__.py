@@ -98,7 +98,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _epoch(args: argparse.Namespace) -> int:
-    from .db import bump_epoch_sync, connect_sync, migrate, read_epoch_sync
+    from .db import audit_sync, bump_epoch_sync, connect_sync, migrate, read_epoch_sync
     from .settings import ManagerSettings
 
     settings = _settings(args)
@@ -108,7 +108,9 @@ def _epoch(args: argparse.Namespace) -> int:
     try:
         if args.epoch_command == "bump":
             old = read_epoch_sync(conn)
-            print(f"epoch {old} -> {bump_epoch_sync(conn)}")
+            new = bump_epoch_sync(conn)
+            audit_sync(conn, actor="cli", action="epoch.bump", detail={"from": old, "to": new})
+            print(f"epoch {old} -> {new}")
         else:
             print(read_epoch_sync(conn))
     finally:

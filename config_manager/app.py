@@ -8,6 +8,7 @@ reports); all of it lives on ``app.state`` until shutdown.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -23,18 +24,18 @@ from config_lib import (
     load_signing_key,
 )
 
-from .api import configs, health, presets, services, tokens
+from .api import configs, health, history, presets, services, tokens
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
 from .keyring import KeyRing
 from .metrics import Metrics
-from .middleware import BodyLimitMiddleware, ServerTimingMiddleware
+from .middleware import BodyLimitMiddleware, RequestIdMiddleware, ServerTimingMiddleware
 from .problems import install_problem_handlers
 from .publisher import OutboxPublisher, PublisherLimits
 from .registry import SchemaRegistry
 from .settings import ManagerSettings
-from .store import ConfigStore
+from .store import ConfigStore, StorageLimits
 from .writes import CompatibilityCheck, ConfigWriter
 
 __all__ = ["StartupError", "create_app"]
@@ -90,7 +91,20 @@ def create_app(
         tracker = InstanceTracker()
         endpoint = settings.mqtt_endpoint()
         async with AsyncExitStack() as stack:
-            store = await stack.enter_async_context(ConfigStore(settings.db_file))
+            store = await stack.enter_async_context(
+                ConfigStore(
+                    settings.db_file,
+                    metrics=metrics,
+                    limits=StorageLimits(
+                        retry_min_s=settings.storage_retry_min_s,
+                        retry_max_s=settings.storage_retry_max_s,
+                        min_free_bytes=settings.storage_min_free_bytes,
+                    ),
+                )
+            )
+            # The instance view as last saved: it does not wait for the broker to redeliver
+            # retained reports to the wildcard subscription (not every broker does).
+            tracker.load(await store.instances())
             publisher = await stack.enter_async_context(
                 OutboxPublisher(
                     store=store,
@@ -140,13 +154,15 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    install_problem_handlers(app)
+    install_problem_handlers(app, storage_retry_after_s=math.ceil(settings.storage_retry_max_s))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     for router in (
         health.router,
         services.router,
         configs.router,
+        history.router,
         presets.router,
         tokens.router,
     ):

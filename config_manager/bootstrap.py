@@ -28,7 +28,7 @@ from config_lib import (
 )
 
 from .broker import BrokerFiles, render_broker_files, write_password_file
-from .db import migrate
+from .db import migrate, unportable_services
 from .registry import SchemaRegistry
 from .settings import ManagerSettings
 from .tokens import Role, create_token_sync
@@ -201,11 +201,17 @@ def _has_tokens(db: Path) -> bool:
 def startup_problems(settings: ManagerSettings) -> list[str]:
     """Why ``serve`` must refuse to start (an empty list when all is well).
 
-    In development mode missing keys are created on the fly and weak secrets allowed.
+    In development mode missing keys are created on the fly and weak secrets allowed; a
+    database holding a service name that is no longer valid is refused in both modes.
     """
+    problems = [
+        f"the database {settings.db_file} holds service {name!r}, whose name cannot be "
+        f"published portably ({why}); see 'Service names' in docs/operations.md to move "
+        "its config to a valid name"
+        for name, why in unportable_services(settings.db_file)
+    ]
     if settings.dev_mode:
-        return []
-    problems: list[str] = []
+        return problems
     hint = f"run `python -m config_manager init --data-dir {settings.data_dir}` first"
     for what, path in (
         ("signing key", settings.signing_key_file),

@@ -19,12 +19,14 @@ from typing import Final
 
 __all__ = [
     "PRAGMAS",
+    "audit_sync",
     "bump_epoch_sync",
     "connect_sync",
     "migrate",
     "migrations",
     "now_iso",
     "read_epoch_sync",
+    "unportable_services",
 ]
 
 PRAGMAS: Final = (
@@ -122,3 +124,52 @@ def bump_epoch_sync(conn: sqlite3.Connection) -> int:
     new = max(read_epoch_sync(conn) + 1, int(time.time()))
     conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))
     return new
+
+
+def audit_sync(
+    conn: sqlite3.Connection,
+    *,
+    actor: str,
+    action: str,
+    detail: dict[str, object] | None = None,
+    service: str | None = None,
+) -> None:
+    """Record an administrative event made without the server (command line) in the audit log.
+
+    Kept in ``db`` so that every tool writing to the database (``python -m config_manager
+    token``/``epoch``, the trust work's ``keys``) records its events the same way.
+    """
+    import json
+
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, outcome, service, detail_json) "
+        "VALUES (?, ?, ?, 'ok', ?, ?)",
+        (now_iso(), actor, action, service, json.dumps(detail or {}, separators=(",", ":"))),
+    )
+
+
+def unportable_services(path: Path) -> list[tuple[str, str]]:
+    """``(service, why)`` for each stored service whose name is not a valid topic level.
+
+    Names with ``.`` were allowed before the name alphabet was narrowed; they must not be
+    published (RabbitMQ reads ``.`` as a level separator). Read-only; an absent or new
+    database has none.
+    """
+    from config_lib import InvalidName, validate_name
+
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT DISTINCT service FROM versions ORDER BY service").fetchall()
+    except sqlite3.OperationalError:  # not migrated yet: no table, no services
+        return []
+    finally:
+        conn.close()
+    found = []
+    for (name,) in rows:
+        try:
+            validate_name(name)
+        except InvalidName as exc:
+            found.append((name, str(exc)))
+    return found

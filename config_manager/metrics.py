@@ -51,6 +51,19 @@ class Metrics:
             "Envelopes the manager refused to sign (a version skipping ahead: a bug).",
             registry=self.registry,
         )
+        self.storage_errors = Counter(
+            "config_manager_storage_errors",
+            "Database operations that failed on a storage fault (disk full, I/O error, "
+            "read-only file system...), by operation and SQLite error code.",
+            ["operation", "code"],
+            registry=self.registry,
+        )
+        self.storage_writable = Gauge(
+            "config_manager_storage_writable",
+            "0 from a database write failing on a storage fault until a write succeeds again.",
+            registry=self.registry,
+        )
+        self.storage_writable.set(1)
         self.applied_reports = Counter(
             "config_manager_applied_reports",
             "Applied reports received from service instances, by status.",

@@ -1,7 +1,9 @@
-"""ASGI middleware: bounded request bodies (413 problem+json) and ``Server-Timing``."""
+"""ASGI middleware: bounded request bodies (413 problem+json), ``Server-Timing``, request ids."""
 
 from __future__ import annotations
 
+import re
+import secrets
 import time
 
 from starlette.exceptions import HTTPException
@@ -9,7 +11,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .problems import Problem
 
-__all__ = ["BodyLimitMiddleware", "ServerTimingMiddleware"]
+__all__ = ["BodyLimitMiddleware", "RequestIdMiddleware", "ServerTimingMiddleware"]
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 
 
 class BodyLimitMiddleware:
@@ -78,3 +82,29 @@ class ServerTimingMiddleware:
             await send(message)
 
         await self.app(scope, receive, timed_send)
+
+
+class RequestIdMiddleware:
+    """Give every request an id (the client's ``X-Request-Id`` when it is sane, else a new
+    one), kept in ``request.state.request_id`` (audit entries) and echoed on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(8).encode()
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
+                request_id = value
+        scope.setdefault("state", {})["request_id"] = request_id.decode()
+
+        async def tagged_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"x-request-id", request_id)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, tagged_send)

@@ -11,7 +11,15 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["PROBLEM_JSON", "Problem", "install_problem_handlers", "pydantic_errors"]
+from .store import StorageError
+
+__all__ = [
+    "PROBLEM_JSON",
+    "Problem",
+    "install_problem_handlers",
+    "pydantic_errors",
+    "storage_problem",
+]
 
 PROBLEM_JSON: Final = "application/problem+json"
 _TYPE_BASE: Final = "https://signed-config.local/problems/"
@@ -86,8 +94,26 @@ def validation_problem(exc: ValidationError, service: str) -> Problem:
     )
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    """Answer every error (ours, FastAPI's, Starlette's, unexpected) as problem+json."""
+def storage_problem(exc: StorageError, retry_after_s: int) -> Problem:
+    """503 with ``Retry-After`` for an operation the database could not carry out."""
+    what = "store this change" if exc.writes else "be read"
+    return Problem(
+        503,
+        "Storage unavailable",
+        f"the database could not {what} ({exc.reason}); nothing was written: retry in "
+        f"{retry_after_s} s",
+        kind="storage-unavailable",
+        headers={"Retry-After": str(retry_after_s)},
+        error=exc.code,
+    )
+
+
+def install_problem_handlers(app: FastAPI, *, storage_retry_after_s: int = 5) -> None:
+    """Answer every error (ours, FastAPI's, Starlette's, unexpected) as problem+json.
+
+    A :class:`~config_manager.store.StorageError` (disk full, I/O error...) is a 503 with
+    ``Retry-After: storage_retry_after_s``.
+    """
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -114,7 +140,13 @@ def install_problem_handlers(app: FastAPI) -> None:
             errors=errors,
         ).response(request.url.path)
 
+    async def on_storage(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StorageError)
+        _count_rejected(request, 503)
+        return storage_problem(exc, storage_retry_after_s).response(request.url.path)
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(StorageError, on_storage)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_request_validation)
 

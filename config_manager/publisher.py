@@ -24,14 +24,19 @@ database, or a clock that went backwards, still reaches every running instance.
 It refuses to sign a version that skips ahead of the last one it signed in the same
 epoch (a version is always previous + 1; a rollback is a new version): the publisher
 stops with :class:`SigningRefused` rather than sign it.
+
+A storage fault (disk full...) never stops it: publishing needs no disk, so acknowledged
+rows keep being published; the marks "published" that cannot be written are kept in memory
+and retried with backoff, and a failed read of the outbox is retried the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
 import secrets
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +48,7 @@ from typing import Any, Self
 import aiomqtt
 
 from config_lib import (
+    Backoff,
     ConfigLibError,
     MqttEndpoint,
     SigningKey,
@@ -60,7 +66,7 @@ from config_lib import (
 
 from .instances import InstanceTracker
 from .metrics import Metrics
-from .store import ConfigStore, StoredVersion
+from .store import ConfigStore, StorageError, StoredVersion
 
 __all__ = ["OutboxPublisher", "PublisherLimits", "SigningRefused"]
 
@@ -85,6 +91,7 @@ class PublisherLimits:
     keepalive_s: int = 10
     freshness_interval_s: float = 30.0
     freshness_expiry_s: float = 120.0
+    instance_save_delay_s: float = 0.2  # reports arriving meanwhile share one transaction
 
 
 class OutboxPublisher:
@@ -113,6 +120,9 @@ class OutboxPublisher:
         self._acked_upto = 0  # every outbox id <= this one has been acknowledged
         self._queue: deque[StoredVersion] = deque()  # committed, not yet published
         self._unmarked: list[int] = []  # acknowledged, not yet marked in the database
+        # After a storage fault: retry the marks (and outbox reads) with backoff.
+        self._db_backoff = Backoff(limits.reconnect_min_s, limits.reconnect_max_s)
+        self._mark_not_before = 0.0
         self._presigned: dict[str, tuple[int, int, bytes]] = {}  # service -> (version, epoch, env)
         # service -> (version, epoch, envelope bytes) last acknowledged by the broker: what
         # the freshness records name and what every interval republishes, byte for byte.
@@ -122,12 +132,16 @@ class OutboxPublisher:
         self._last_signed: dict[str, tuple[int, int]] = {}  # service -> (epoch, version)
         self.fleet_epoch: int | None = None  # highest epoch of our own messages on the broker
         self._task: asyncio.Task[None] | None = None
+        self._saver: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error: str | None = None
         self.republished = asyncio.Event()  # set after each (re)connect's republish
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="config-manager-outbox-publisher")
+        self._saver = asyncio.create_task(
+            self._save_instances_loop(), name="config-manager-instance-saver"
+        )
         return self
 
     async def __aexit__(
@@ -136,11 +150,12 @@ class OutboxPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            for _, error in await stop_tasks([task]):
-                _log.error("outbox publisher had stopped with an error: %r", error)
+        tasks = [t for t in (self._task, self._saver) if t is not None]
+        self._task = self._saver = None
+        for task, error in await stop_tasks(tasks):
+            _log.error("%s had stopped with an error: %r", task.get_name(), error)
         self._set_connected(False)
+        await self._save_instances()  # what arrived since the last batch
 
     # -- public --------------------------------------------------------------------------
     @property
@@ -232,7 +247,7 @@ class OutboxPublisher:
         event.set()
 
     async def _run(self) -> None:
-        delay = self._limits.reconnect_min_s
+        backoff = Backoff(self._limits.reconnect_min_s, self._limits.reconnect_max_s)
         kwargs = self._endpoint.client_kwargs()
         while True:
             # Two connections: envelopes out on one, applied reports in on the other, so
@@ -254,7 +269,7 @@ class OutboxPublisher:
                 async with publishing, listening:
                     self.last_error = None
                     self._set_connected(True)
-                    delay = self._limits.reconnect_min_s
+                    backoff.reset()
                     _log.info("connected to the broker at %s", self._endpoint)
                     await listening.subscribe(applied_wildcard(), qos=1)
                     async with asyncio.TaskGroup() as group:
@@ -262,15 +277,19 @@ class OutboxPublisher:
                         group.create_task(self._receive_loop(listening), name="applied-reports")
             except* aiomqtt.MqttError as errors:
                 self.last_error = "; ".join(str(e) for e in errors.exceptions)
+            except* StorageError as errors:
+                # Handled where it happens (marks and reads are retried); should one still
+                # get here, the session restarts after a backoff instead of the task dying.
+                self.last_error = "; ".join(str(e) for e in errors.exceptions)
             self._set_connected(False)
+            delay = backoff.next_delay()
             _log.warning(
                 "broker %s unavailable (%s); retrying in %.1fs",
                 self._endpoint,
                 self.last_error,
                 delay,
             )
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
-            delay = min(delay * 2, self._limits.reconnect_max_s)
+            await asyncio.sleep(delay)
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         # The database is the truth at every (re)connection: drain its outbox first, then
@@ -286,11 +305,7 @@ class OutboxPublisher:
             if not self._queue:
                 await self._mark_acknowledged()  # idle: bookkeeping off the write path
                 if not self._queue:
-                    try:
-                        async with asyncio.timeout(max(0.0, next_tick - time.monotonic())):
-                            await self._wake.wait()
-                    except TimeoutError:
-                        pass
+                    await self._idle(next_tick)
             if time.monotonic() >= next_tick and not self._queue:
                 await self._refresh(client)
                 next_tick = time.monotonic() + interval
@@ -427,13 +442,28 @@ class OutboxPublisher:
         epoch = self._store.epoch_now
         return {s: (0, epoch, b"") for s in self._services() if s not in self._published}
 
+    async def _idle(self, until: float) -> None:
+        """Wait for a commit, at most until ``until`` (monotonic: the next freshness tick);
+        with marks left over from a storage fault, retry them in time."""
+        deadline = until
+        if self._unmarked:
+            deadline = min(deadline, self._mark_not_before)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - time.monotonic()))
+
     async def _drain_outbox(self, client: aiomqtt.Client) -> None:
         """Publish every unpublished outbox row of the database, in write order."""
+        after = 0
         while True:
-            items = await self._store.pending(self._limits.batch)
+            try:
+                items = await self._store.pending(self._limits.batch, after=after)
+            except StorageError:
+                await asyncio.sleep(self._db_backoff.next_delay())  # logged by the store
+                continue
             if not items:
                 self._metrics.outbox_depth.set(0)
                 return
+            after = items[-1].id
             # Rows this process already had acknowledged only lack their mark: publishing
             # them again would show subscribers an older version after a newer one.
             self._unmarked.extend(i.id for i in items if i.id <= self._acked_upto)
@@ -464,9 +494,19 @@ class OutboxPublisher:
         self._metrics.published.labels(kind="outbox").inc(len(rows))
 
     async def _mark_acknowledged(self) -> None:
+        if not self._unmarked or time.monotonic() < self._mark_not_before:
+            return
         ids, self._unmarked = self._unmarked, []
-        if ids:
-            await self._store.mark_published(ids)
+        try:
+            for start in range(0, len(ids), self._limits.batch):
+                await self._store.mark_published(ids[start : start + self._limits.batch])
+        except StorageError:
+            # Only bookkeeping (the broker has them): keep the ids and retry after a backoff.
+            # The store logged the fault; a restart meanwhile only republishes (duplicates).
+            self._unmarked[:0] = ids
+            self._mark_not_before = time.monotonic() + self._db_backoff.next_delay()
+            return
+        self._db_backoff.reset()
 
     async def _republish_current(self, client: aiomqtt.Client) -> None:
         current = await self._store.current_all()
@@ -475,6 +515,25 @@ class OutboxPublisher:
             self._metrics.published.labels(kind="republish").inc(len(current))
         await self._publish_records(client, self._unconfigured())
         self.republished.set()
+
+    async def _save_instances_loop(self) -> None:
+        while True:
+            await self._tracker.changed.wait()
+            # Batch a burst (every instance reporting one update) into one transaction.
+            await asyncio.sleep(self._limits.instance_save_delay_s)
+            await self._save_instances()
+
+    async def _save_instances(self) -> None:
+        reports, removed = self._tracker.take_changes()
+        keys = [(r.service, r.instance) for r in reports] + removed
+        try:
+            await self._store.save_instances(reports, removed)
+        except (StorageError, sqlite3.Error, RuntimeError) as exc:  # a fault, or store closed
+            self._tracker.restore_changes(keys)
+            _log.error("instance reports not saved (kept for the next attempt): %s", exc)
+        except asyncio.CancelledError:  # shutting down: the final save takes them
+            self._tracker.restore_changes(keys)
+            raise
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
-from config_lib import MASK, validate_name
+from config_lib import MASK, InvalidName, validate_name
 
 __all__ = ["ENTRY_POINT_GROUP", "SchemaRegistry", "secret_schema"]
 
@@ -44,7 +44,10 @@ class SchemaRegistry:
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 _log.error("schema entry point %s=%s is not a pydantic model", ep.name, ep.value)
                 continue
-            registry.register(ep.name, model)
+            try:
+                registry.register(ep.name, model)
+            except InvalidName as exc:
+                _log.error("schema entry point %s=%s is skipped: %s", ep.name, ep.value, exc)
         return registry
 
     def register(self, service: str, model: type[BaseModel]) -> None:

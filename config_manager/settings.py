@@ -67,6 +67,19 @@ class ManagerSettings(BaseSettings):
         gt=0,
         description="Validity of a freshness record; services report 'stale' after it.",
     )
+    storage_retry_min_s: float = Field(
+        0.5, gt=0, description="First retry delay after a storage fault (disk full, I/O error)."
+    )
+    storage_retry_max_s: float = Field(
+        5.0,
+        gt=0,
+        description="Longest retry delay after a storage fault; also the Retry-After of a 503.",
+    )
+    storage_min_free_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="Below this much free space on the database's file system /readyz is 503.",
+    )
 
     @model_validator(mode="after")
     def _check_freshness(self) -> Self:
@@ -76,6 +89,8 @@ class ManagerSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Self:
+        if self.storage_retry_max_s < self.storage_retry_min_s:
+            raise ValueError("storage_retry_max_s must be at least storage_retry_min_s")
         d = self.data_dir
         if self.db_path is None:
             self.db_path = d / "manager.db"

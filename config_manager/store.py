@@ -3,6 +3,12 @@
 One connection runs one statement at a time on its own thread; an ``asyncio.Lock`` makes
 each method's statements (and each transaction) atomic with respect to the others, so a
 reader never sees another coroutine's uncommitted rows.
+
+Storage faults (disk full, I/O error, read-only file system...) are raised as
+:class:`StorageError` (nothing of the failed operation is kept). The first one starts an
+*episode*: logged once, counted, and a background probe retries a tiny write with backoff
+until the database accepts writes again (logged once more); :meth:`ConfigStore.storage_problem`
+says what is wrong meanwhile (``/readyz``).
 """
 
 from __future__ import annotations
@@ -10,30 +16,76 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import aiosqlite
 
-from config_lib import MAX_POSITION
+from config_lib import MAX_POSITION, Backoff, stop_tasks
 
 from .db import PRAGMAS, migrate, now_iso
+from .history import GENESIS, row_hash
+from .instances import InstanceReport
+from .metrics import Metrics
 
 __all__ = [
+    "AuditEntry",
+    "AuditRecord",
     "ConfigStore",
+    "IdempotencyClaim",
     "NewVersion",
     "OutboxItem",
     "ServiceSummary",
+    "StorageError",
+    "StorageLimits",
     "StoredVersion",
     "TokenRecord",
     "VersionConflict",
 ]
+
+_log = logging.getLogger(__name__)
+
+# SQLite primary result codes that mean "the storage failed", not "the query is wrong":
+# BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+_STORAGE_CODES: Final = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+
+
+class StorageError(Exception):
+    """The database could not carry out an operation: disk full, I/O error, read-only file
+    system, locked... Nothing of that operation was stored. Usually transient: retry later.
+    """
+
+    def __init__(self, operation: str, cause: sqlite3.Error, *, writes: bool) -> None:
+        self.operation = operation
+        self.writes = writes
+        self.code = str(getattr(cause, "sqlite_errorname", None) or type(cause).__name__)
+        self.reason = str(cause) or self.code
+        super().__init__(f"{operation}: {self.reason} ({self.code})")
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether a sqlite3 error is a storage fault (see :class:`StorageError`)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _STORAGE_CODES
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
+@dataclass(frozen=True, slots=True)
+class StorageLimits:
+    """How the store retries after a storage fault, and when its file system counts as full."""
+
+    retry_min_s: float = 0.5
+    retry_max_s: float = 5.0
+    min_free_bytes: int = 1024 * 1024
 
 
 class VersionConflict(Exception):
@@ -56,6 +108,43 @@ class StoredVersion:
     created_by: str
     change_id: str
     outbox_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit log entry to write (``version`` None: not about one version)."""
+
+    actor: str
+    action: str
+    outcome: str = "ok"  # or "refused"
+    service: str | None = None
+    version: int | None = None
+    request_id: str | None = None
+    reason: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: str
+    actor: str
+    action: str
+    outcome: str
+    service: str | None
+    version: int | None
+    request_id: str | None
+    reason: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """An ``Idempotency-Key`` to record with a write: (token, key) → the request's hash."""
+
+    token: str
+    key: str
+    request_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +180,31 @@ class TokenRecord:
 
 
 _TOKEN_TTL_S = 30.0
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+_VERSION_COLUMNS = "service, version, epoch, values_json, created_at, created_by, change_id"
 _CURRENT_SQL = (
     "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, v.created_by, "
     "v.change_id FROM services s JOIN versions v "
     "ON v.service = s.name AND v.version = s.current_version"
 )
+_AUDIT_SQL = (
+    "INSERT INTO audit (at, actor, action, outcome, service, version, request_id, reason, "
+    "detail_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _audit_params(entry: AuditEntry, at: str) -> tuple[Any, ...]:
+    return (
+        at,
+        entry.actor,
+        entry.action,
+        entry.outcome,
+        entry.service,
+        entry.version,
+        entry.request_id,
+        entry.reason,
+        json.dumps(entry.detail, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
+    )
 
 
 def _dumps(values: dict[str, Any]) -> str:
@@ -105,10 +214,25 @@ def _dumps(values: dict[str, Any]) -> str:
 class ConfigStore:
     """Async context manager owning the manager's database connection."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        metrics: Metrics | None = None,
+        limits: StorageLimits = StorageLimits(),
+    ) -> None:
         self.path = Path(path)
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._metrics = metrics
+        self._limits = limits
+        # The current storage-fault episode: its first error, since when, failures so far.
+        self._fault: StorageError | None = None
+        self._fault_since = 0.0
+        self._fault_count = 0
+        self._probe: asyncio.Task[None] | None = None
+        self.writable = asyncio.Event()  # set while no storage fault is pending
+        self.writable.set()
         self.schema_version = 0
         # This process is the database's only writer (one manager per database), so the
         # epoch and each service's current version are cached and kept up to date here.
@@ -118,6 +242,7 @@ class ConfigStore:
         # The highest epoch of this manager's own messages seen on the broker (set by the
         # publisher's read-back): every epoch bump moves above it too.
         self.fleet_floor: int | None = None
+        self._head = GENESIS  # row_hash of the last stored version row
 
     async def __aenter__(self) -> Self:
         self.schema_version = await asyncio.to_thread(migrate, self.path)
@@ -134,7 +259,44 @@ class ConfigStore:
             self._epoch = int(rows[0][0])
             rows = await self._all(_CURRENT_SQL + " ORDER BY s.name")
             self._current = {row[0]: _version(row) for row in rows}
+            self._head = await self._chain_unhashed()
         return self
+
+    async def _chain_unhashed(self) -> str:
+        """Hash-chain rows stored before the chain existed (in storage order); returns the head."""
+        rows = await self._all(
+            f"SELECT rowid, {_VERSION_COLUMNS}, row_hash FROM versions ORDER BY rowid"  # noqa: S608
+        )
+        head = GENESIS
+        updates: list[tuple[str, str, int]] = []
+        for row in rows:
+            if row[8] is not None:
+                head = row[8]
+                continue
+            stored = _version(row[1:8])
+            new = row_hash(
+                service=stored.service,
+                version=stored.version,
+                epoch=stored.epoch,
+                values=stored.values,
+                created_at=stored.created_at,
+                created_by=stored.created_by,
+                prev_hash=head,
+            )
+            updates.append((head, new, int(row[0])))
+            head = new
+        if updates:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self.conn.executemany(
+                    "UPDATE versions SET prev_hash = ?, row_hash = ? WHERE rowid = ?", updates
+                )
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await self.conn.execute("ROLLBACK")
+                raise
+        return head
 
     async def __aexit__(
         self,
@@ -142,6 +304,9 @@ class ConfigStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            await stop_tasks([probe])
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -160,6 +325,94 @@ class ConfigStore:
         async with self.conn.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
+    # -- storage faults --------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _op(self, operation: str, *, writes: bool = False) -> AsyncIterator[None]:
+        """Run one operation under the lock; a storage fault becomes :class:`StorageError`."""
+        async with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                if not is_storage_error(exc):
+                    raise
+                error = StorageError(operation, exc, writes=writes)
+                self._failed(error)
+                raise error from exc
+        if writes and self._fault is not None:
+            self._recovered(operation)
+
+    def _failed(self, error: StorageError) -> None:
+        if self._metrics is not None:
+            self._metrics.storage_errors.labels(operation=error.operation, code=error.code).inc()
+            self._metrics.storage_writable.set(0)
+        self._fault_count += 1
+        if self._fault is not None:
+            return  # one log line per episode, not per retry
+        self._fault, self._fault_since = error, time.monotonic()
+        self.writable.clear()
+        _log.error(
+            "database %s cannot store changes: %s (%s, during %s); writes are refused with "
+            "503 and retried in the background until it recovers",
+            self.path,
+            error.reason,
+            error.code,
+            error.operation,
+        )
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._probe_until_writable(), name="store-probe")
+
+    def _recovered(self, operation: str) -> None:
+        _log.warning(
+            "database %s accepts writes again (%s succeeded) after %.1fs and %d failed operations",
+            self.path,
+            operation,
+            time.monotonic() - self._fault_since,
+            self._fault_count,
+        )
+        self._fault, self._fault_count = None, 0
+        self.writable.set()
+        if self._metrics is not None:
+            self._metrics.storage_writable.set(1)
+
+    async def _probe_until_writable(self) -> None:
+        backoff = Backoff(self._limits.retry_min_s, self._limits.retry_max_s)
+        while self._fault is not None:
+            await backoff.sleep()
+            if self._fault is None or self._conn is None:
+                return
+            with contextlib.suppress(StorageError):  # counted; logged once per episode
+                await self.probe_write()
+
+    async def probe_write(self) -> None:
+        """A tiny write (one ``meta`` row): ends a storage-fault episode if it succeeds."""
+        async with self._op("probe", writes=True):
+            await self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('storage_probe', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (now_iso(),),
+            )
+
+    def storage_problem(self) -> str | None:
+        """Why the database cannot store changes now, or None when it can.
+
+        A storage fault not yet cleared by a successful write, a read-only file system, or
+        less than ``min_free_bytes`` free on the database's file system.
+        """
+        fault = self._fault
+        if fault is not None:
+            return f"{fault.reason} ({fault.code}, since {fault.operation} failed)"
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError as exc:
+            return f"cannot inspect the database's file system: {exc.strerror}"
+        if st.f_flag & os.ST_RDONLY:
+            return "the database's file system is read-only"
+        # Root may use the blocks a file system reserves for it; anyone else may not.
+        free = st.f_frsize * (st.f_bfree if os.geteuid() == 0 else st.f_bavail)
+        if free < self._limits.min_free_bytes:
+            return f"only {free} bytes free on the database's file system"
+        return None
+
     # -- epoch -------------------------------------------------------------------------
     async def epoch(self) -> int:
         return self._epoch
@@ -175,14 +428,18 @@ class ConfigStore:
         ``fleet`` is the highest epoch of the manager's own messages read back from the
         broker, so a clock that went backwards never makes the epoch go backwards.
         """
-        async with self._lock:
-            new = max(self._epoch + 1, int(time.time()), (self.fleet_floor or 0) + 1)
+        async with self._op("bump_epoch", writes=True):
+            new = self._next_epoch()
             await self._set_epoch(new)
         return new
 
+    def _next_epoch(self) -> int:
+        """The epoch of a bump: above the old one, the clock and the fleet's highest."""
+        return max(self._epoch + 1, int(time.time()), (self.fleet_floor or 0) + 1)
+
     async def raise_epoch_above(self, floor: int) -> int:
         """Make the epoch at least ``floor + 1`` (and at least ``old + 1``); returns it."""
-        async with self._lock:
+        async with self._op("raise_epoch", writes=True):
             new = max(self._epoch + 1, floor + 1)
             await self._set_epoch(new)
         return new
@@ -198,7 +455,7 @@ class ConfigStore:
         return self._current.get(service)
 
     async def version(self, service: str, version: int) -> StoredVersion | None:
-        async with self._lock:
+        async with self._op("read"):
             rows = await self._all(
                 "SELECT service, version, epoch, values_json, created_at, created_by, change_id "
                 "FROM versions WHERE service = ? AND version = ?",
@@ -206,12 +463,67 @@ class ConfigStore:
             )
         return _version(rows[0]) if rows else None
 
-    async def history(self, service: str, limit: int = 50) -> list[StoredVersion]:
-        async with self._lock:
+    async def history(
+        self, service: str, limit: int = 50, before: int | None = None
+    ) -> list[StoredVersion]:
+        """Versions of ``service`` newest first; ``before``: only versions below it."""
+        async with self._op("read"):
             rows = await self._all(
-                "SELECT service, version, epoch, values_json, created_at, created_by, change_id "
-                "FROM versions WHERE service = ? ORDER BY version DESC LIMIT ?",
-                (service, limit),
+                f"SELECT {_VERSION_COLUMNS} FROM versions "  # noqa: S608
+                "WHERE service = ? AND version < ? ORDER BY version DESC LIMIT ?",
+                (service, before if before is not None else 2**62, limit),
+            )
+        return [_version(r) for r in rows]
+
+    async def chain(self, *, current_only: bool = False) -> tuple[list[dict[str, Any]], str, int]:
+        """Version rows in chain order with their hashes, the chain head and its row count."""
+        where = (
+            "WHERE EXISTS (SELECT 1 FROM services s WHERE s.name = v.service "
+            "AND s.current_version = v.version) "
+            if current_only
+            else ""
+        )
+        async with self._op("read"):
+            rows = await self._all(
+                "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, "  # noqa: S608
+                f"v.created_by, v.change_id, v.prev_hash, v.row_hash FROM versions v {where}"
+                "ORDER BY v.rowid"
+            )
+            count = (await self._all("SELECT COUNT(*) FROM versions"))[0][0]
+            head = self._head
+        return (
+            [
+                {
+                    "service": r[0],
+                    "version": int(r[1]),
+                    "epoch": int(r[2]),
+                    "values": json.loads(r[3]),
+                    "created_at": r[4],
+                    "created_by": r[5],
+                    "change_id": r[6],
+                    "prev_hash": r[7],
+                    "row_hash": r[8],
+                }
+                for r in rows
+            ],
+            head,
+            int(count),
+        )
+
+    async def is_published(self, service: str, version: int) -> bool:
+        async with self._op("read"):
+            rows = await self._all(
+                "SELECT published_at FROM outbox WHERE service = ? AND version = ?",
+                (service, version),
+            )
+        return bool(rows) and rows[0][0] is not None
+
+    async def by_change(self, change_id: str) -> list[StoredVersion]:
+        async with self._op("read"):
+            rows = await self._all(
+                f"SELECT {_VERSION_COLUMNS} FROM versions WHERE change_id = ? "  # noqa: S608
+                "ORDER BY service",
+                (change_id,),
             )
         return [_version(r) for r in rows]
 
@@ -224,31 +536,58 @@ class ConfigStore:
     async def current_all(self) -> list[StoredVersion]:
         return sorted(self._current.values(), key=lambda v: v.service)
 
-    async def write(self, changes: Iterable[NewVersion], *, actor: str) -> list[StoredVersion]:
+    async def write(
+        self,
+        changes: Iterable[NewVersion],
+        *,
+        actor: str,
+        audit: Sequence[AuditEntry] = (),
+        idempotency: IdempotencyClaim | None = None,
+        bump_epoch: bool = False,
+    ) -> list[StoredVersion]:
         """Store one new version per change and its outbox row, all in ONE transaction.
 
-        Raises :class:`VersionConflict` (and writes nothing) if any change's expected
-        version is not the current one.
+        The same transaction records the ``audit`` entries, the ``idempotency`` claim (its
+        outcome: this change's id and versions) and, with ``bump_epoch``, raises the epoch
+        first (an import). Raises :class:`VersionConflict` (and writes nothing) if any
+        change's expected version is not the current one.
         """
         changes = list(changes)
         change_id = secrets.token_hex(8)
         created = now_iso()
         stored: list[StoredVersion] = []
-        async with self._lock:
+        async with self._op("write", writes=True):
             conn = self.conn
             epoch = self._epoch
-            single = len(changes) == 1
-            if not single:
-                await conn.execute("BEGIN IMMEDIATE")
+            head = self._head
+            await conn.execute("BEGIN IMMEDIATE")
             try:
+                if bump_epoch:
+                    epoch = self._next_epoch()
+                    await conn.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),)
+                    )
                 for change in changes:
                     version = change.expected_version + 1
+                    prev, head = (
+                        head,
+                        row_hash(
+                            service=change.service,
+                            version=version,
+                            epoch=epoch,
+                            values=change.values,
+                            created_at=created,
+                            created_by=actor,
+                            prev_hash=head,
+                        ),
+                    )
                     try:
-                        # One statement: the triggers check the version, advance the
-                        # service and add the outbox row (id = this row's rowid).
+                        # The triggers check the version, advance the service and add the
+                        # outbox row (id = this row's rowid).
                         cur = await conn.execute(
                             "INSERT INTO versions (service, version, epoch, values_json, "
-                            "created_at, created_by, change_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            "created_at, created_by, change_id, prev_hash, row_hash) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (
                                 change.service,
                                 version,
@@ -257,6 +596,8 @@ class ConfigStore:
                                 created,
                                 actor,
                                 change_id,
+                                prev,
+                                head,
                             ),
                         )
                     except sqlite3.IntegrityError as exc:
@@ -281,31 +622,130 @@ class ConfigStore:
                             outbox_id,
                         )
                     )
-                if not single:
-                    await conn.execute("COMMIT")
+                for entry in audit:
+                    await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
+                if idempotency is not None:
+                    await self._claim(idempotency, change_id, stored)
+                await conn.execute("COMMIT")
             except BaseException:
-                if not single:
-                    # A failed COMMIT may already have ended the transaction.
+                if conn.in_transaction:
+                    # A failed COMMIT (disk full...) may already have ended the transaction.
                     with contextlib.suppress(sqlite3.OperationalError):
                         await conn.execute("ROLLBACK")
                 raise
+            self._head = head
+            self._epoch = epoch
             for item in stored:
                 self._current[item.service] = item
         return stored
+
+    async def _claim(
+        self,
+        claim: IdempotencyClaim,
+        change_id: str | None,
+        stored: Sequence[StoredVersion] = (),
+        versions: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        result = {
+            "change_id": change_id,
+            "versions": [[s.service, s.version] for s in stored] + [list(v) for v in versions],
+        }
+        await self.conn.execute(
+            "INSERT OR REPLACE INTO idempotency (token, key, request_hash, result_json, "
+            "created_at) VALUES (?, ?, ?, ?, ?)",
+            (claim.token, claim.key, claim.request_hash, json.dumps(result), time.time()),
+        )
+
+    async def record_unchanged(
+        self,
+        claim: IdempotencyClaim | None,
+        audit: Sequence[AuditEntry],
+        versions: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        """A write that changed nothing: its audit entries and idempotency claim only."""
+        if claim is None and not audit:
+            return
+        async with self._op("write", writes=True):
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                for entry in audit:
+                    await conn.execute(_AUDIT_SQL, _audit_params(entry, now_iso()))
+                if claim is not None:
+                    await self._claim(claim, None, versions=versions)
+                await conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await conn.execute("ROLLBACK")
+                raise
+
+    async def idempotent_result(self, token: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        """``(request_hash, result)`` of a claim younger than 24 h, else None."""
+        async with self._op("idempotency", writes=True):
+            await self.conn.execute(
+                "DELETE FROM idempotency WHERE created_at < ?", (time.time() - IDEMPOTENCY_TTL_S,)
+            )
+            rows = await self._all(
+                "SELECT request_hash, result_json FROM idempotency WHERE token = ? AND key = ?",
+                (token, key),
+            )
+        if not rows:
+            return None
+        result: dict[str, Any] = json.loads(rows[0][1])
+        return str(rows[0][0]), result
+
+    # -- audit ---------------------------------------------------------------------------
+    async def add_audit(self, *entries: AuditEntry) -> None:
+        async with self._op("audit", writes=True):
+            at = now_iso()
+            for entry in entries:
+                await self.conn.execute(_AUDIT_SQL, _audit_params(entry, at))
+
+    async def audit(
+        self,
+        *,
+        service: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Audit entries, newest first, filtered."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("service", service), ("actor", actor), ("action", action)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(since)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        async with self._op("read audit"):
+            rows = await self._all(
+                "SELECT id, at, actor, action, outcome, service, version, request_id, reason, "  # noqa: S608
+                f"detail_json FROM audit {clause}ORDER BY id DESC LIMIT ?",
+                (*params, limit),
+            )
+        return [
+            AuditRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]))
+            for r in rows
+        ]
 
     def _version_of(self, service: str) -> int:
         current = self._current.get(service)
         return current.version if current else 0
 
     # -- outbox --------------------------------------------------------------------------
-    async def pending(self, limit: int) -> list[OutboxItem]:
-        """Unpublished outbox rows in write order, with the values to publish."""
-        async with self._lock:
+    async def pending(self, limit: int, *, after: int = 0) -> list[OutboxItem]:
+        """Unpublished outbox rows with an id above ``after``, in write order, with values."""
+        async with self._op("read outbox"):
             rows = await self._all(
                 "SELECT o.id, o.service, o.version, v.values_json, o.created_at FROM outbox o "
                 "JOIN versions v ON v.service = o.service AND v.version = o.version "
-                "WHERE o.published_at IS NULL ORDER BY o.id LIMIT ?",
-                (limit,),
+                "WHERE o.published_at IS NULL AND o.id > ? ORDER BY o.id LIMIT ?",
+                (after, limit),
             )
         return [OutboxItem(int(r[0]), r[1], int(r[2]), json.loads(r[3]), r[4]) for r in rows]
 
@@ -316,7 +756,7 @@ class ConfigStore:
         if not ids:
             return
         marks = ",".join("?" * len(ids))
-        async with self._lock:
+        async with self._op("mark published", writes=True):
             conn = self.conn
             await conn.execute("PRAGMA synchronous = NORMAL")
             try:
@@ -328,13 +768,61 @@ class ConfigStore:
                 await conn.execute("PRAGMA synchronous = FULL")
 
     async def outbox_depth(self) -> int:
-        async with self._lock:
+        async with self._op("read outbox"):
             rows = await self._all("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
         return int(rows[0][0])
 
+    # -- instances -----------------------------------------------------------------------
+    async def instances(self) -> list[InstanceReport]:
+        """Every instance report saved (the manager's instance view at start)."""
+        async with self._op("read instances"):
+            rows = await self._all(
+                "SELECT service, instance, status, version, epoch, reason, detail, time, "
+                "received_at FROM instances ORDER BY service, instance"
+            )
+        return [InstanceReport(*row) for row in rows]
+
+    async def save_instances(
+        self, reports: Sequence[InstanceReport], removed: Sequence[tuple[str, str]]
+    ) -> None:
+        """Upsert ``reports`` and delete ``removed`` in one transaction. Not fsynced on its
+        own (``synchronous=NORMAL``): a report lost in a power cut is sent again by its
+        instance at its next (re)connection."""
+        if not reports and not removed:
+            return
+        async with self._op("save instances", writes=True):
+            conn = self.conn
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    await conn.executemany(
+                        "INSERT INTO instances (service, instance, status, version, epoch, "
+                        "reason, detail, time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (service, instance) DO UPDATE SET status = excluded.status, "
+                        "version = excluded.version, epoch = excluded.epoch, "
+                        "reason = excluded.reason, detail = excluded.detail, "
+                        "time = excluded.time, received_at = excluded.received_at",
+                        [
+                            (r.service, r.instance, r.status, r.version, r.epoch, r.reason,
+                             r.detail, r.time, r.received_at)
+                            for r in reports
+                        ],
+                    )  # fmt: skip
+                    await conn.executemany(
+                        "DELETE FROM instances WHERE service = ? AND instance = ?", removed
+                    )
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await conn.execute("ROLLBACK")
+                    raise
+            finally:
+                await conn.execute("PRAGMA synchronous = FULL")
+
     # -- tokens --------------------------------------------------------------------------
     async def add_token(self, name: str, role: str, token_hash: str, *, created_by: str) -> None:
-        async with self._lock:
+        async with self._op("add token", writes=True):
             await self.conn.execute(
                 "INSERT INTO tokens (name, role, token_hash, created_at, created_by) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -347,7 +835,7 @@ class ConfigStore:
         cached = self._tokens.get(token_hash)
         if cached is not None and cached[1] is not None and time.monotonic() < cached[0]:
             return cached[1]
-        async with self._lock:
+        async with self._op("read token"):
             rows = await self._all(
                 "SELECT name, role, created_at, created_by, revoked_at FROM tokens "
                 "WHERE token_hash = ?",
@@ -359,14 +847,14 @@ class ConfigStore:
         return record
 
     async def tokens(self) -> list[TokenRecord]:
-        async with self._lock:
+        async with self._op("read tokens"):
             rows = await self._all(
                 "SELECT name, role, created_at, created_by, revoked_at FROM tokens ORDER BY name"
             )
         return [TokenRecord(*r) for r in rows]
 
     async def revoke_token(self, name: str) -> bool:
-        async with self._lock:
+        async with self._op("revoke token", writes=True):
             cur = await self.conn.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 (now_iso(), name),

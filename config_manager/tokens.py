@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from .db import connect_sync, migrate, now_iso
+from .db import audit_sync, connect_sync, migrate, now_iso
 
 __all__ = [
     "TOKEN_PREFIX",
@@ -72,12 +72,21 @@ def create_token_sync(db_path: Path, name: str, role: Role, *, created_by: str =
     token = new_token()
     conn = connect_sync(db_path)
     try:
+        conn.execute("BEGIN IMMEDIATE")
         conn.execute(
             "INSERT INTO tokens (name, role, token_hash, created_at, created_by) "
             "VALUES (?, ?, ?, ?, ?)",
             (name, role.value, hash_token(token), now_iso(), created_by),
         )
+        audit_sync(
+            conn,
+            actor=created_by,
+            action="token.create",
+            detail={"token": name, "role": role.value},
+        )
+        conn.execute("COMMIT")
     except sqlite3.IntegrityError:
+        conn.execute("ROLLBACK")
         raise ValueError(f"a token named {name!r} already exists") from None
     finally:
         conn.close()

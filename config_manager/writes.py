@@ -10,6 +10,7 @@ transaction that also checks the version the client based its change on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,18 +21,28 @@ from pydantic import BaseModel, ValidationError
 
 from config_lib import MASK, decrypt_secrets, encrypt_secrets, is_encrypted, mask_secrets
 
+from .diffs import redacted_diff
 from .keyring import KeyRing
 from .merge_patch import merge_patch
 from .metrics import Metrics
 from .problems import Problem, validation_problem
 from .registry import SchemaRegistry
-from .store import ConfigStore, NewVersion, StoredVersion, VersionConflict
+from .store import (
+    AuditEntry,
+    ConfigStore,
+    IdempotencyClaim,
+    NewVersion,
+    StorageError,
+    StoredVersion,
+    VersionConflict,
+)
 
 __all__ = [
     "CompatibilityCheck",
     "ConfigWriter",
     "CurrentConfig",
     "PlannedChange",
+    "WriteContext",
     "WriteOutcome",
     "etag_for",
     "parse_if_match",
@@ -72,8 +83,20 @@ class PlannedChange:
 class WriteOutcome:
     change: PlannedChange
     current: CurrentConfig  # after the write (before it, for a dry run)
-    outbox_id: int | None  # None for a dry run
+    outbox_id: int | None  # None for a dry run or a write that changed nothing
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
+    changed: bool = True  # False: the document equals the current one; nothing stored
+
+
+@dataclass(frozen=True, slots=True)
+class WriteContext:
+    """Who writes and how the write is recorded (audit entry, idempotency claim)."""
+
+    actor: str
+    request_id: str | None = None
+    idempotency: IdempotencyClaim | None = None
+    action: str = "write"
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 def etag_for(epoch: int, version: int) -> str:
@@ -283,6 +306,46 @@ class ConfigWriter:
             raise problem
 
     # -- writing -------------------------------------------------------------------------
+    def same(self, current: CurrentConfig, change: PlannedChange) -> bool:
+        """Whether ``change`` stores exactly the current document (compared in plaintext)."""
+        if current.version == 0:
+            return False  # nothing stored yet: the first write always stores
+        key = [self._key(current)]
+        old = decrypt_secrets(current.values, service=current.service, keys=key)
+        new = decrypt_secrets(change.values, service=current.service, keys=key)
+        return bool(old == new)
+
+    def diff(self, service: str, old: dict[str, Any], new: dict[str, Any]) -> list[Any]:
+        """RFC 6902 patch from ``old`` to ``new`` (stored forms), secrets redacted."""
+        return redacted_diff(service, old, new, self.keys.data_key(service))
+
+    async def refused(
+        self, ctx: WriteContext, problem: Problem, services: Sequence[str | None]
+    ) -> None:
+        """Record a refused change in the audit log (never raises for the caller's sake)."""
+        reason = f"{problem.status} {problem.title}" + (
+            f": {problem.detail}" if problem.detail else ""
+        )
+        detail: dict[str, Any] = dict(ctx.detail)
+        errors = problem.extra.get("errors")
+        if errors is not None:
+            detail["errors"] = errors
+        with contextlib.suppress(StorageError):  # the refusal is answered all the same
+            await self.store.add_audit(
+                *(
+                    AuditEntry(
+                        actor=ctx.actor,
+                        action=ctx.action,
+                        outcome="refused",
+                        service=service,
+                        request_id=ctx.request_id,
+                        reason=reason[:1000],
+                        detail=detail,
+                    )
+                    for service in (list(services) or [None])
+                )
+            )
+
     async def write(
         self,
         service: str,
@@ -292,60 +355,242 @@ class ConfigWriter:
         patch: Any = None,
         actor: str,
         dry_run: bool = False,
+        ctx: WriteContext | None = None,
     ) -> WriteOutcome:
-        """Plan and (unless ``dry_run``) store one change. Raises Problem on refusal."""
+        """Plan and (unless ``dry_run``) store one change. Raises Problem on refusal.
+
+        A change that leaves the document as it is stores nothing (``changed`` False).
+        """
+        ctx = ctx or WriteContext(actor)
         queued = time.perf_counter()
         async with self._lock:
             started = time.perf_counter()
             current = await self.current(service, for_write=True)
-            if expected_version != current.version:
-                raise self._conflict(service, expected_version, current)
             try:
-                change = self.plan(
-                    current, document=document, patch=patch, expected_version=expected_version
-                )
-                await self.check_compatibility([change])
-            except Problem:
-                self.metrics.writes.labels(service=service, result="rejected").inc()
+                if expected_version != current.version:
+                    raise self._conflict(service, expected_version, current)
+                try:
+                    change = self.plan(
+                        current, document=document, patch=patch, expected_version=expected_version
+                    )
+                    await self.check_compatibility([change])
+                except Problem:
+                    self.metrics.writes.labels(service=service, result="rejected").inc()
+                    raise
+            except Problem as problem:
+                if not dry_run:
+                    await self.refused(ctx, problem, [service])
                 raise
             validated = time.perf_counter()
             timings = {"lock": started - queued, "validate": validated - started}
             if dry_run:
                 return WriteOutcome(change, current, None, timings)
-            stored = (await self._store([change], actor))[0]
+            if self.same(current, change):
+                await self.store.record_unchanged(
+                    ctx.idempotency,
+                    [
+                        AuditEntry(
+                            actor=ctx.actor,
+                            action=ctx.action,
+                            service=service,
+                            version=current.version,
+                            request_id=ctx.request_id,
+                            reason="unchanged",
+                            detail={**ctx.detail, "diff": []},
+                        )
+                    ],
+                    [(service, current.version)],
+                )
+                return WriteOutcome(change, current, None, timings, changed=False)
+            audit = AuditEntry(
+                actor=ctx.actor,
+                action=ctx.action,
+                service=service,
+                version=current.version + 1,
+                request_id=ctx.request_id,
+                detail={**ctx.detail, "diff": self.diff(service, current.values, change.values)},
+            )
+            stored = (await self._store([change], actor, [audit], ctx.idempotency))[0]
             timings["commit"] = time.perf_counter() - validated
             after = CurrentConfig(
                 service, stored.version, stored.epoch, stored.values, stored.created_at, actor
             )
             return WriteOutcome(change, after, stored.outbox_id, timings)
 
-    async def write_patches(self, patches: Mapping[str, Any], *, actor: str) -> list[StoredVersion]:
+    async def rollback(
+        self, service: str, *, to_version: int, expected_version: int, ctx: WriteContext
+    ) -> WriteOutcome:
+        """A new version whose document equals ``to_version``'s, validated as of today."""
+        self.model(service)
+        target = await self.store.version(service, to_version)
+        if target is None:
+            raise Problem(
+                404,
+                "No such version",
+                f"{service} has no version {to_version}",
+                kind="unknown-version",
+                service=service,
+                version=to_version,
+            )
+        plain = decrypt_secrets(target.values, service=service, keys=[self.keys.data_key(service)])
+        ctx = WriteContext(
+            ctx.actor, ctx.request_id, ctx.idempotency, "rollback", {"to_version": to_version}
+        )
+        try:
+            return await self.write(
+                service,
+                expected_version=expected_version,
+                document=plain,
+                actor=ctx.actor,
+                ctx=ctx,
+            )
+        except Problem as problem:
+            if problem.status == 422 and problem.kind in ("invalid-config", "incompatible-config"):
+                raise Problem(
+                    422,
+                    "Version no longer valid",
+                    f"{service} version {to_version} does not pass today's checks: "
+                    f"{problem.detail or problem.title}",
+                    kind="rollback-invalid",
+                    service=service,
+                    to_version=to_version,
+                    cause=problem.kind,
+                    errors=problem.extra.get("errors", []),
+                ) from None
+            raise
+
+    async def write_patches(
+        self,
+        patches: Mapping[str, Any],
+        *,
+        actor: str,
+        ctx: WriteContext | None = None,
+    ) -> list[StoredVersion]:
         """Apply one merge patch per service as ONE transaction: all commit, or none.
 
         Each patch applies to that service's current config; the cross-service rules see
-        every patched config together.
+        every patched config together. Services the patch leaves unchanged get no new
+        version (an empty list: nothing changed).
         """
+        ctx = ctx or WriteContext(actor)
         async with self._lock:
             changes: list[PlannedChange] = []
+            audit: list[AuditEntry] = []
             try:
                 for service in sorted(patches):
                     current = await self.current(service, for_write=True)
-                    changes.append(self.plan(current, patch=_plain(patches[service])))
+                    change = self.plan(current, patch=_plain(patches[service]))
+                    if self.same(current, change):
+                        continue
+                    changes.append(change)
+                    audit.append(
+                        AuditEntry(
+                            actor=ctx.actor,
+                            action=ctx.action,
+                            service=service,
+                            version=current.version + 1,
+                            request_id=ctx.request_id,
+                            detail={
+                                **ctx.detail,
+                                "diff": self.diff(service, current.values, change.values),
+                            },
+                        )
+                    )
                 await self.check_compatibility(changes)
-            except Problem:
+            except Problem as problem:
                 for service in patches:
                     self.metrics.writes.labels(service=service, result="rejected").inc()
+                await self.refused(ctx, problem, sorted(patches))
                 raise
-            return await self._store(changes, actor)
+            if not changes:
+                await self.store.record_unchanged(
+                    ctx.idempotency,
+                    [
+                        AuditEntry(
+                            actor=ctx.actor,
+                            action=ctx.action,
+                            request_id=ctx.request_id,
+                            reason="unchanged",
+                            detail=dict(ctx.detail),
+                        )
+                    ],
+                    [(s, (await self.current(s, for_write=True)).version) for s in sorted(patches)],
+                )
+                return []
+            return await self._store(changes, actor, audit, ctx.idempotency)
 
-    async def _store(self, changes: Sequence[PlannedChange], actor: str) -> list[StoredVersion]:
+    async def import_documents(
+        self, documents: Mapping[str, dict[str, Any]], *, ctx: WriteContext
+    ) -> list[StoredVersion]:
+        """Store each service's document (stored form) as its new version, in ONE transaction
+        that also bumps the epoch; everything is validated first (all or nothing)."""
+        async with self._lock:
+            changes: list[PlannedChange] = []
+            audit: list[AuditEntry] = []
+            try:
+                for service in sorted(documents):
+                    self.model(service)
+                    try:
+                        plain = decrypt_secrets(
+                            documents[service],
+                            service=service,
+                            keys=[self.keys.data_key(service)],
+                        )
+                    except Exception as exc:
+                        raise Problem(
+                            422,
+                            "Cannot import secrets",
+                            f"{service}: the export's secrets do not decrypt with this "
+                            f"manager's master key ({type(exc).__name__})",
+                            kind="import-secrets",
+                            service=service,
+                        ) from None
+                    current = await self.current(service, for_write=True)
+                    change = self.plan(current, document=plain)
+                    changes.append(change)
+                    audit.append(
+                        AuditEntry(
+                            actor=ctx.actor,
+                            action="import",
+                            service=service,
+                            version=current.version + 1,
+                            request_id=ctx.request_id,
+                            detail={
+                                **ctx.detail,
+                                "diff": self.diff(service, current.values, change.values),
+                            },
+                        )
+                    )
+                await self.check_compatibility(changes)
+            except Problem as problem:
+                await self.refused(
+                    WriteContext(ctx.actor, ctx.request_id, None, "import", ctx.detail),
+                    problem,
+                    [],
+                )
+                raise
+            return await self._store(changes, ctx.actor, audit, None, bump_epoch=True)
+
+    async def _store(
+        self,
+        changes: Sequence[PlannedChange],
+        actor: str,
+        audit: Sequence[AuditEntry] = (),
+        idempotency: IdempotencyClaim | None = None,
+        *,
+        bump_epoch: bool = False,
+    ) -> list[StoredVersion]:
         new = [NewVersion(c.service, c.expected_version, c.values) for c in changes]
         # The write runs as a task and its outcome is handled in a done-callback, so a
         # client hanging up (cancelling this coroutine) can neither cut the write short nor
         # leave a committed version unannounced to the publisher.
-        writing = asyncio.ensure_future(self.store.write(new, actor=actor))
+        writing = asyncio.ensure_future(
+            self.store.write(
+                new, actor=actor, audit=audit, idempotency=idempotency, bump_epoch=bump_epoch
+            )
+        )
         writing.add_done_callback(lambda task: self._stored(changes, task))
-        if self._prepare is not None:
+        if self._prepare is not None and not bump_epoch:
             # Sign the envelopes while the database thread commits (the loop is idle then).
             await asyncio.sleep(0)  # let the write hand its statement to the database thread
             epoch = await self.store.epoch()
@@ -356,6 +601,11 @@ class ConfigWriter:
         except VersionConflict as exc:
             current = await self.current(exc.service)
             raise self._conflict(exc.service, exc.expected, current) from None
+        except StorageError:
+            # Nothing was written (one transaction); answered 503 with Retry-After.
+            for change in changes:
+                self.metrics.writes.labels(service=change.service, result="unavailable").inc()
+            raise
 
     def _stored(
         self, changes: Sequence[PlannedChange], task: asyncio.Future[list[StoredVersion]]

@@ -2,97 +2,36 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import secrets
-import time
+import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from config_lib import MqttEndpoint, SigningKey, TrustStore, derive_data_key
+from config_lib import SigningKey, TrustStore, derive_data_key
 from config_lib._keys import DataKey
-from config_manager.broker import (
-    BrokerFiles,
-    MosquittoProcess,
-    find_mosquitto,
-    free_port,
-    mqtt_login,
-    render_broker_files,
-    write_password_file,
-)
+from tests.brokers import MosquittoBroker
 
 if TYPE_CHECKING:
     from workers.stt.engine import WhisperEngine
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-STANDARD_USERS = ("manager", "debug", "stt", "orchestrator", "client")
 
 
-@dataclass
-class Broker:
-    """A running mosquitto started from mosquitto/*.template, with auth and ACLs on."""
-
-    process: MosquittoProcess
-    files: BrokerFiles
-    users: dict[str, str] = field(default_factory=dict)
-    hashed: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
-
-    @property
-    def host(self) -> str:
-        return self.process.host
-
-    @property
-    def port(self) -> int:
-        return self.process.port
-
-    def password(self, user: str) -> str:
-        """The password of ``user``; an unknown user is created and the broker reloaded.
-
-        Any user that is not a standard one is a service user: the ACL patterns let it
-        read ``config/updated/<user>`` and write ``config/applied/<user>/#``.
-        """
-        if user not in self.users:
-            self.users[user] = secrets.token_urlsafe(16)
-            write_password_file(self.files.password_file, self.users, hashed=self.hashed)
-            self.process.reload()
-            deadline = time.monotonic() + 10
-            # Wait until the reloaded password file accepts the new user (bounded).
-            while mqtt_login(self.host, self.port, user, self.users[user]) != 0:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"broker did not pick up user {user!r}")
-                time.sleep(0.02)
-        return self.users[user]
-
-    def endpoint(self, user: str) -> MqttEndpoint:
-        return MqttEndpoint(self.host, self.port, user, self.password(user))
-
-    def url(self, user: str) -> str:
-        return f"mqtt://{user}:{self.password(user)}@{self.host}:{self.port}"
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def start(self) -> None:
-        self.process.start()
+Broker = MosquittoBroker  # the default broker of the suite (see tests/brokers.py)
 
 
-def _start_broker(folder: Path) -> Broker:
-    if find_mosquitto() is None:
-        pytest.fail("mosquitto is not installed: apt-get install -y mosquitto mosquitto-clients")
-    files = BrokerFiles(folder)
-    port = free_port()
-    render_broker_files(files, port=port)
-    users = {u: secrets.token_urlsafe(16) for u in STANDARD_USERS}
-    write_password_file(files.password_file, users)
-    process = MosquittoProcess(files, port=port)
-    process.start()
-    return Broker(process, files, users)
+def _start_broker(folder: Path) -> MosquittoBroker:
+    try:
+        return MosquittoBroker.create(folder)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +77,71 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"test data not found at {SHARED_DATA} (expected ../shared/data)")
     return SHARED_DATA
+
+
+@dataclass
+class SmallFileSystem:
+    """A size-limited tmpfs mounted for one test: fill it up, free it, make it read-only."""
+
+    path: Path
+
+    @property
+    def _filler(self) -> Path:
+        return self.path / ".filler"
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_frsize * st.f_bavail
+
+    def fill(self) -> None:
+        """Write a filler file until the file system refuses more (ENOSPC)."""
+        fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (1 << 20, 1 << 14, 512, 1):
+                chunk = bytes(size)
+                try:
+                    while True:
+                        os.write(fd, chunk)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        """Delete the filler: the space is back."""
+        self._filler.unlink()
+
+    def remount(self, mode: str) -> None:
+        """``ro`` or ``rw`` (``ro`` fails while a file on it is open for writing)."""
+        _run_mount(["mount", "-o", f"remount,{mode}", str(self.path)])
+
+
+def _run_mount(args: list[str]) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise OSError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[SmallFileSystem]:
+    """A real 16 MiB file system (tmpfs) of the test's own, for disk-full and read-only faults.
+
+    Mounting needs root (CI runs as root); elsewhere the test is skipped with the reason.
+    """
+    folder = tmp_path / "small-fs"
+    folder.mkdir()
+    try:
+        _run_mount(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(folder)])
+    except (OSError, FileNotFoundError) as exc:
+        pytest.skip(f"cannot mount a size-limited tmpfs here (needs root): {exc}")
+    try:
+        yield SmallFileSystem(folder)
+    finally:
+        try:
+            _run_mount(["umount", str(folder)])
+        except OSError:
+            _run_mount(["umount", "-l", str(folder)])  # still busy: detach it anyway
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""``/api/v1/configs/{service}``: read, replace (PUT), merge (PATCH), dry-run validate."""
+"""``/api/v1/configs``: read all or one, PUT, PATCH (merge), dry-run validate, roll back."""
 
 from __future__ import annotations
 
@@ -6,14 +6,25 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config_lib import mask_secrets
 
+from ..problems import Problem, pydantic_errors
 from ..publisher import OutboxPublisher
 from ..settings import ManagerSettings
-from ..writes import ConfigWriter, CurrentConfig, etag_for, parse_if_match
-from .deps import Editor, JsonBody, PublisherDep, SettingsDep, Viewer, WriterDep
-from .schemas import ConfigPublic, ValidationPublic, WritePublic
+from ..writes import ConfigWriter, CurrentConfig, WriteOutcome, etag_for, parse_if_match
+from .deps import (
+    Editor,
+    EditorWrite,
+    JsonBody,
+    PublisherDep,
+    SettingsDep,
+    Viewer,
+    WriterDep,
+    WriteRequest,
+)
+from .schemas import AllConfigsPublic, ConfigPublic, ValidationPublic, WritePublic
 
 __all__ = ["router"]
 
@@ -48,6 +59,18 @@ def _public(current: CurrentConfig) -> dict[str, Any]:
     }
 
 
+@router.get("", response_model=AllConfigsPublic)
+async def get_all_configs(writer: WriterDep, _: Viewer) -> dict[str, Any]:
+    """Every registered service's current config in one document (secrets masked)."""
+    configs: dict[str, Any] = {}
+    for service in writer.registry:
+        try:
+            configs[service] = _public(await writer.current(service))
+        except Problem:
+            continue  # required fields and nothing stored yet: no config to show
+    return {"epoch": await writer.store.epoch(), "configs": configs}
+
+
 @router.get("/{service}", response_model=ConfigPublic)
 async def get_config(
     service: str, writer: WriterDep, response: Response, _: Viewer
@@ -57,18 +80,42 @@ async def get_config(
     return _public(current)
 
 
-async def _write(
-    service: str,
-    if_match: str | None,
-    writer: ConfigWriter,
+async def _replayed(
+    request: WriteRequest, writer: ConfigWriter, response: Response
+) -> dict[str, Any]:
+    """The first outcome of a write whose Idempotency-Key was seen (same body)."""
+    assert request.replay is not None
+    [[service, version]] = request.replay["versions"]
+    stored = await writer.store.version(service, version)
+    if stored is None:  # version 0: the first write found nothing to change
+        current = await writer.current(service, for_write=True)
+    else:
+        current = CurrentConfig(
+            service,
+            stored.version,
+            await writer.store.epoch(),
+            stored.values,
+            stored.created_at,
+            stored.created_by,
+        )
+    changed = request.replay.get("change_id") is not None
+    published = changed and await writer.store.is_published(service, version)
+    response.headers["ETag"] = etag_for(current.epoch, current.version)
+    response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Config-Changed"] = "true" if changed else "false"
+    return {
+        **_public(current),
+        "changed": changed,
+        "publication": ("published" if published else "pending") if changed else "unchanged",
+    }
+
+
+async def _answer(
+    outcome: WriteOutcome,
     publisher: OutboxPublisher,
     settings: ManagerSettings,
-    actor: str,
     response: Response,
-    **body: Any,
 ) -> dict[str, Any]:
-    expected = parse_if_match(if_match, await writer.store.epoch())
-    outcome = await writer.write(service, expected_version=expected, actor=actor, **body)
     published = False
     timings = dict(outcome.timings)
     if outcome.outbox_id is not None and settings.publish_wait_s > 0:
@@ -77,12 +124,33 @@ async def _write(
         timings["publish"] = time.perf_counter() - waited
     current = outcome.current
     response.headers["ETag"] = etag_for(current.epoch, current.version)
+    response.headers["Config-Changed"] = "true" if outcome.changed else "false"
     # W3C Server-Timing: where the time of this write went (lock wait, validation and
     # encryption, the durable commit, the wait for the broker's PUBACK), in ms.
     response.headers["Server-Timing"] = ", ".join(
         f"{name};dur={seconds * 1000:.3f}" for name, seconds in timings.items()
     )
-    return {**_public(current), "publication": "published" if published else "pending"}
+    publication = "unchanged" if not outcome.changed else "published" if published else "pending"
+    return {**_public(current), "changed": outcome.changed, "publication": publication}
+
+
+async def _write(
+    service: str,
+    if_match: str | None,
+    writer: ConfigWriter,
+    publisher: OutboxPublisher,
+    settings: ManagerSettings,
+    request: WriteRequest,
+    response: Response,
+    **body: Any,
+) -> dict[str, Any]:
+    if request.replay is not None:
+        return await _replayed(request, writer, response)
+    expected = parse_if_match(if_match, await writer.store.epoch())
+    outcome = await writer.write(
+        service, expected_version=expected, actor=request.ctx.actor, ctx=request.ctx, **body
+    )
+    return await _answer(outcome, publisher, settings, response)
 
 
 @router.put("/{service}", response_model=WritePublic, openapi_extra=_BODY)
@@ -92,12 +160,12 @@ async def put_config(
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
-    principal: Editor,
+    request: EditorWrite,
     response: Response,
     if_match: IfMatch = None,
 ) -> dict[str, Any]:
     return await _write(
-        service, if_match, writer, publisher, settings, principal.name, response, document=body
+        service, if_match, writer, publisher, settings, request, response, document=body
     )
 
 
@@ -108,12 +176,12 @@ async def patch_config(
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
-    principal: Editor,
+    request: EditorWrite,
     response: Response,
     if_match: IfMatch = None,
 ) -> dict[str, Any]:
     return await _write(
-        service, if_match, writer, publisher, settings, principal.name, response, patch=body
+        service, if_match, writer, publisher, settings, request, response, patch=body
     )
 
 
@@ -138,3 +206,41 @@ async def validate_config(
         "would_be_version": outcome.current.version + 1,
         "values": values,
     }
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_version: int = Field(ge=1, description="The version whose document becomes current again.")
+
+
+@router.post("/{service}/rollback", response_model=WritePublic, openapi_extra=_BODY)
+async def rollback_config(
+    service: str,
+    body: JsonBody,
+    writer: WriterDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    request: EditorWrite,
+    response: Response,
+    if_match: IfMatch = None,
+) -> dict[str, Any]:
+    """A new version whose document equals ``to_version``'s, checked against today's model and
+    the cross-service rules (422 ``rollback-invalid`` naming the fields when it fails)."""
+    try:
+        wanted = RollbackRequest.model_validate(body)
+    except ValidationError as exc:
+        raise Problem(
+            422,
+            "Invalid rollback request",
+            'send {"to_version": N}',
+            kind="invalid-request",
+            errors=pydantic_errors(exc.errors(include_url=False, include_input=False)),
+        ) from None
+    if request.replay is not None:
+        return await _replayed(request, writer, response)
+    expected = parse_if_match(if_match, await writer.store.epoch())
+    outcome = await writer.rollback(
+        service, to_version=wanted.to_version, expected_version=expected, ctx=request.ctx
+    )
+    return await _answer(outcome, publisher, settings, response)

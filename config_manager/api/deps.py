@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from config_lib import canonical_bytes
 
 from ..instances import InstanceTracker
 from ..problems import Problem
 from ..publisher import OutboxPublisher
 from ..registry import SchemaRegistry
 from ..settings import ManagerSettings
-from ..store import ConfigStore
+from ..store import ConfigStore, IdempotencyClaim
 from ..tokens import Role, hash_token
-from ..writes import ConfigWriter
+from ..writes import ConfigWriter, WriteContext
 
 __all__ = [
     "Admin",
+    "AdminWrite",
     "Editor",
+    "EditorAction",
+    "EditorWrite",
     "JsonBody",
     "Principal",
     "PublisherDep",
@@ -30,9 +37,11 @@ __all__ = [
     "StoreDep",
     "TrackerDep",
     "Viewer",
+    "WriteRequest",
     "WriterDep",
 ]
 
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 _JSON_TYPES = ("application/json", "application/merge-patch+json")
 _bearer = HTTPBearer(auto_error=False, description="API token (`scm_...`)")
 
@@ -169,3 +178,72 @@ async def read_json_body(request: Request, settings: SettingsDep) -> Any:
 
 
 JsonBody = Annotated[Any, Depends(read_json_body)]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """A write's context, and the first outcome when its ``Idempotency-Key`` was seen."""
+
+    ctx: WriteContext
+    principal: Principal
+    replay: dict[str, Any] | None = None
+
+
+def request_id(request: Request) -> str | None:
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
+
+
+async def _no_body() -> None:
+    return None
+
+
+def _write_request(role: Role, *, with_body: bool = True) -> Callable[..., Awaitable[WriteRequest]]:
+    # Dependencies given as defaults: they are built here, from this function's arguments
+    # (string annotations would be resolved in the module's globals).
+    async def dependency(
+        request: Request,
+        store: StoreDep,
+        principal: Principal = Depends(_require(role)),  # noqa: B008
+        body: Any = Depends(read_json_body if with_body else _no_body),  # noqa: B008
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                description="Makes a retry safe: the same token, key and body within 24 h "
+                "get the first outcome; the same key with another body is a 422."
+            ),
+        ] = None,
+    ) -> WriteRequest:
+        ctx = WriteContext(principal.name, request_id(request))
+        if idempotency_key is None:
+            return WriteRequest(ctx, principal)
+        if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise Problem(
+                400,
+                "Bad Idempotency-Key",
+                "an Idempotency-Key is 1-200 visible ASCII characters",
+                kind="bad-idempotency-key",
+            )
+        digest = hashlib.sha256(
+            canonical_bytes({"method": request.method, "path": request.url.path, "body": body})
+        ).hexdigest()
+        claim = IdempotencyClaim(principal.name, idempotency_key, digest)
+        seen = await store.idempotent_result(principal.name, idempotency_key)
+        if seen is not None:
+            if seen[0] != digest:
+                raise Problem(
+                    422,
+                    "Idempotency-Key reused",
+                    "this Idempotency-Key was used for a different request in the last 24 h",
+                    kind="idempotency-key-reused",
+                )
+            return WriteRequest(ctx, principal, seen[1])
+        return WriteRequest(WriteContext(principal.name, ctx.request_id, claim), principal)
+
+    return dependency
+
+
+EditorWrite = Annotated[WriteRequest, Depends(_write_request(Role.editor))]
+AdminWrite = Annotated[WriteRequest, Depends(_write_request(Role.admin))]
+EditorAction = Annotated[WriteRequest, Depends(_write_request(Role.editor, with_body=False))]
+"""A write without a body (apply a preset)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -9,6 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..metrics import Metrics
+from ..store import StorageError
 from .deps import PublisherDep, StoreDep
 
 __all__ = ["router"]
@@ -23,19 +25,33 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(store: StoreDep, publisher: PublisherDep) -> JSONResponse:
-    """Ready when the database is open and the broker connected; says what is pending."""
-    depth = await store.outbox_depth() if store.is_open else None
+    """Ready when the database is open and can store changes and the broker is connected;
+    says what is pending, and in ``detail`` why it is not ready."""
+    depth: int | None = None
+    storage = "database closed"
+    if store.is_open:
+        with contextlib.suppress(StorageError):  # shown by storage_problem() below
+            depth = await store.outbox_depth()
+        storage = store.storage_problem() or ""
     failure = publisher.failure
-    ready = store.is_open and publisher.connected and failure is None
+    reasons = [
+        f"storage: {storage}" if storage else "",
+        "" if publisher.connected else f"broker: {publisher.last_error or 'not connected'}",
+        f"publisher stopped: {failure}" if failure else "",
+    ]
+    ready = not any(reasons)
     body: dict[str, Any] = {
         "status": "ready" if ready else "not ready",
+        "detail": "; ".join(r for r in reasons if r) or None,
         "database": "open" if store.is_open else "closed",
+        "storage": "writable" if not storage else "not writable",
+        "storage_error": storage or None,
         "schema_version": store.schema_version,
         "broker": "connected" if publisher.connected else "disconnected",
         "broker_error": publisher.last_error,
         "publisher_failure": failure,
         "outbox_depth": depth,
-        "publication": "pending" if depth else "up to date",
+        "publication": "unknown" if depth is None else "pending" if depth else "up to date",
         "epoch": await store.epoch() if store.is_open else None,
     }
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -10,8 +10,8 @@ from ..compat_check import violation_errors
 from ..compatibility import check_compatibility
 from ..presets import PRESETS, get_preset, preset_names
 from ..problems import Problem
-from ..writes import etag_for
-from .deps import Editor, PublisherDep, SettingsDep, Viewer, WriterDep
+from ..writes import WriteContext, etag_for
+from .deps import EditorAction, PublisherDep, SettingsDep, Viewer, WriterDep
 from .schemas import CompatibilityPublic, PresetAppliedPublic, PresetPublic
 
 __all__ = ["router"]
@@ -32,9 +32,11 @@ async def apply_preset(
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
-    principal: Editor,
+    write: EditorAction,
 ) -> dict[str, Any]:
-    """Apply a preset as ONE change: every service's new version commits, or none does."""
+    """Apply a preset as ONE change: every service's new version commits, or none does.
+
+    Applying a preset that changes nothing stores nothing (``changed``: false)."""
     try:
         preset = get_preset(name)
     except KeyError as exc:
@@ -48,9 +50,25 @@ async def apply_preset(
             kind="preset-services",
             services=missing,
         )
-    stored = await writer.write_patches(preset.patches, actor=principal.name)
+    if write.replay is not None:
+        stored = (
+            await writer.store.by_change(write.replay["change_id"])
+            if write.replay.get("change_id")
+            else []
+        )
+    else:
+        ctx = WriteContext(
+            write.ctx.actor,
+            write.ctx.request_id,
+            write.ctx.idempotency,
+            "preset",
+            {"preset": name},
+        )
+        stored = await writer.write_patches(preset.patches, actor=write.ctx.actor, ctx=ctx)
     ids = [s.outbox_id for s in stored if s.outbox_id is not None]
     published = bool(ids) and await publisher.wait_published(ids, settings.publish_wait_s)
+    if write.replay is not None and stored:
+        published = all([await writer.store.is_published(s.service, s.version) for s in stored])
     return {
         "preset": name,
         "change_id": stored[0].change_id if stored else None,
@@ -63,7 +81,8 @@ async def apply_preset(
             }
             for s in stored
         ],
-        "publication": "published" if published else "pending",
+        "changed": bool(stored),
+        "publication": ("published" if published else "pending") if stored else "unchanged",
     }
 
 

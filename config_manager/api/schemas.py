@@ -9,8 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..tokens import Role
 
 __all__ = [
+    "AllConfigsPublic",
+    "AuditPublic",
     "CompatibilityPublic",
     "ConfigPublic",
+    "DiffPublic",
+    "ImportPublic",
     "InstancePublic",
     "PresetAppliedPublic",
     "PresetPublic",
@@ -37,12 +41,25 @@ class ConfigPublic(BaseModel):
     updated_by: str | None = Field(description="Name of the token that wrote this version.")
 
 
+class AllConfigsPublic(BaseModel):
+    """Every service's current config (secrets masked)."""
+
+    epoch: int
+    configs: dict[str, ConfigPublic]
+
+
 class WritePublic(ConfigPublic):
     """The result of an accepted write."""
 
-    publication: Literal["published", "pending"] = Field(
+    changed: bool = Field(
+        True,
+        description="False: the document equals the current one; no version was created "
+        "(also said by the Config-Changed: false header).",
+    )
+    publication: Literal["published", "pending", "unchanged"] = Field(
         description="'published': the broker acknowledged the signed envelope; 'pending': it "
-        "is in the outbox and will be published, in order, as soon as the broker is reachable."
+        "is in the outbox and will be published, in order, as soon as the broker is reachable; "
+        "'unchanged': nothing was written."
     )
 
 
@@ -124,6 +141,38 @@ class PresetVersionPublic(BaseModel):
 class PresetAppliedPublic(BaseModel):
     preset: str
     change_id: str | None
+    versions: list[PresetVersionPublic]
+    changed: bool = Field(True, description="False: the preset changed nothing (no version).")
+    publication: Literal["published", "pending", "unchanged"]
+
+
+class DiffPublic(BaseModel):
+    service: str
+    from_: int = Field(alias="from")
+    to: int
+    patch: list[dict[str, Any]] = Field(
+        description="RFC 6902 operations; a changed secret: the mask as value and "
+        '"secret": "changed".'
+    )
+
+
+class AuditPublic(BaseModel):
+    """One audit entry (see docs/manager.md, *Audit*)."""
+
+    id: int
+    at: str
+    actor: str = Field(description="Token name, or 'cli' for the local command line.")
+    action: str
+    outcome: Literal["ok", "refused"]
+    service: str | None
+    version: int | None
+    request_id: str | None
+    reason: str | None
+    detail: dict[str, Any]
+
+
+class ImportPublic(BaseModel):
+    epoch: int
     versions: list[PresetVersionPublic]
     publication: Literal["published", "pending"]
 

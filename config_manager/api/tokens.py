@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from ..problems import Problem
+from ..store import AuditEntry
 from ..tokens import hash_token, new_token
-from .deps import Admin, StoreDep
+from .deps import Admin, StoreDep, request_id
 from .schemas import TokenCreate, TokenCreatedPublic, TokenPublic
 
 __all__ = ["router"]
@@ -31,7 +32,9 @@ async def list_tokens(store: StoreDep, _: Admin) -> list[dict[str, Any]]:
 
 
 @router.post("", response_model=TokenCreatedPublic, status_code=status.HTTP_201_CREATED)
-async def create_token(body: TokenCreate, store: StoreDep, admin: Admin) -> dict[str, Any]:
+async def create_token(
+    body: TokenCreate, store: StoreDep, admin: Admin, request: Request
+) -> dict[str, Any]:
     if any(t.name == body.name for t in await store.tokens()):
         raise Problem(
             409, "Token exists", f"a token named {body.name!r} exists", kind="token-exists"
@@ -39,6 +42,14 @@ async def create_token(body: TokenCreate, store: StoreDep, admin: Admin) -> dict
     token = new_token()
     await store.add_token(body.name, body.role.value, hash_token(token), created_by=admin.name)
     record = next(t for t in await store.tokens() if t.name == body.name)
+    await store.add_audit(
+        AuditEntry(
+            actor=admin.name,
+            action="token.create",
+            request_id=request_id(request),
+            detail={"token": body.name, "role": body.role.value},
+        )
+    )
     return {
         "name": record.name,
         "role": record.role,
@@ -50,7 +61,15 @@ async def create_token(body: TokenCreate, store: StoreDep, admin: Admin) -> dict
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_token(name: str, store: StoreDep, _: Admin) -> Response:
+async def revoke_token(name: str, store: StoreDep, admin: Admin, request: Request) -> Response:
     if not await store.revoke_token(name):
         raise Problem(404, "No such token", f"no active token named {name!r}", kind="unknown-token")
+    await store.add_audit(
+        AuditEntry(
+            actor=admin.name,
+            action="token.revoke",
+            request_id=request_id(request),
+            detail={"token": name},
+        )
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -21,7 +21,7 @@ from config_lib import (
 KEY = SigningKey.generate()
 TRUST = TrustStore([KEY.public_key])
 SAFE_INT = st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
-NAMES = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+NAMES = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True)
 JSON_LEAF = (
     st.none()
     | st.booleans()

@@ -37,3 +37,12 @@ async def manager_client(broker: object) -> AsyncIterator[aiomqtt.Client]:
 
     async with mqtt_client(broker.endpoint("manager")) as client:  # type: ignore[attr-defined]
         yield client
+
+
+@pytest.fixture
+async def debug_client(broker: object) -> AsyncIterator[aiomqtt.Client]:
+    """The read-only `debug` user: may read config/# including applied reports."""
+    from lib_support import mqtt_client
+
+    async with mqtt_client(broker.endpoint("debug")) as client:  # type: ignore[attr-defined]
+        yield client

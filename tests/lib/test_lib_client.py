@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from lib_support import (
     demo_library,
     envelope,
     file_mode,
-    mqtt_client,
     publish_config,
     read_bytes,
 )
@@ -34,13 +32,6 @@ from config_lib import (
     sign_envelope,
     write_atomic,
 )
-
-
-@pytest.fixture
-async def debug_client(broker: Any) -> AsyncIterator[aiomqtt.Client]:
-    """The read-only `debug` user: may read config/# including applied reports."""
-    async with mqtt_client(broker.endpoint("debug")) as client:
-        yield client
 
 
 async def test_valid_update_is_applied_and_callback_sees_old_and_new(

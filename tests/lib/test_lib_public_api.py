@@ -27,9 +27,9 @@ EXPECTED = {
     # exceptions
     "BadSignature", "ConfigLibError", "Duplicate", "EnvelopeError", "EnvelopeTooLarge",
     "InvalidConfig", "InvalidName", "KeyFileError", "LibraryStateError", "MalformedEnvelope",
-    "NoConfig", "Rollback", "SecretError", "ServiceMismatch", "StaleEnvelope", "UnknownKey",
-    "Unsigned", "UnsupportedFormat", "Outdated", "DigestMismatch", "BadIssuedAt",
-    "FreshnessError", "OutOfRange", "MAX_POSITION",
+    "NoConfig", "NotAuthorised", "Rollback", "SecretError", "ServiceMismatch",
+    "StaleEnvelope", "UnknownKey", "Unsigned", "UnsupportedFormat",
+    "Outdated", "DigestMismatch", "BadIssuedAt", "FreshnessError", "OutOfRange", "MAX_POSITION",
     # signed freshness (TUF's timestamp role)
     "FreshnessGate", "FreshnessRecord", "FreshnessState", "envelope_digest", "sign_freshness",
     "verify_freshness", "freshness_topic",
@@ -40,7 +40,8 @@ EXPECTED = {
     "is_encrypted", "mask_secrets",
     # topics, transport, files
     "applied_topic", "applied_wildcard", "parse_applied_topic", "parse_updated_topic",
-    "updated_topic", "validate_name", "MqttEndpoint", "write_atomic",
+    "updated_topic", "validate_name", "sanitize_name", "NAME_ALPHABET", "MqttEndpoint",
+    "write_atomic",
     # owning background work: one retry policy, one way to stop tasks
     "Backoff", "stop_tasks",
     # the client
@@ -89,8 +90,30 @@ def test_import_works_without_fastapi_and_faster_whisper() -> None:
 
 def test_env_prefix_and_instance_id() -> None:
     assert env_prefix("stt") == "CONFIG_STT_"
-    assert env_prefix("speech-to.text") == "CONFIG_SPEECH_TO_TEXT_"
+    assert env_prefix("speech-to-text") == "CONFIG_SPEECH_TO_TEXT_"
     assert validate_name(default_instance_id(), "instance")
+
+
+@pytest.mark.parametrize(
+    ("host", "program", "expected"),
+    [
+        ("web1.example.com", "stt", "web1-stt"),  # only the first label of a FQDN
+        ("box", "my.tool", "box-my-tool"),  # a dotted script name
+        ("a b", "x*y+z#", "a-b-x-y-z"),
+        ("", "", "host"),  # nothing usable: still a valid name
+        ("h" * 80, "stt", "h" * 64),
+    ],
+)
+def test_instance_ids_from_dotted_or_odd_hostnames_are_sanitised(
+    monkeypatch: pytest.MonkeyPatch, host: str, program: str, expected: str
+) -> None:
+    import config_lib._settings as settings_module
+
+    monkeypatch.setattr(settings_module.platform, "node", lambda: host)
+    monkeypatch.setattr(settings_module, "_program_name", lambda: program)
+    instance = default_instance_id()
+    assert instance == expected
+    assert validate_name(instance, "instance") == instance
 
 
 def test_library_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -126,7 +149,7 @@ def test_settings_default_user_is_service_and_password_file(
 def test_prometheus_collector_exports_counters() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    metrics = ConfigMetrics(received=3, applied=1)
+    metrics = ConfigMetrics(received=3, applied=1, lkg_save_failed=1)
     metrics.rejected["bad_signature"] += 2
     registry = CollectorRegistry()
     registry.register(prometheus_collector(metrics, service="stt", instance="host-a"))
@@ -138,6 +161,7 @@ def test_prometheus_collector_exports_counters() -> None:
         'config_lib_rejected_total{instance="host-a",reason="bad_signature",service="stt"} 2.0'
         in text
     )
+    assert 'config_lib_lkg_save_failures_total{instance="host-a",service="stt"} 1.0' in text
     assert metrics.snapshot()["rejected"] == {"bad_signature": 2}
 
 

@@ -166,6 +166,56 @@ async def watch(broker: Any, trust: TrustStore, service: str) -> AsyncIterator[E
                 await task
 
 
+@contextlib.asynccontextmanager
+async def persistent_watch(
+    broker: Any, trust: TrustStore, service: str
+) -> AsyncIterator[asyncio.Queue[Envelope]]:
+    """A subscriber with a persistent session (QoS 1) that reconnects: it misses nothing.
+
+    It subscribes once; the broker keeps the subscription (and queues messages) across
+    disconnections and broker restarts, so retained copies are not re-sent on reconnect.
+    """
+    queue: asyncio.Queue[Envelope] = asyncio.Queue()
+    ident = f"watch-{service}"
+
+    async def run() -> None:
+        subscribed = False
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    **broker.endpoint("debug").client_kwargs(),
+                    identifier=ident,
+                    clean_session=False,
+                ) as client:
+                    if not subscribed:
+                        await client.subscribe(updated_topic(service), qos=1)
+                        subscribed = True
+                    async for message in client.messages:
+                        assert isinstance(message.payload, bytes)
+                        queue.put_nowait(
+                            verify_envelope(message.payload, trust=trust, service=service)
+                        )
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.05)  # reconnect backoff while the broker is down
+
+    task = asyncio.create_task(run())
+    try:
+        yield queue
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def collect_until(queue: asyncio.Queue[Envelope], version: int) -> list[int]:
+    """The versions a persistent_watch queue delivers, up to and including ``version``."""
+    seen: list[int] = []
+    async with asyncio.timeout(30):
+        while not seen or seen[-1] != version:
+            seen.append((await queue.get()).version)
+    return seen
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], wait_s: float = 10) -> None:
     """Re-check an HTTP-visible condition until it holds (bounded; for state only an API shows)."""
     async with asyncio.timeout(wait_s):

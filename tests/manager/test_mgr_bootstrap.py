@@ -143,3 +143,60 @@ def test_placeholder_mqtt_passwords(tmp_path: Path, password: str) -> None:
     problems = startup_problems(ManagerSettings(data_dir=tmp_path, mqtt_password=password))
     assert problems
     assert "MQTT password" in problems[0]
+
+
+def test_a_stored_service_with_a_dot_refuses_the_start_and_is_named(tmp_path: Path) -> None:
+    """A database from before the name alphabet excluded '.' (decision: refuse, loudly).
+
+    Publishing ``dot.svc`` would put it on a topic RabbitMQ reads as two levels (the
+    service would never apply it), so the manager refuses to start, in --dev mode too,
+    with a message naming the service; nothing in the database is changed.
+    """
+    data = tmp_path / "data"
+    init_data_dir(data, services=["stt"])
+    db = data / "manager.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute(
+        "INSERT INTO versions (service, version, epoch, values_json, created_at, created_by, "
+        "change_id) VALUES ('dot.svc', 1, 1, '{}', '2026-01-01T00:00:00Z', 'old', 'c1')"
+    )
+    conn.close()
+    before = db.read_bytes()
+    for dev in (False, True):
+        problems = startup_problems(ManagerSettings(data_dir=data, dev_mode=dev))
+        assert len(problems) == 1, problems
+        assert "'dot.svc'" in problems[0]
+        assert "contains '.'" in problems[0]
+        assert "docs/operations.md" in problems[0]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CONFIG_MANAGER_DATA_DIR": str(data)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "config_manager", "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "refusing to start" in proc.stderr
+    assert "'dot.svc'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert db.read_bytes() == before
+
+
+def test_a_schema_entry_point_with_a_dotted_name_is_skipped_not_fatal(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    import config_manager.registry as registry_module
+
+    eps = [
+        EntryPoint("dot.svc", "pydantic:BaseModel", "g"),
+        EntryPoint("ok-svc", "pydantic:BaseModel", "g"),
+    ]
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: eps)
+    registry = registry_module.SchemaRegistry.from_entry_points("g")
+    assert list(registry) == ["ok-svc"]
+    assert "dot.svc" in caplog.text
+    assert "contains '.'" in caplog.text

@@ -2,66 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import shutil
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiomqtt
-from mgr_harness import RunningManager, eventually, put, watch
+from mgr_harness import RunningManager, collect_until, eventually, persistent_watch, put, watch
 from mgr_models import DemoConfig
-
-from config_lib import Envelope, TrustStore, updated_topic, verify_envelope
-
-
-@contextlib.asynccontextmanager
-async def persistent_watch(
-    broker: Any, trust: TrustStore, service: str
-) -> AsyncIterator[asyncio.Queue[Envelope]]:
-    """A subscriber with a persistent session (QoS 1) that reconnects: it misses nothing.
-
-    It subscribes once; the broker keeps the subscription (and queues messages) across
-    disconnections and broker restarts, so retained copies are not re-sent on reconnect.
-    """
-    queue: asyncio.Queue[Envelope] = asyncio.Queue()
-    ident = f"watch-{service}"
-
-    async def run() -> None:
-        subscribed = False
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    **broker.endpoint("debug").client_kwargs(),
-                    identifier=ident,
-                    clean_session=False,
-                ) as client:
-                    if not subscribed:
-                        await client.subscribe(updated_topic(service), qos=1)
-                        subscribed = True
-                    async for message in client.messages:
-                        assert isinstance(message.payload, bytes)
-                        queue.put_nowait(
-                            verify_envelope(message.payload, trust=trust, service=service)
-                        )
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.05)  # reconnect backoff while the broker is down
-
-    task = asyncio.create_task(run())
-    try:
-        yield queue
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _collect_until(queue: asyncio.Queue[Envelope], version: int) -> list[int]:
-    seen: list[int] = []
-    async with asyncio.timeout(30):
-        while not seen or seen[-1] != version:
-            seen.append((await queue.get()).version)
-    return seen
 
 
 async def test_writes_during_an_outage_are_published_in_order(
@@ -95,7 +40,7 @@ async def test_writes_during_an_outage_are_published_in_order(
         assert resp.json()["publication"] == "pending"
         own_broker.start()
 
-        seen = await _collect_until(queue, total)
+        seen = await collect_until(queue, total)
         assert seen == sorted(seen), f"published out of order: {seen}"
         assert set(seen) == set(acknowledged)
 

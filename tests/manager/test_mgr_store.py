@@ -68,7 +68,10 @@ async def test_the_schema_refuses_a_version_that_does_not_follow(tmp_path: Path)
     conn = sqlite3.connect(db)
     try:
         with pytest.raises(sqlite3.IntegrityError, match="version conflict"):
-            conn.execute("INSERT INTO versions VALUES ('svc-a', 3, 1, '{}', 't', 'x', 'c')")
+            conn.execute(
+                "INSERT INTO versions (service, version, epoch, values_json, created_at, "
+                "created_by, change_id) VALUES ('svc-a', 3, 1, '{}', 't', 'x', 'c')"
+            )
         assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
     finally:
         conn.close()

@@ -113,3 +113,29 @@ def test_idle_time_and_no_feed_after_end() -> None:
     assert session.end() == []
     with pytest.raises(RuntimeError):
         session.feed(_pcm(0.1))
+
+
+def test_cli_refuses_a_dotted_session_with_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from workers.orchestrator.__main__ import _parser
+
+    with pytest.raises(SystemExit) as info:
+        _parser().parse_args(["transcribe", "x.flac", "--session", "meet.1"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid session name 'meet.1'" in err
+    assert "Traceback" not in err
+    args = _parser().parse_args(["transcribe", "x.flac", "--session", "meet-1"])
+    assert args.session == "meet-1"
+
+
+def test_worker_settings_refuse_a_dotted_instance_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from workers.orchestrator.settings import OrchestratorSettings
+
+    with pytest.raises(ValidationError, match=r"invalid instance name 'web1\.example'"):
+        OrchestratorSettings(instance_id="web1.example")
+    monkeypatch.setenv("ORCHESTRATOR_INSTANCE_ID", "orch-1")
+    assert OrchestratorSettings().resolved_instance_id() == "orch-1"

@@ -27,7 +27,7 @@ from workers.common import (
 
 def _chunk(**overrides: object) -> AudioChunk:
     fields: dict[str, object] = {
-        "session": "meet-1.a_b",
+        "session": "meet-1_a-b",
         "chunk_id": 7,
         "offset_s": 12.5,
         "sample_rate": 16000,
@@ -150,7 +150,7 @@ def test_topic_builders() -> None:
     assert wildcard(common.AUDIO_CHUNKS_PREFIX) == "audio/chunks/+"
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "+", "#", "a b", "x" * 65, "é"])
+@pytest.mark.parametrize("bad", ["", "a/b", "+", "#", "a b", "x" * 65, "é", "meet.1", "a*"])
 def test_topic_builders_refuse_unsafe_sessions(bad: str) -> None:
     with pytest.raises(InvalidNameError):
         audio_chunks_topic(bad)

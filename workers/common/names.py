@@ -1,8 +1,9 @@
 """The safe-name rule for session ids: the project's one rule, from config_lib.
 
-A safe name is 1-64 characters from ``A-Z a-z 0-9 _ . -`` starting with a letter or
+A safe name is 1-64 characters from ``A-Z a-z 0-9 _ -`` starting with a letter or
 digit; in particular it never contains the MQTT wildcards ``+``/``#``, the level
-separator ``/`` or spaces.
+separator ``/``, the ``.`` and ``*`` other brokers read as separator and wildcard, or
+spaces.
 """
 
 from __future__ import annotations

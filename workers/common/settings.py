@@ -7,10 +7,10 @@ credentials as the worker's ConfigLibrary (``CONFIG_LIB_*``).
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
-from config_lib import MqttEndpoint
+from config_lib import MqttEndpoint, validate_name
 
 __all__ = ["WorkerMqttSettings"]
 
@@ -28,8 +28,8 @@ class WorkerMqttSettings(BaseSettings):
     mqtt_ca_file: str | None = Field(None, description="CA bundle for mqtts:// URLs.")
     instance_id: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="Id of this worker instance (MQTT client id); unset: config_lib's.",
+        description="Id of this worker instance (MQTT client id and topic level): 1-64 of "
+        "A-Z a-z 0-9 _ -, starting with a letter or digit; unset: config_lib's.",
     )
     persistent_session: bool = Field(
         True,
@@ -40,6 +40,12 @@ class WorkerMqttSettings(BaseSettings):
     reconnect_initial_s: float = Field(0.5, gt=0, description="First reconnect delay (s).")
     reconnect_max_s: float = Field(30.0, gt=0, description="Cap of the reconnect delay (s).")
     log_level: str = Field("INFO", description="Python logging level.")
+
+    @field_validator("instance_id")
+    @classmethod
+    def _portable_instance_id(cls, value: str | None) -> str | None:
+        # The project's one name rule (config_lib.validate_name), with its error text.
+        return None if value is None else validate_name(value, "instance")
 
     def endpoint(self) -> MqttEndpoint | None:
         """The broker endpoint (credentials from the URL unless overridden); None if unset."""

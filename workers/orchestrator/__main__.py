@@ -24,6 +24,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config_lib import MqttEndpoint
+from workers.common.names import InvalidNameError, validate_session
 from workers.orchestrator.config import OrchestratorConfig
 from workers.orchestrator.settings import OrchestratorSettings
 
@@ -187,6 +188,14 @@ async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> 
     return 0
 
 
+def _session_arg(text: str) -> str:
+    """``--session``: a valid session name, else a usage error naming the rule."""
+    try:
+        return validate_session(text)
+    except InvalidNameError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m workers.orchestrator")
     sub = parser.add_subparsers(dest="command")
@@ -196,7 +205,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--reference", help="text file with the reference transcript: print WER")
     t.add_argument("--realtime", action="store_true", help="send audio at the speed of speech")
     t.add_argument("--mqtt-url", help="broker URL (default ORCHESTRATOR_CLIENT_MQTT_URL)")
-    t.add_argument("--session", help="session id (default: cli-<random>)")
+    t.add_argument(
+        "--session",
+        type=_session_arg,
+        help="session id: 1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit "
+        "(default: cli-<random>)",
+    )
     t.add_argument("--timeout", type=float, help="seconds to wait for the final transcript")
     return parser
 

@@ -1,0 +1,87 @@
+"""Redacted RFC 6902 diffs between two stored documents (secrets: changed or not, no values).
+
+Both documents are compared in plaintext (the manager holds the data keys: the ciphertext
+of an unchanged secret differs between versions because every encryption takes a fresh
+nonce), then every secret is replaced by the mask before the JSON Patch is computed. A
+secret whose plaintext changed appears as an operation whose ``value`` is the mask and
+which carries ``"secret": "changed"`` (RFC 6902 tells readers to ignore unknown members);
+an unchanged secret produces no operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import jsonpatch
+
+from config_lib import MASK, DataKey, decrypt_secrets, is_encrypted
+
+__all__ = ["redacted_diff"]
+
+_CHANGED: Final = "\x00secret-changed\x00"
+_ABSENT: Final = object()
+
+
+def _redact(stored: Any, plain: Any, other: Any) -> Any:
+    """``stored`` with secrets as the mask, or as ``_CHANGED`` where ``other`` differs."""
+    if is_encrypted(stored):
+        return MASK if other is _ABSENT or plain == other else _CHANGED
+    if isinstance(stored, dict) and isinstance(plain, dict):
+        return {
+            k: _redact(
+                v,
+                plain.get(k),
+                _ABSENT if other is _ABSENT else other.get(k) if isinstance(other, dict) else None,
+            )
+            for k, v in stored.items()
+        }
+    if isinstance(stored, list) and isinstance(plain, list):
+        return [
+            _redact(
+                v,
+                plain[i] if i < len(plain) else None,
+                _ABSENT
+                if other is _ABSENT
+                else other[i]
+                if isinstance(other, list) and i < len(other)
+                else None,
+            )
+            for i, v in enumerate(stored)
+        ]
+    return stored
+
+
+def _restore(value: Any) -> tuple[Any, bool]:
+    """Replace the changed-secret marker by the mask; says whether one was found."""
+    if value == _CHANGED:
+        return MASK, True
+    if isinstance(value, dict):
+        found = False
+        out = {}
+        for k, v in value.items():
+            out[k], hit = _restore(v)
+            found = found or hit
+        return out, found
+    if isinstance(value, list):
+        items = [_restore(v) for v in value]
+        return [v for v, _ in items], any(hit for _, hit in items)
+    return value, False
+
+
+def redacted_diff(
+    service: str, old: dict[str, Any], new: dict[str, Any], key: DataKey
+) -> list[dict[str, Any]]:
+    """RFC 6902 patch turning ``old`` into ``new`` (stored forms), secrets redacted."""
+    old_plain = decrypt_secrets(old, service=service, keys=[key])
+    new_plain = decrypt_secrets(new, service=service, keys=[key])
+    left = _redact(old, old_plain, _ABSENT)
+    right = _redact(new, new_plain, old_plain)
+    operations: list[dict[str, Any]] = []
+    for op in jsonpatch.make_patch(left, right).patch:
+        item = dict(op)
+        if "value" in item:
+            item["value"], secret = _restore(item["value"])
+            if secret:
+                item["secret"] = "changed"  # noqa: S105 - a state, not a password
+        operations.append(item)
+    return operations
