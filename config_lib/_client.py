@@ -563,9 +563,9 @@ class ConfigLibrary(Generic[M]):
                     ) from None
                 raise
             try:
-                # The freshness record first: its retained copy then usually arrives before
-                # the config's (not relied upon: envelopes are held until a record comes).
-                for topic in (self._freshness_topic, self._topic):
+                # The config, then its freshness record (their order of arrival does not
+                # matter: at startup envelopes are held until a record decides).
+                for topic in (self._topic, self._freshness_topic):
                     try:
                         granted = await _unless_closed(client, client.subscribe(topic, qos=1))
                     except _ConnectionClosed:
