@@ -2,11 +2,20 @@
 # Every runtime image runs as the unprivileged user `app` (uid 1883, the same uid as the
 # eclipse-mosquitto image's user, so files generated for the broker are readable by it).
 
+# The web editor's bundle (editor/ -> config_manager/static), packaged into the wheel.
+FROM node:20-bookworm-slim AS editor
+WORKDIR /src/editor
+COPY editor/package.json editor/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY editor ./
+RUN npm run build
+
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY config_lib config_lib
 COPY config_manager config_manager
+COPY --from=editor /src/config_manager/static config_manager/static
 COPY workers workers
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[manager,stt,orchestrator]"
 

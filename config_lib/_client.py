@@ -46,6 +46,7 @@ from ._exceptions import (
     LibraryStateError,
     NoConfig,
     NotAuthorised,
+    ServiceRetired,
 )
 from ._freshness import FreshnessGate, FreshnessRecord, FreshnessState, verify_freshness
 from ._keys import DataKey, TrustStore
@@ -58,7 +59,13 @@ from ._settings import LibrarySettings
 from ._sources import env_prefix, from_defaults, from_env, has_env
 from ._state import ChangeCallback, ConfigState, Decision
 from ._tasks import stop_tasks
-from ._topics import applied_topic, freshness_topic, updated_topic, validate_name
+from ._topics import (
+    applied_topic,
+    freshness_topic,
+    report_request_topic,
+    updated_topic,
+    validate_name,
+)
 
 __all__ = ["ConfigLibrary"]
 
@@ -133,6 +140,7 @@ class ConfigLibrary(Generic[M]):
         self._report: AppliedReport | None = None
         self._session_connected = False
         self._broker_error: NotAuthorised | None = None
+        self._requests_refused = False  # the broker closed the connection on config/report/
         # The trust store file, when loaded from settings: reloaded when it changes, so a
         # new signing key can be trusted without a restart (key rotation).
         self._trust_file: Path | None = None
@@ -579,6 +587,28 @@ class ConfigLibrary(Generic[M]):
                             operation="subscribe",
                             topic=topic,
                         )
+                # Report requests (docs/protocol.md): optional, an older ACL may refuse it.
+                request_topic = report_request_topic(self.service)
+                if not self._requests_refused:
+                    try:
+                        asked = await _unless_closed(client, client.subscribe(request_topic, qos=1))
+                    except _ConnectionClosed:
+                        # RabbitMQ's way of refusing: the next session does without them.
+                        self._requests_refused = True
+                        raise NotAuthorised(
+                            f"the broker closed the connection when MQTT user {user!r} "
+                            f"subscribed to {request_topic} (report requests, optional: "
+                            "reconnecting without them)",
+                            operation="subscribe",
+                            topic=request_topic,
+                        ) from None
+                    if any(_refused(code) for code in asked):
+                        logger.info(
+                            "report requests not allowed by the broker's ACL: service=%s topic=%s",
+                            self.service,
+                            request_topic,
+                            extra={"service": self.service},
+                        )
                 self._client = client
                 report = self._report or self._make_report("applied")
                 # The broker queues the retained config right after the SUBACK and before the
@@ -619,6 +649,10 @@ class ConfigLibrary(Generic[M]):
                         await self._handle(message.payload)
                     elif message.topic.matches(self._freshness_topic):
                         await self._handle_record(message.payload)
+                    elif message.topic.matches(request_topic):
+                        # Asked to report again: the latest report, as it is (no payload
+                        # is read; only the manager may publish here).
+                        await self._publish(self._report or self._make_report("applied"), qos=1)
                     pending -= 1
                     if pending == 0:
                         self._synced.set()
@@ -664,6 +698,10 @@ class ConfigLibrary(Generic[M]):
         try:
             accepted = state.pipeline.accept(raw)
             self._check_fresh(accepted.envelope)
+        except ServiceRetired as exc:  # a tombstone: nothing to hold, the service is retired
+            state.retired_at = exc.position
+            await self._act_on(Decision("retired", exc.reason, str(exc)))
+            return
         except ConfigLibError as exc:
             state.metrics.rejected[exc.reason] += 1
             await self._act_on(Decision("rejected", exc.reason, str(exc)))
@@ -683,6 +721,10 @@ class ConfigLibrary(Generic[M]):
             await self._update_freshness()
             return
         if candidate is None:
+            retired = self._require_state().retired_at
+            if record is not None and retired is not None and retired >= record.position:
+                self._holding = False  # the record names the tombstone: retired is current
+                await self._update_freshness()
             return
         await self._apply_candidate(candidate)
         self._holding = self._require_state().position is None
@@ -740,7 +782,10 @@ class ConfigLibrary(Generic[M]):
             return
         state = self._require_state()
         now = datetime.now(UTC)
-        new = self._gate.state(state.position, now)
+        position = state.position
+        if state.retired_at is not None and (position is None or position < state.retired_at):
+            position = state.retired_at  # a retired service is current at its tombstone
+        new = self._gate.state(position, now)
         if reason is None:
             record = self._gate.record
             if record is None:
@@ -810,6 +855,18 @@ class ConfigLibrary(Generic[M]):
             logger.debug("duplicate config ignored: service=%s", self.service, extra=fields)
             if self._lkg_unsaved is not None and await self._save_lkg(self._lkg_unsaved) is None:
                 await self._publish(self._make_report("applied"))  # clears lkg_not_saved
+            return
+        if decision.status == "retired":
+            logger.warning(
+                "service retired by the config manager, keeping the config in force: "
+                "service=%s version_in_force=%s",
+                self.service,
+                fields["version"],
+                extra=fields,
+            )
+            await self._publish(
+                self._make_report("retired", reason="retired", detail=decision.detail)
+            )
             return
         if decision.status == "rejected":
             logger.warning(

@@ -68,6 +68,8 @@ _FIELDS: Final = (
     "config",
     "signature",
 )
+# A tombstone (docs/protocol.md, "Tombstone") adds "retired": true and an empty config.
+_OPTIONAL_FIELDS: Final = ("retired",)
 
 Position = tuple[int, int]
 """``(epoch, version)``: envelopes are ordered by epoch first, then version."""
@@ -92,6 +94,7 @@ class Envelope:
     config: Mapping[str, Any] = field(repr=False)
     raw: bytes = field(repr=False)
     format: int = FORMAT_VERSION
+    retired: bool = False  # a tombstone: the service is retired, ``config`` is empty
 
     @property
     def position(self) -> Position:
@@ -149,12 +152,16 @@ def sign_envelope(
     config: Mapping[str, Any],
     key: SigningKey,
     issued_at: datetime | None = None,
+    retired: bool = False,
 ) -> bytes:
     """Build and sign an envelope; returns the bytes to publish.
 
     ``config`` must already be JSON-ready with secrets encrypted
-    (see :func:`config_lib.encrypt_secrets`).
+    (see :func:`config_lib.encrypt_secrets`). ``retired`` makes a tombstone (``config``
+    must then be empty).
     """
+    if retired and config:
+        raise ValueError("a tombstone carries an empty config")
     validate_name(service)
     check_position(version=version, epoch=epoch)
     doc: dict[str, Any] = {
@@ -166,6 +173,8 @@ def sign_envelope(
         "key_id": key.key_id,
         "config": dict(config),
     }
+    if retired:
+        doc["retired"] = True
     signature = key.sign(canonical_bytes(doc))
     doc["signature"] = base64.b64encode(signature).decode()
     # One line, keys in a fixed readable order: easy to read in mosquitto_sub and to pipe to jq.
@@ -247,7 +256,7 @@ def verify_envelope(
     missing = [f for f in _FIELDS if f not in doc]
     if missing:
         raise MalformedEnvelope(f"envelope lacks {', '.join(map(repr, missing))}")
-    extra = sorted(set(doc) - set(_FIELDS))
+    extra = sorted(set(doc) - set(_FIELDS) - set(_OPTIONAL_FIELDS))
     if extra:
         raise MalformedEnvelope(f"unexpected envelope field(s) {', '.join(map(repr, extra))}")
     signed_service = str_field(doc, "service")
@@ -267,6 +276,11 @@ def verify_envelope(
         raise MalformedEnvelope("'issued_at' must carry a time zone (use Z)")
     if not isinstance(doc["config"], dict):
         raise MalformedEnvelope("'config' must be a JSON object")
+    retired = "retired" in doc
+    if retired and doc["retired"] is not True:
+        raise MalformedEnvelope("'retired' must be true when present")
+    if retired and doc["config"]:
+        raise MalformedEnvelope("a tombstone ('retired': true) must carry an empty config")
     sig_text = doc["signature"]
     if not isinstance(sig_text, str):
         raise MalformedEnvelope("'signature' must be a base64 string")
@@ -302,4 +316,5 @@ def verify_envelope(
         key_id=key_id,
         config=doc["config"],
         raw=bytes(raw),
+        retired=retired,
     )

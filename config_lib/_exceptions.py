@@ -54,6 +54,7 @@ __all__ = [
     "Rollback",
     "SecretError",
     "ServiceMismatch",
+    "ServiceRetired",
     "StaleEnvelope",
     "UnknownKey",
     "Unsigned",
@@ -181,6 +182,17 @@ class FreshnessError(EnvelopeError):
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+
+
+class ServiceRetired(ConfigLibError):
+    """A verified tombstone: the manager retired this service. Not an attack: the instance
+    keeps its last config, reports ``retired`` and expects no further updates."""
+
+    reason = "retired"
+
+    def __init__(self, message: str, *, position: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.position = position
 
 
 class SecretError(ConfigLibError):

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ._envelope import Envelope, Limits, Position, verify_envelope
-from ._exceptions import InvalidConfig
+from ._exceptions import InvalidConfig, ServiceRetired
 from ._keys import DataKey, TrustStore
 from ._secrets import decrypt_secrets
 from ._sources import validation_summary
@@ -66,6 +66,11 @@ class ConfigPipeline(Generic[M]):
             raw, trust=self.trust, service=self.service, last=last, limits=self.limits
         )
         where = f"version {envelope.version} (epoch {envelope.epoch})"
+        if envelope.retired:
+            raise ServiceRetired(
+                f"{self.service} was retired by the config manager at {where}",
+                position=envelope.position,
+            )
         try:
             values = decrypt_secrets(envelope.config, service=self.service, keys=self.data_keys)
         except RecursionError:

@@ -7,7 +7,8 @@ A report is a small JSON object, for example::
      "attempted_version": 7, "attempted_epoch": 1795000000,
      "time": "2026-11-23T13:00:00.000000Z"}
 
-``status`` is ``applied``, ``rejected``, ``failed`` or ``offline``; ``version``/``epoch``
+``status`` is ``applied``, ``rejected``, ``failed``, ``offline`` or ``retired`` (a signed
+tombstone said the service is retired; the last config stays in force); ``version``/``epoch``
 are those in force (null when running on env/defaults); ``reason`` is a short code (the
 exception's ``reason``, ``callback_failed``...) and ``detail`` one human sentence; neither
 ever carries a config value. An ``applied`` report with reason ``lkg_not_saved`` means
@@ -31,7 +32,7 @@ from ._change import ConfigSource
 
 __all__ = ["AppliedReport", "ReportStatus"]
 
-ReportStatus = Literal["applied", "rejected", "failed", "offline"]
+ReportStatus = Literal["applied", "rejected", "failed", "offline", "retired"]
 
 
 def _now() -> str:

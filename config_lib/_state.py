@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from ._change import ConfigChange, ConfigSource, changed_fields
 from ._envelope import Envelope, Position
-from ._exceptions import ConfigLibError, Duplicate
+from ._exceptions import ConfigLibError, Duplicate, ServiceRetired
 from ._metrics import ConfigMetrics
 from ._pipeline import Accepted, ConfigPipeline
 
@@ -28,7 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("config_lib")
 
 ChangeCallback: TypeAlias = Callable[[ConfigChange[M]], Awaitable[None] | None]
-DecisionStatus = Literal["applied", "duplicate", "rejected", "failed"]
+DecisionStatus = Literal["applied", "duplicate", "rejected", "failed", "retired"]
 CALLBACK_FAILED = "callback_failed"
 
 
@@ -69,6 +69,7 @@ class ConfigState(Generic[M]):
         self.current = current
         self.source: ConfigSource = source
         self.position = position
+        self.retired_at: Position | None = None  # the tombstone's position, once retired
         self.metrics = metrics or ConfigMetrics()
         # A tuple replaced on every change: registering from another thread (the threaded
         # adapter) never races with an apply iterating over it.
@@ -101,12 +102,19 @@ class ConfigState(Generic[M]):
         """
         self.metrics.received += 1
         try:
-            accepted = self.pipeline.accept(raw, last=self.position)
+            last = self.position
+            if self.retired_at is not None and (last is None or last < self.retired_at):
+                last = self.retired_at  # after a tombstone only a newer config counts
+            accepted = self.pipeline.accept(raw, last=last)
             if check is not None:
                 check(accepted.envelope)
         except Duplicate as exc:
             self.metrics.duplicate += 1
             return Decision("duplicate", exc.reason, str(exc))
+        except ServiceRetired as exc:
+            # The last config stays in force; older envelopes are refused from now on.
+            self.retired_at = exc.position
+            return Decision("retired", exc.reason, str(exc))
         except ConfigLibError as exc:
             self.metrics.rejected[exc.reason] += 1
             return Decision("rejected", exc.reason, str(exc))

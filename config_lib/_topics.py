@@ -3,6 +3,7 @@
 ``config/updated/<service>``             signed config envelopes (retained, QoS 1)
 ``config/applied/<service>/<instance>``  what each instance applied (retained)
 ``config/freshness/<service>``           the signed freshness record (retained, QoS 1)
+``config/report/<service>``              the manager asks instances to report again
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from ._exceptions import InvalidName
 __all__ = [
     "APPLIED_PREFIX",
     "NAME_ALPHABET",
+    "REPORT_REQUEST_PREFIX",
     "UPDATED_PREFIX",
     "applied_topic",
     "applied_wildcard",
     "freshness_topic",
     "parse_applied_topic",
     "parse_updated_topic",
+    "report_request_topic",
     "sanitize_name",
     "updated_topic",
     "validate_name",
@@ -29,6 +32,7 @@ __all__ = [
 UPDATED_PREFIX: Final = "config/updated/"
 APPLIED_PREFIX: Final = "config/applied/"
 FRESHNESS_PREFIX: Final = "config/freshness/"
+REPORT_REQUEST_PREFIX: Final = "config/report/"
 
 NAME_ALPHABET: Final = "A-Z a-z 0-9 '_' '-'"
 """The characters a service, instance or session name may use (see :func:`validate_name`)."""
@@ -95,6 +99,12 @@ def freshness_topic(service: str) -> str:
 def applied_topic(service: str, instance: str) -> str:
     """Topic carrying the applied report of one instance of ``service``."""
     return f"{APPLIED_PREFIX}{validate_name(service)}/{validate_name(instance, 'instance')}"
+
+
+def report_request_topic(service: str) -> str:
+    """Topic on which the manager asks every instance of ``service`` to publish its applied
+    report again (docs/protocol.md, *Report request*)."""
+    return REPORT_REQUEST_PREFIX + validate_name(service)
 
 
 def applied_wildcard(service: str | None = None) -> str:

@@ -87,7 +87,9 @@ def _token(args: argparse.Namespace) -> int:
     assert isinstance(settings, ManagerSettings)
     if args.token_command == "create":  # noqa: S105 - a subcommand name, not a password
         try:
-            token = create_token_sync(settings.db_file, args.name, Role(args.role))
+            token = create_token_sync(
+                settings.db_file, args.name, Role(args.role), services=args.service
+            )
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -148,6 +150,12 @@ def _parser() -> argparse.ArgumentParser:
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", help="create a token and print it once")
     create.add_argument("--role", choices=["viewer", "editor", "admin"], required=True)
+    create.add_argument(
+        "--service",
+        action="append",
+        default=None,
+        help="limit the token to this service (repeat for several; default: every service)",
+    )
     create.add_argument("name")
 
     epoch = sub.add_parser("epoch", help="show or bump the config epoch (manager stopped)")

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from config_lib import (
@@ -24,7 +25,8 @@ from config_lib import (
     load_signing_key,
 )
 
-from .api import configs, health, history, presets, services, tokens
+from .api import configs, health, history, presets, services, sync, tokens, whoami
+from .api.docs import install_docs
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
@@ -33,6 +35,7 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware, ServerTimingMiddleware
 from .problems import install_problem_handlers
 from .publisher import OutboxPublisher, PublisherLimits
+from .ratelimit import RateLimits
 from .registry import SchemaRegistry
 from .settings import ManagerSettings
 from .store import ConfigStore, StorageLimits
@@ -138,6 +141,18 @@ def create_app(
                 prepare=publisher.prepare,
                 compatibility=compatibility,
             )
+            # Schema evolution: today's models against every stored current config. One
+            # that no longer passes stays in force (nothing is dropped); /sync, /readyz and
+            # configctl list it, and the service's next write must fix it.
+            for service, errors in (await app.state.writer.invalid_configs()).items():
+                _log.warning(
+                    "stored config of %s no longer passes its model: %s",
+                    service,
+                    "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+                        for e in errors
+                    ),
+                )
             _log.info(
                 "config manager ready: %d services, database %s, broker %s",
                 len(reg),
@@ -151,9 +166,14 @@ def create_app(
         version="1",
         summary="Typed, versioned, signed configuration published over MQTT.",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by install_docs: works offline
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.rate_limits = RateLimits(
+        auth_failures=settings.rate_limit_auth_failures, writes=settings.rate_limit_writes
+    )
     install_problem_handlers(app, storage_retry_after_s=math.ceil(settings.storage_retry_max_s))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)
@@ -163,10 +183,24 @@ def create_app(
         services.router,
         configs.router,
         history.router,
+        sync.router,
         presets.router,
         tokens.router,
+        whoami.router,
     ):
         app.include_router(router)
+    install_docs(app)
     if (STATIC_DIR / "index.html").exists():
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="editor")
+    else:
+        app.add_api_route("/", _editor_not_built, include_in_schema=False)
     return app
+
+
+async def _editor_not_built() -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><title>signed-config</title><p>The web editor is not built: run "
+        "<code>make editor</code> (npm ci and npm run build in <code>editor/</code>). "
+        '<a href="docs">API docs</a></p>',
+        status_code=503,
+    )

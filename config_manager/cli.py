@@ -615,14 +615,95 @@ async def _watch(endpoint: Any, trust: Any, services: list[str], count: int | No
     return bad
 
 
+# -- fleet ---------------------------------------------------------------------------------------
+_STATE_STYLE: Final = {
+    "in_sync": "green",
+    "behind": "yellow",
+    "failed": "red",
+    "rejected": "red",
+    "offline": "dim",
+    "retired": "dim",
+}
+
+
+def _sync_table(body: dict[str, Any]) -> Table:
+    table = Table("service", "version", "config", "instance", "state", "runs", "reason")
+    for entry in body["services"]:
+        config = (
+            "ok"
+            if entry["config_valid"]
+            else "OUTDATED: "
+            + ", ".join(".".join(str(p) for p in e["loc"]) for e in entry["config_errors"])
+        )
+        rows = entry["instances"] or [None]
+        for i, inst in enumerate(rows):
+            first = i == 0
+            table.add_row(
+                entry["service"] if first else "",
+                str(entry["version"]) if first else "",
+                config if first else "",
+                inst["instance"] if inst else "(no instance)",
+                f"[{_STATE_STYLE[inst['state']]}]{inst['state']}[/]" if inst else "",
+                "" if not inst or inst["version"] is None else str(inst["version"]),
+                (inst["reason"] or "") if inst else "",
+            )
+    summary = body["summary"]
+    table.caption = (
+        f"{summary['services']} services, {summary['instances']} instances: "
+        f"{summary['in_sync']} in sync, {summary['behind']} behind, {summary['failed']} failed, "
+        f"{summary['rejected']} rejected, {summary['offline']} offline; "
+        f"{summary['invalid_configs']} outdated configs"
+    )
+    return table
+
+
+@app.command()
+def sync(
+    follow: Annotated[bool, typer.Option("--watch", help="Refresh until interrupted.")] = False,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The fleet: each service's version and what each instance runs.
+
+    Exit code 0 when every instance is in sync and every stored config passes its model,
+    1 otherwise (scripts can wait on it)."""
+    if not follow:
+        body = _call("GET", "/api/v1/sync").json()
+        if as_json:
+            _print_json(body)
+        else:
+            out.print(_sync_table(body))
+        summary = body["summary"]
+        settled = summary["in_sync"] + summary.get("retired", 0)
+        if summary["instances"] != settled or summary["invalid_configs"]:
+            raise typer.Exit(EXIT_ERROR)
+        return
+    from rich.live import Live
+
+    try:
+        with Live(console=out, auto_refresh=False) as live:
+            while True:
+                live.update(_sync_table(_call("GET", "/api/v1/sync").json()), refresh=True)
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
 # -- tokens ------------------------------------------------------------------------------------
 @tokens_app.command("create")
 def tokens_create(
     name: str,
     role: Annotated[str, typer.Option(help="viewer, editor or admin")] = "viewer",
+    service: Annotated[
+        list[str] | None,
+        typer.Option("--service", help="Limit the token to this service (repeatable)."),
+    ] = None,
 ) -> None:
     """Create a token; prints it once on stdout."""
-    body = _call("POST", "/api/v1/tokens", json={"name": name, "role": role}).json()
+    request: dict[str, Any] = {"name": name, "role": role}
+    if service:
+        request["services"] = service
+    body = _call("POST", "/api/v1/tokens", json=request).json()
     err.print(f"token {name!r} ({body['role']}), shown once:", markup=False)
     print(body["token"])
 
@@ -664,7 +745,7 @@ def keys() -> None:
 def main() -> None:
     """Entry point of ``configctl``."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except Failure as exc:
         err.print(f"configctl: {exc}", markup=False)
         sys.exit(exc.code)
@@ -679,7 +760,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         err.print(f"configctl: unexpected error: {type(exc).__name__}: {exc}", markup=False)
         sys.exit(EXIT_ERROR)
-    sys.exit(EXIT_OK)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 if __name__ == "__main__":

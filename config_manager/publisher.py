@@ -56,6 +56,7 @@ from config_lib import (
     applied_wildcard,
     envelope_digest,
     freshness_topic,
+    report_request_topic,
     sign_envelope,
     sign_freshness,
     stop_tasks,
@@ -136,6 +137,8 @@ class OutboxPublisher:
         self.connected = False
         self.last_error: str | None = None
         self.republished = asyncio.Event()  # set after each (re)connect's republish
+        # POST /sync/force: services to ask for reports, and who waits for it to be done.
+        self._force: tuple[list[str], asyncio.Future[None]] | None = None
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="config-manager-outbox-publisher")
@@ -166,6 +169,38 @@ class OutboxPublisher:
             return None
         exc = task.exception()
         return repr(exc) if exc else "stopped"
+
+    async def resync(self, services: Sequence[str], wait_s: float) -> bool:
+        """Republish every current config (retained) and ask every instance of ``services``
+        to report again (docs/protocol.md, *Report request*). True once the broker
+        acknowledged all of it; False when not connected or slower than ``wait_s``."""
+        if not self.connected:
+            return False
+        if self._force is None or self._force[1].done():
+            self._force = (list(services), asyncio.get_running_loop().create_future())
+        else:
+            self._force[0].extend(s for s in services if s not in self._force[0])
+        done = self._force[1]
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), wait_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _forced(self, client: aiomqtt.Client) -> None:
+        """Carry out a pending resync (only with an empty queue: nothing older follows)."""
+        force = self._force
+        if force is None or force[1].done():
+            return
+        await self._republish_current(client)
+        async with asyncio.TaskGroup() as group:
+            for service in force[0]:
+                group.create_task(
+                    client.publish(report_request_topic(service), b"{}", qos=1, retain=False)
+                )
+        if not force[1].done():
+            force[1].set_result(None)
 
     def notify(self, stored: Sequence[StoredVersion] = ()) -> None:
         """A write committed these versions (and their outbox rows): publish them.
@@ -304,6 +339,7 @@ class OutboxPublisher:
         while True:
             if not self._queue:
                 await self._mark_acknowledged()  # idle: bookkeeping off the write path
+                await self._forced(client)
                 if not self._queue:
                     await self._idle(next_tick)
             if time.monotonic() >= next_tick and not self._queue:
@@ -509,10 +545,38 @@ class OutboxPublisher:
         self._db_backoff.reset()
 
     async def _republish_current(self, client: aiomqtt.Client) -> None:
-        current = await self._store.current_all()
+        current = await self._store.current_all()  # retired services left out
         if current:
             await self._publish_batch(client, current)
             self._metrics.published.labels(kind="republish").inc(len(current))
+        tombstones = self._store.tombstones()
+        if tombstones:
+            epoch = await self._store.epoch()
+            stones: dict[str, tuple[int, int, bytes]] = {}
+            for service, version in tombstones:
+                done = self._published.get(service)
+                if done is not None and done[:2] == (version, epoch):
+                    payload = done[2]  # the same bytes again (the records name them)
+                else:
+                    payload = sign_envelope(
+                        service=service,
+                        version=version,
+                        epoch=epoch,
+                        config={},
+                        key=self._key,
+                        retired=True,
+                    )
+                stones[service] = (version, epoch, payload)
+            async with asyncio.TaskGroup() as group:
+                for service, (_, _, payload) in stones.items():
+                    group.create_task(
+                        client.publish(updated_topic(service), payload, qos=1, retain=True)
+                    )
+            self._metrics.published.labels(kind="tombstone").inc(len(tombstones))
+            # From now on the tombstone is what this service's records name and what every
+            # interval republishes (never the config it replaced).
+            self._published.update(stones)
+            await self._publish_records(client, stones)
         await self._publish_records(client, self._unconfigured())
         self.republished.set()
 

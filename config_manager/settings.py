@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config_lib import DEFAULT_MAX_BYTES, MqttEndpoint
@@ -47,6 +47,25 @@ class ManagerSettings(BaseSettings):
     max_body_bytes: int = Field(
         DEFAULT_MAX_BYTES, gt=0, description="Largest request body accepted (413 above)."
     )
+    rate_limit_auth_failures: str = Field(
+        "30/minute",
+        description="Failed authentications allowed per client address (limits syntax, e.g. "
+        "'30/minute' or '5/second;30/minute'; empty: no limit). Valid tokens never count.",
+    )
+    rate_limit_writes: str = Field(
+        "6000/minute",
+        description="Writes allowed per token (limits syntax; empty: no limit).",
+    )
+
+    @field_validator("rate_limit_auth_failures", "rate_limit_writes")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            parse_many(value)  # ValueError: a clear settings error at start
+        return value
+
     publish_wait_s: float = Field(
         2.0,
         ge=0,

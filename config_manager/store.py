@@ -177,6 +177,12 @@ class TokenRecord:
     created_at: str
     created_by: str
     revoked_at: str | None
+    services: tuple[str, ...] | None = None  # None: every service
+
+
+def _token(row: Sequence[Any]) -> TokenRecord:
+    scope = json.loads(row[5]) if row[5] is not None else None
+    return TokenRecord(row[0], row[1], row[2], row[3], row[4], tuple(scope) if scope else None)
 
 
 _TOKEN_TTL_S = 30.0
@@ -243,6 +249,7 @@ class ConfigStore:
         # publisher's read-back): every epoch bump moves above it too.
         self.fleet_floor: int | None = None
         self._head = GENESIS  # row_hash of the last stored version row
+        self._retired: dict[str, str] = {}  # service -> retired_at
 
     async def __aenter__(self) -> Self:
         self.schema_version = await asyncio.to_thread(migrate, self.path)
@@ -259,6 +266,10 @@ class ConfigStore:
             self._epoch = int(rows[0][0])
             rows = await self._all(_CURRENT_SQL + " ORDER BY s.name")
             self._current = {row[0]: _version(row) for row in rows}
+            rows = await self._all(
+                "SELECT name, retired_at FROM services WHERE retired_at IS NOT NULL"
+            )
+            self._retired = {row[0]: row[1] for row in rows}
             self._head = await self._chain_unhashed()
         return self
 
@@ -534,7 +545,40 @@ class ConfigStore:
         ]
 
     async def current_all(self) -> list[StoredVersion]:
-        return sorted(self._current.values(), key=lambda v: v.service)
+        """The current version of every service that is not retired."""
+        return sorted(
+            (v for v in self._current.values() if v.service not in self._retired),
+            key=lambda v: v.service,
+        )
+
+    def retired(self) -> dict[str, str]:
+        """Retired services and when they were retired."""
+        return dict(self._retired)
+
+    def tombstones(self) -> list[tuple[str, int]]:
+        """``(service, tombstone version)`` of every retired service: its last version + 1."""
+        return [(s, self._version_of(s) + 1) for s in sorted(self._retired)]
+
+    async def retire(self, service: str, *, audit: AuditEntry) -> str:
+        """Mark ``service`` retired (and audit it) in one transaction; returns the time."""
+        at = now_iso()
+        async with self._op("retire", writes=True):
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                await conn.execute(
+                    "UPDATE services SET retired_at = ?, retired_by = ? WHERE name = ?",
+                    (at, audit.actor, service),
+                )
+                await conn.execute(_AUDIT_SQL, _audit_params(audit, at))
+                await conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await conn.execute("ROLLBACK")
+                raise
+            self._retired[service] = at
+        return at
 
     async def write(
         self,
@@ -710,8 +754,9 @@ class ConfigStore:
         action: str | None = None,
         since: str | None = None,
         limit: int = 100,
+        services: Sequence[str] | None = None,
     ) -> list[AuditRecord]:
-        """Audit entries, newest first, filtered."""
+        """Audit entries, newest first, filtered (``services``: only entries about these)."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("service", service), ("actor", actor), ("action", action)):
@@ -721,6 +766,9 @@ class ConfigStore:
         if since is not None:
             where.append("at >= ?")
             params.append(since)
+        if services is not None:
+            where.append(f"service IN ({','.join('?' * len(services)) or 'NULL'})")
+            params.extend(services)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         async with self._op("read audit"):
             rows = await self._all(
@@ -821,12 +869,27 @@ class ConfigStore:
                 await conn.execute("PRAGMA synchronous = FULL")
 
     # -- tokens --------------------------------------------------------------------------
-    async def add_token(self, name: str, role: str, token_hash: str, *, created_by: str) -> None:
+    async def add_token(
+        self,
+        name: str,
+        role: str,
+        token_hash: str,
+        *,
+        created_by: str,
+        services: Sequence[str] | None = None,
+    ) -> None:
         async with self._op("add token", writes=True):
             await self.conn.execute(
-                "INSERT INTO tokens (name, role, token_hash, created_at, created_by) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (name, role, token_hash, now_iso(), created_by),
+                "INSERT INTO tokens (name, role, token_hash, created_at, created_by, "
+                "services_json) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    role,
+                    token_hash,
+                    now_iso(),
+                    created_by,
+                    json.dumps(sorted(services)) if services else None,
+                ),
             )
 
     async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
@@ -837,11 +900,11 @@ class ConfigStore:
             return cached[1]
         async with self._op("read token"):
             rows = await self._all(
-                "SELECT name, role, created_at, created_by, revoked_at FROM tokens "
+                "SELECT name, role, created_at, created_by, revoked_at, services_json FROM tokens "
                 "WHERE token_hash = ?",
                 (token_hash,),
             )
-        record = TokenRecord(*rows[0]) if rows else None
+        record = _token(rows[0]) if rows else None
         if record is not None:
             self._tokens[token_hash] = (time.monotonic() + _TOKEN_TTL_S, record)
         return record
@@ -849,9 +912,10 @@ class ConfigStore:
     async def tokens(self) -> list[TokenRecord]:
         async with self._op("read tokens"):
             rows = await self._all(
-                "SELECT name, role, created_at, created_by, revoked_at FROM tokens ORDER BY name"
+                "SELECT name, role, created_at, created_by, revoked_at, services_json FROM tokens "
+                "ORDER BY name"
             )
-        return [TokenRecord(*r) for r in rows]
+        return [_token(r) for r in rows]
 
     async def revoke_token(self, name: str) -> bool:
         async with self._op("revoke token", writes=True):

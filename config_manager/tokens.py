@@ -8,9 +8,11 @@ and the lookup by hash is exact.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import sqlite3
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
@@ -62,7 +64,14 @@ def validate_token_name(name: str) -> str:
     return name
 
 
-def create_token_sync(db_path: Path, name: str, role: Role, *, created_by: str = "cli") -> str:
+def create_token_sync(
+    db_path: Path,
+    name: str,
+    role: Role,
+    *,
+    created_by: str = "cli",
+    services: Sequence[str] | None = None,
+) -> str:
     """Create a token directly in the database (command line, bootstrap); returns it once.
 
     Raises ValueError if a token with that name exists.
@@ -74,15 +83,22 @@ def create_token_sync(db_path: Path, name: str, role: Role, *, created_by: str =
     try:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
-            "INSERT INTO tokens (name, role, token_hash, created_at, created_by) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (name, role.value, hash_token(token), now_iso(), created_by),
+            "INSERT INTO tokens (name, role, token_hash, created_at, created_by, services_json) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                name,
+                role.value,
+                hash_token(token),
+                now_iso(),
+                created_by,
+                json.dumps(sorted(services)) if services else None,
+            ),
         )
         audit_sync(
             conn,
             actor=created_by,
             action="token.create",
-            detail={"token": name, "role": role.value},
+            detail={"token": name, "role": role.value, "services": sorted(services or [])},
         )
         conn.execute("COMMIT")
     except sqlite3.IntegrityError:

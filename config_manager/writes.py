@@ -184,7 +184,10 @@ class ConfigWriter:
         self._prepare = prepare
         self.compatibility = compatibility
         self._lock = asyncio.Lock()
+        self.lock = self._lock  # held by every change; also by a retirement
         self._models: dict[str, tuple[int, int, BaseModel]] = {}  # validated current configs
+        # service -> ((version, epoch), errors of the stored config under today's model)
+        self._stored_errors: dict[str, tuple[tuple[int, int], list[dict[str, Any]] | None]] = {}
 
     # -- reading -------------------------------------------------------------------------
     def model(self, service: str) -> type[BaseModel]:
@@ -206,6 +209,15 @@ class ConfigWriter:
         a 404, while a write (``for_write``) starts from an empty version 0.
         """
         self.model(service)
+        if for_write and service in self.store.retired():
+            raise Problem(
+                409,
+                "Service retired",
+                f"{service} was retired (DELETE) at {self.store.retired()[service]}; "
+                "it takes no more changes",
+                kind="service-retired",
+                service=service,
+            )
         stored = await self.store.current(service)
         epoch = await self.store.epoch()
         if stored is not None:
@@ -238,6 +250,49 @@ class ConfigWriter:
         if current.version > 0:
             self._models[current.service] = (current.version, current.epoch, model)
         return model
+
+    async def stored_errors(self, service: str) -> list[dict[str, Any]] | None:
+        """Why the service's current stored config fails today's model (strict JSON mode),
+        or None when it passes (or nothing is stored). Cached per version and epoch."""
+        stored = await self.store.current(service)
+        if stored is None:
+            return None
+        key = (stored.version, stored.epoch)
+        cached = self._stored_errors.get(service)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        plain = decrypt_secrets(stored.values, service=service, keys=[self.keys.data_key(service)])
+        errors: list[dict[str, Any]] | None = None
+        try:
+            self.model(service).model_validate_json(json.dumps(plain), strict=True)
+        except ValidationError as exc:
+            errors = validation_problem(exc, service).extra["errors"]
+        self._stored_errors[service] = (key, errors)
+        return errors
+
+    async def _explain_outdated(self, service: str, problem: Problem) -> None:
+        """A refused write to a service whose stored config predates today's model: say that
+        the change must fix those fields first."""
+        if problem.kind != "invalid-config":
+            return
+        outdated = await self.stored_errors(service)
+        if not outdated:
+            return
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "(root)" for e in outdated)
+        problem.extra["outdated_fields"] = [e["loc"] for e in outdated]
+        problem.detail = (
+            f"{problem.detail}; the stored config no longer passes today's model "
+            f"({fields}): the change must fix these fields first"
+        )
+
+    async def invalid_configs(self) -> dict[str, list[dict[str, Any]]]:
+        """Every service whose current stored config no longer passes its model today."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for service in self.registry:
+            errors = await self.stored_errors(service)
+            if errors:
+                found[service] = errors
+        return found
 
     def _key(self, current: CurrentConfig) -> Any:
         return self.keys.data_key(current.service)
@@ -296,9 +351,11 @@ class ConfigWriter:
         for service in self.registry:
             try:
                 current = await self.current(service)
+                after[service] = self.current_model(current)
             except Problem:
                 continue  # no stored config and no defaults: nothing to check against
-            after[service] = self.current_model(current)
+            except ValidationError:
+                continue  # stored under an older model (see invalid_configs): cannot judge
         for change in changes:
             after[change.service] = change.model
         problem = self.compatibility(after, frozenset(c.service for c in changes))
@@ -374,8 +431,9 @@ class ConfigWriter:
                         current, document=document, patch=patch, expected_version=expected_version
                     )
                     await self.check_compatibility([change])
-                except Problem:
+                except Problem as problem:
                     self.metrics.writes.labels(service=service, result="rejected").inc()
+                    await self._explain_outdated(service, problem)
                     raise
             except Problem as problem:
                 if not dry_run:

@@ -23,6 +23,8 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,10 +48,11 @@ from config_manager.broker import (
 
 __all__ = [
     "STANDARD_USERS",
+    "BrokerSeam",
+    "LazyRabbitMQ",
     "MosquittoBroker",
     "RabbitMQBroker",
     "Rights",
-    "TestBroker",
     "acl_rights",
     "find_rabbitmq",
     "topic_filter_regex",
@@ -120,7 +123,7 @@ def topic_filter_regex(filters: Sequence[str]) -> str:
     return "^(" + "|".join(parts) + ")$"
 
 
-class TestBroker(Protocol):
+class BrokerSeam(Protocol):
     """What a test needs from a broker, whichever it is."""
 
     kind: str
@@ -412,3 +415,57 @@ class RabbitMQBroker(_Users):
         if epmd is not None and epmd.poll() is None:
             epmd.terminate()
             epmd.wait(10)
+
+
+class LazyRabbitMQ:
+    """One RabbitMQ node per test session, started at most once and only when asked.
+
+    :meth:`begin` starts it in a background thread (called at collection time when a
+    selected test needs it, so its boot overlaps the tests that run first); :meth:`get`
+    waits for it (or starts it then); :meth:`close` stops it at the end of the session.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._broker: RabbitMQBroker | None = None
+        self._error: BaseException | None = None
+        self._folder: Path | None = None
+
+    def begin(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._folder = Path(tempfile.mkdtemp(prefix="signed-config-rabbitmq-"))
+            self._thread = threading.Thread(target=self._start, name="rabbitmq-start", daemon=True)
+            self._thread.start()
+
+    def _start(self) -> None:
+        assert self._folder is not None
+        broker = RabbitMQBroker(self._folder)
+        self._broker = broker
+        try:
+            broker.start()
+        except BaseException as exc:  # reported to every test that asks for the broker
+            self._error = exc
+
+    def get(self, timeout: float = 150.0) -> RabbitMQBroker:
+        self.begin()
+        assert self._thread is not None
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError(f"RabbitMQ did not start within {timeout}s")
+        if self._error is not None:
+            raise RuntimeError(f"RabbitMQ could not be started: {self._error}")
+        assert self._broker is not None
+        return self._broker
+
+    def close(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        thread.join(150)
+        if self._broker is not None:
+            self._broker.stop()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)

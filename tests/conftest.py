@@ -15,7 +15,7 @@ import pytest
 
 from config_lib import SigningKey, TrustStore, derive_data_key
 from config_lib._keys import DataKey
-from tests.brokers import MosquittoBroker
+from tests.brokers import BrokerSeam, LazyRabbitMQ, MosquittoBroker, RabbitMQBroker
 
 if TYPE_CHECKING:
     from workers.stt.engine import WhisperEngine
@@ -40,6 +40,52 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     b = _start_broker(tmp_path_factory.mktemp("mosquitto"))
     yield b
     b.stop()
+
+
+# -- the broker matrix ------------------------------------------------------------------
+# Tests marked ``broker_matrix`` that take ``matrix_broker`` run once per broker: the
+# session's mosquitto and one RabbitMQ (MQTT plugin) per session, started in the
+# background as soon as collection shows a selected test needs it.
+MATRIX_BROKERS = ("mosquitto", "rabbitmq")
+_RABBITMQ = LazyRabbitMQ()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start RabbitMQ in the background if a selected test needs it, and run those tests
+    last, so that its boot (tens of seconds) overlaps the rest of the suite."""
+    del config
+
+    def on_rabbitmq(item: pytest.Item) -> bool:
+        callspec = getattr(item, "callspec", None)
+        return callspec is not None and callspec.params.get("matrix_broker") == "rabbitmq"
+
+    last = [item for item in items if on_rabbitmq(item)]
+    if last:
+        _RABBITMQ.begin()
+        items[:] = [item for item in items if not on_rabbitmq(item)] + last
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    del session, exitstatus
+    _RABBITMQ.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> RabbitMQBroker:
+    """The session's RabbitMQ 3.10 with the MQTT plugin and the project's ACL as topic
+    permissions (see tests/brokers.py)."""
+    try:
+        return _RABBITMQ.get()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc} (install it: apt-get install -y rabbitmq-server)")
+
+
+@pytest.fixture(params=MATRIX_BROKERS)
+def matrix_broker(request: pytest.FixtureRequest) -> BrokerSeam:
+    """Each broker of the matrix in turn (``broker_matrix`` tests)."""
+    name = "broker" if request.param == "mosquitto" else "rabbitmq"
+    found: BrokerSeam = request.getfixturevalue(name)
+    return found
 
 
 @pytest.fixture

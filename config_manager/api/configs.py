@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config_lib import mask_secrets
@@ -13,8 +13,10 @@ from config_lib import mask_secrets
 from ..problems import Problem, pydantic_errors
 from ..publisher import OutboxPublisher
 from ..settings import ManagerSettings
+from ..store import AuditEntry
 from ..writes import ConfigWriter, CurrentConfig, WriteOutcome, etag_for, parse_if_match
 from .deps import (
+    Admin,
     Editor,
     EditorWrite,
     JsonBody,
@@ -23,8 +25,9 @@ from .deps import (
     Viewer,
     WriterDep,
     WriteRequest,
+    request_id,
 )
-from .schemas import AllConfigsPublic, ConfigPublic, ValidationPublic, WritePublic
+from .schemas import AllConfigsPublic, ConfigPublic, RetiredPublic, ValidationPublic, WritePublic
 
 __all__ = ["router"]
 
@@ -60,10 +63,13 @@ def _public(current: CurrentConfig) -> dict[str, Any]:
 
 
 @router.get("", response_model=AllConfigsPublic)
-async def get_all_configs(writer: WriterDep, _: Viewer) -> dict[str, Any]:
-    """Every registered service's current config in one document (secrets masked)."""
+async def get_all_configs(writer: WriterDep, principal: Viewer) -> dict[str, Any]:
+    """Every registered service's current config in one document (secrets masked); a token
+    limited to some services sees those."""
     configs: dict[str, Any] = {}
     for service in writer.registry:
+        if not principal.may(service):
+            continue
         try:
             configs[service] = _public(await writer.current(service))
         except Problem:
@@ -244,3 +250,56 @@ async def rollback_config(
         service, to_version=wanted.to_version, expected_version=expected, ctx=request.ctx
     )
     return await _answer(outcome, publisher, settings, response)
+
+
+@router.delete("/{service}", response_model=RetiredPublic)
+async def retire_service(
+    service: str,
+    writer: WriterDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    admin: Admin,
+    request: Request,
+) -> dict[str, Any]:
+    """Retire a service: its retained message becomes a signed tombstone (instances keep
+    their last config and report ``retired``), the manager stops republishing its config,
+    and writes to it are refused (409). Its history stays. Works for a service whose model
+    is no longer registered too."""
+    store = writer.store
+    stored = await store.current(service)
+    if stored is None:
+        raise Problem(
+            404,
+            "Nothing to retire",
+            f"no config of {service!r} was ever stored",
+            kind="unknown-service",
+            service=service,
+        )
+    if service in store.retired():
+        raise Problem(
+            409,
+            "Service retired",
+            f"{service} was already retired at {store.retired()[service]}",
+            kind="service-retired",
+            service=service,
+        )
+    async with writer.lock:  # no write of this service is half-way while it is retired
+        at = await store.retire(
+            service,
+            audit=AuditEntry(
+                actor=admin.name,
+                action="retire",
+                service=service,
+                version=stored.version,
+                request_id=request_id(request),
+                detail={"tombstone_version": stored.version + 1},
+            ),
+        )
+    published = await publisher.resync([], max(settings.publish_wait_s, 0.1))
+    return {
+        "service": service,
+        "retired_at": at,
+        "last_version": stored.version,
+        "tombstone_version": stored.version + 1,
+        "publication": "published" if published else "pending",
+    }

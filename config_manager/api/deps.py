@@ -17,6 +17,7 @@ from config_lib import canonical_bytes
 from ..instances import InstanceTracker
 from ..problems import Problem
 from ..publisher import OutboxPublisher
+from ..ratelimit import RateLimits
 from ..registry import SchemaRegistry
 from ..settings import ManagerSettings
 from ..store import ConfigStore, IdempotencyClaim
@@ -48,10 +49,27 @@ _bearer = HTTPBearer(auto_error=False, description="API token (`scm_...`)")
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the token's name and role."""
+    """Who is calling: the token's name, role and scope (None: every service)."""
 
     name: str
     role: Role
+    services: frozenset[str] | None = None
+
+    def may(self, service: str | None) -> bool:
+        """Whether this token may act on ``service`` (None: something of no one service)."""
+        if self.services is None:
+            return True
+        return service is not None and service in self.services
+
+    def require_unscoped(self, what: str) -> None:
+        if self.services is not None:
+            raise Problem(
+                403,
+                "Forbidden",
+                f"{what} covers every service; token {self.name!r} is limited to "
+                f"{', '.join(sorted(self.services))}",
+                kind="forbidden",
+            )
 
 
 async def get_settings(request: Request) -> ManagerSettings:
@@ -92,13 +110,21 @@ RegistryDep = Annotated[SchemaRegistry, Depends(get_registry)]
 TrackerDep = Annotated[InstanceTracker, Depends(get_tracker)]
 
 
+def _auth_failed(request: Request) -> None:
+    """Count a failed authentication against the client's address (429 over the limit)."""
+    limits: RateLimits = request.app.state.rate_limits
+    limits.auth_failed(request.client.host if request.client else "unknown")
+
+
 def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
     async def dependency(
+        request: Request,
         store: StoreDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         challenge = {"WWW-Authenticate": 'Bearer realm="config-manager"'}
         if credentials is None or not credentials.credentials:
+            _auth_failed(request)
             raise Problem(
                 401,
                 "Unauthorized",
@@ -108,6 +134,7 @@ def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
             )
         record = await store.token_by_hash(hash_token(credentials.credentials))
         if record is None or record.revoked_at is not None:
+            _auth_failed(request)
             raise Problem(
                 401,
                 "Unauthorized",
@@ -115,13 +142,28 @@ def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
                 kind="unauthorized",
                 headers=challenge,
             )
-        principal = Principal(record.name, Role(record.role))
+        principal = Principal(
+            record.name,
+            Role(record.role),
+            frozenset(record.services) if record.services is not None else None,
+        )
         if not principal.role.allows(role):
             raise Problem(
                 403,
                 "Forbidden",
                 f"this needs the {role.value} role; token {record.name!r} is {record.role}",
                 kind="forbidden",
+            )
+        # Scope: checked on every route that names a service in its path.
+        service = request.path_params.get("service")
+        if isinstance(service, str) and not principal.may(service):
+            scope = ", ".join(sorted(principal.services or ()))
+            raise Problem(
+                403,
+                "Forbidden",
+                f"token {record.name!r} is limited to {scope}",
+                kind="out-of-scope",
+                service=service,
             )
         return principal
 
@@ -214,6 +256,8 @@ def _write_request(role: Role, *, with_body: bool = True) -> Callable[..., Await
             ),
         ] = None,
     ) -> WriteRequest:
+        limits: RateLimits = request.app.state.rate_limits
+        limits.write(principal.name)
         ctx = WriteContext(principal.name, request_id(request))
         if idempotency_key is None:
             return WriteRequest(ctx, principal)

@@ -24,7 +24,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(store: StoreDep, publisher: PublisherDep) -> JSONResponse:
+async def readyz(store: StoreDep, publisher: PublisherDep, request: Request) -> JSONResponse:
     """Ready when the database is open and can store changes and the broker is connected;
     says what is pending, and in ``detail`` why it is not ready."""
     depth: int | None = None
@@ -53,8 +53,21 @@ async def readyz(store: StoreDep, publisher: PublisherDep) -> JSONResponse:
         "outbox_depth": depth,
         "publication": "unknown" if depth is None else "pending" if depth else "up to date",
         "epoch": await store.epoch() if store.is_open else None,
+        # Stored configs that no longer pass today's models (schema evolution): the service
+        # keeps running them; its next write must fix these fields.
+        "invalid_configs": await _invalid_configs(request),
     }
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _invalid_configs(request: Request) -> dict[str, list[Any]]:
+    writer = getattr(request.app.state, "writer", None)
+    if writer is None or not writer.store.is_open:
+        return {}
+    with contextlib.suppress(StorageError):
+        found: dict[str, list[Any]] = await writer.invalid_configs()
+        return found
+    return {}
 
 
 @router.get("/metrics")

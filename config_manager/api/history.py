@@ -127,7 +127,7 @@ def _since(value: str | None) -> str | None:
 @router.get("/audit", response_model=list[AuditPublic])
 async def audit(
     store: StoreDep,
-    _: Viewer,
+    principal: Viewer,
     service: str | None = None,
     actor: str | None = None,
     action: str | None = None,
@@ -152,7 +152,12 @@ async def audit(
             "detail": r.detail,
         }
         for r in await store.audit(
-            service=service, actor=actor, action=action, since=_since(since), limit=limit
+            service=service,
+            actor=actor,
+            action=action,
+            since=_since(since),
+            limit=limit,
+            services=sorted(principal.services) if principal.services is not None else None,
         )
     ]
 
@@ -161,11 +166,12 @@ async def audit(
 async def export(
     writer: WriterDep,
     store: StoreDep,
-    _: Viewer,
+    principal: Viewer,
     history: Annotated[str, Query(pattern="^(full|current)$")] = "full",
 ) -> dict[str, Any]:
     """Every service's versions (``full``) or current versions (``current``) in chain order,
     secrets as ciphertext, with the chain head signed by the manager."""
+    principal.require_unscoped("an export")
     rows, head_hash, count = await store.chain(current_only=history == "current")
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     head = {
@@ -196,6 +202,7 @@ async def import_export(
 ) -> dict[str, Any]:
     """Make each service's newest exported version current again, all or nothing, in one
     transaction that bumps the epoch. The export must verify (signed head, hash chain)."""
+    request.principal.require_unscoped("an import")
     report = verify_export(body, writer.keys.trust)
     if not report.ok:
         problem = Problem(

@@ -41,6 +41,15 @@ async def apply_preset(
         preset = get_preset(name)
     except KeyError as exc:
         raise Problem(404, "Unknown preset", str(exc.args[0]), kind="unknown-preset") from None
+    outside = [s for s in preset.services if not write.principal.may(s)]
+    if outside:
+        raise Problem(
+            403,
+            "Forbidden",
+            f"preset {name!r} changes {', '.join(outside)}, outside token "
+            f"{write.principal.name!r}'s services",
+            kind="out-of-scope",
+        )
     missing = [s for s in preset.services if s not in writer.registry]
     if missing:
         raise Problem(

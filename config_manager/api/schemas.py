@@ -19,12 +19,16 @@ __all__ = [
     "PresetAppliedPublic",
     "PresetPublic",
     "PresetVersionPublic",
+    "RetiredPublic",
     "ServicePublic",
+    "SyncForcePublic",
+    "SyncPublic",
     "TokenCreate",
     "TokenCreatedPublic",
     "TokenPublic",
     "ValidationPublic",
     "VersionPublic",
+    "WhoamiPublic",
     "WritePublic",
 ]
 
@@ -111,6 +115,11 @@ class TokenCreate(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
     role: Role
+    services: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Limit the token to these services (default: every service).",
+    )
 
 
 class TokenPublic(BaseModel):
@@ -119,6 +128,7 @@ class TokenPublic(BaseModel):
     created_at: str
     created_by: str
     revoked_at: str | None
+    services: list[str] | None = Field(None, description="None: every service.")
 
 
 class TokenCreatedPublic(TokenPublic):
@@ -182,3 +192,68 @@ class CompatibilityPublic(BaseModel):
     versions: dict[str, int]
     violations: list[dict[str, Any]]
     errors: list[dict[str, Any]]
+
+
+class SyncInstancePublic(BaseModel):
+    instance: str
+    state: Literal["in_sync", "behind", "failed", "rejected", "offline", "retired"]
+    status: str = Field(description="The instance's own report status.")
+    version: int | None = Field(description="The version it runs (behind: the older one).")
+    epoch: int | None
+    reason: str | None = Field(description="Why it failed or rejected (a short code).")
+    detail: str | None
+    reported_at: str | None
+    age_s: float = Field(description="Seconds since the manager received this report.")
+
+
+class SyncServicePublic(BaseModel):
+    service: str
+    version: int
+    epoch: int
+    etag: str
+    retired_at: str | None = Field(None, description="Set once the service was retired.")
+    config_valid: bool = Field(description="False: the stored config fails today's model.")
+    config_errors: list[dict[str, Any]]
+    in_sync: bool
+    instances: list[SyncInstancePublic]
+
+
+class SyncSummaryPublic(BaseModel):
+    services: int
+    instances: int
+    in_sync: int
+    behind: int
+    failed: int
+    rejected: int
+    offline: int
+    retired: int = 0
+    invalid_configs: int
+
+
+class SyncPublic(BaseModel):
+    epoch: int
+    services: list[SyncServicePublic]
+    summary: SyncSummaryPublic
+
+
+class SyncForcePublic(BaseModel):
+    services: list[str] = Field(description="Services republished and asked to report.")
+    publication: Literal["published", "pending"]
+
+
+class RetiredPublic(BaseModel):
+    service: str
+    retired_at: str
+    last_version: int = Field(description="The config instances keep running.")
+    tombstone_version: int = Field(description="Version carried by the signed tombstone.")
+    publication: Literal["published", "pending"]
+
+
+class WhoamiPublic(BaseModel):
+    """The calling token, for a UI to follow its rights."""
+
+    name: str
+    role: Role
+    scopes: list[str] | None = Field(
+        description="Services this token may act on; null means every service."
+    )

@@ -19,13 +19,15 @@ router = APIRouter(prefix="/api/v1/services", tags=["services"])
 
 @router.get("", response_model=list[ServicePublic])
 async def list_services(
-    registry: RegistryDep, store: StoreDep, tracker: TrackerDep, _: Viewer
+    registry: RegistryDep, store: StoreDep, tracker: TrackerDep, principal: Viewer
 ) -> list[dict[str, Any]]:
     """Every registered service with its current version, the epoch and the last update."""
     stored = {s.service: s for s in await store.services()}
     epoch = await store.epoch()
     result = []
     for name in registry:
+        if not principal.may(name):
+            continue
         summary = stored.get(name)
         result.append(
             {

@@ -18,7 +18,8 @@ router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 
 
 @router.get("", response_model=list[TokenPublic])
-async def list_tokens(store: StoreDep, _: Admin) -> list[dict[str, Any]]:
+async def list_tokens(store: StoreDep, admin: Admin) -> list[dict[str, Any]]:
+    admin.require_unscoped("token management")
     return [
         {
             "name": t.name,
@@ -26,6 +27,7 @@ async def list_tokens(store: StoreDep, _: Admin) -> list[dict[str, Any]]:
             "created_at": t.created_at,
             "created_by": t.created_by,
             "revoked_at": t.revoked_at,
+            "services": list(t.services) if t.services is not None else None,
         }
         for t in await store.tokens()
     ]
@@ -35,19 +37,22 @@ async def list_tokens(store: StoreDep, _: Admin) -> list[dict[str, Any]]:
 async def create_token(
     body: TokenCreate, store: StoreDep, admin: Admin, request: Request
 ) -> dict[str, Any]:
+    admin.require_unscoped("token management")
     if any(t.name == body.name for t in await store.tokens()):
         raise Problem(
             409, "Token exists", f"a token named {body.name!r} exists", kind="token-exists"
         )
     token = new_token()
-    await store.add_token(body.name, body.role.value, hash_token(token), created_by=admin.name)
+    await store.add_token(
+        body.name, body.role.value, hash_token(token), created_by=admin.name, services=body.services
+    )
     record = next(t for t in await store.tokens() if t.name == body.name)
     await store.add_audit(
         AuditEntry(
             actor=admin.name,
             action="token.create",
             request_id=request_id(request),
-            detail={"token": body.name, "role": body.role.value},
+            detail={"token": body.name, "role": body.role.value, "services": body.services or []},
         )
     )
     return {
@@ -56,12 +61,14 @@ async def create_token(
         "created_at": record.created_at,
         "created_by": record.created_by,
         "revoked_at": None,
+        "services": body.services or None,
         "token": token,
     }
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_token(name: str, store: StoreDep, admin: Admin, request: Request) -> Response:
+    admin.require_unscoped("token management")
     if not await store.revoke_token(name):
         raise Problem(404, "No such token", f"no active token named {name!r}", kind="unknown-token")
     await store.add_audit(

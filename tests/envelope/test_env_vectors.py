@@ -51,6 +51,7 @@ def test_vector(case: dict[str, Any]) -> None:
             raw, trust=trust, service=VECTORS["service"], last=last, limits=limits
         )  # type: ignore[arg-type]
         assert env.config == json.loads(raw)["config"]
+        assert env.retired is json.loads(raw).get("retired", False)
         return
     with pytest.raises(EnvelopeError) as info:
         verify_envelope(raw, trust=trust, service=VECTORS["service"], last=last, limits=limits)  # type: ignore[arg-type]

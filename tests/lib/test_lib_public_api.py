@@ -28,7 +28,7 @@ EXPECTED = {
     "BadSignature", "ConfigLibError", "Duplicate", "EnvelopeError", "EnvelopeTooLarge",
     "InvalidConfig", "InvalidName", "KeyFileError", "LibraryStateError", "MalformedEnvelope",
     "NoConfig", "NotAuthorised", "Rollback", "SecretError", "ServiceMismatch",
-    "StaleEnvelope", "UnknownKey", "Unsigned", "UnsupportedFormat",
+    "ServiceRetired", "StaleEnvelope", "UnknownKey", "Unsigned", "UnsupportedFormat",
     "Outdated", "DigestMismatch", "BadIssuedAt", "FreshnessError", "OutOfRange", "MAX_POSITION",
     # signed freshness (TUF's timestamp role)
     "FreshnessGate", "FreshnessRecord", "FreshnessState", "envelope_digest", "sign_freshness",
@@ -40,7 +40,8 @@ EXPECTED = {
     "is_encrypted", "mask_secrets",
     # topics, transport, files
     "applied_topic", "applied_wildcard", "parse_applied_topic", "parse_updated_topic",
-    "updated_topic", "validate_name", "sanitize_name", "NAME_ALPHABET", "MqttEndpoint",
+    "report_request_topic", "updated_topic", "validate_name", "sanitize_name", "NAME_ALPHABET",
+    "MqttEndpoint",
     "write_atomic",
     # owning background work: one retry policy, one way to stop tasks
     "Backoff", "stop_tasks",

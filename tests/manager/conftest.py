@@ -41,3 +41,11 @@ def manager(
 ) -> RunningManager:
     """A manager on the session broker with DemoConfig registered as ``service_name``."""
     return manager_factory(mqtt_url=broker.url("manager"), models={service_name: DemoConfig})
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item (``rep_call``): browser tests screenshot failures."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -8,6 +8,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,12 @@ def test_tokens_create_list_revoke(ctl_env: dict[str, str], manager: RunningMana
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
     assert token.startswith("scm_")
+    scoped = ctl(ctl_env, "tokens", "create", "stt-editor", "--role", "editor", "--service", "stt")
+    assert scoped.returncode == 0, scoped.stderr
     listed = ctl(ctl_env, "tokens", "list")
     assert "ci-viewer" in listed.stdout
+    [row] = [line for line in listed.stdout.splitlines() if "stt-editor" in line]
+    assert "stt" in row.replace("stt-editor", "")
     assert token not in listed.stdout
     with httpx.Client(base_url=manager.base_url) as http:
         ok = http.get("/api/v1/services", headers={"Authorization": f"Bearer {token}"})
@@ -305,3 +310,38 @@ def test_watch_verifies_every_message_live_and_verify_checks_a_pasted_payload(
     bad = ctl(ctl_env, "verify", "--service", service_name, stdin=forged)
     assert bad.returncode == 7
     assert "does NOT verify" in bad.stderr
+
+
+def test_sync_table_and_exit_code(
+    ctl_env: dict[str, str], manager: RunningManager, broker: Any, service_name: str
+) -> None:
+    import asyncio
+
+    import aiomqtt
+
+    from config_lib import applied_topic
+
+    calm = ctl(ctl_env, "sync")
+    assert calm.returncode == 0, calm.stdout + calm.stderr
+    assert service_name in calm.stdout
+
+    async def report() -> None:
+        async with aiomqtt.Client(**broker.endpoint(service_name).client_kwargs()) as client:
+            doc = {"status": "rejected", "version": None, "reason": "bad_signature"}
+            await client.publish(
+                applied_topic(service_name, "sick-1"), json.dumps(doc).encode(), qos=1, retain=True
+            )
+
+    asyncio.run(report())
+    with httpx.Client(base_url=manager.base_url) as http:
+        auth = {"Authorization": f"Bearer {manager.tokens['viewer']}"}
+        for _ in range(500):  # the manager receives the report asynchronously (bounded)
+            body = http.get("/api/v1/sync", headers=auth).json()
+            if body["summary"]["rejected"]:
+                break
+            time.sleep(0.02)
+    sick = ctl(ctl_env, "sync")
+    assert sick.returncode == 1
+    assert "sick-1" in sick.stdout
+    assert "rejected" in sick.stdout
+    assert "bad_signature" in sick.stdout

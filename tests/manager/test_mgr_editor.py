@@ -1,14 +1,29 @@
-"""The web editor is served at / and boots in a real (headless) Chromium."""
+"""The web editor (editor/, built into config_manager/static) end to end in headless Chromium.
+
+Real parts only: the manager over HTTP, mosquitto, a ConfigLibrary subscriber of the
+service, Debian's /usr/bin/chromium driven by Playwright (never ``playwright install``).
+Screenshots of each main view go to tests/artifacts/editor/; on a failure every open page
+is saved there too.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
-import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from mgr_harness import RunningManager
+from mgr_models import DemoConfig
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
+from config_lib import ConfigLibrary, LibrarySettings
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "editor"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -19,33 +34,296 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+WAIT_MS = 15_000
+
+pytestmark = pytest.mark.timeout(60)
 
 
-def _dump_dom(url: str, profile: Path) -> str:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
         pytest.fail("chromium is not installed: apt-get install -y chromium (make test does it)")
-    proc = subprocess.run(
-        [
-            chromium,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",  # let the app's fetches settle before the dump
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return path
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    # launch() gives the browser a fresh temporary profile (it refuses --user-data-dir)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=_chromium(), args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def pages(
+    browser: Browser, manager: RunningManager, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
+    """Open pages, each in a context of its own unless one is given; screenshots on failure."""
+    opened: list[Page] = []
+    expect.set_options(timeout=WAIT_MS)  # the machine is shared: 5 s (the default) is tight
+
+    async def open_page(
+        *, context: BrowserContext | None = None, width: int = 1280, height: int = 860
+    ) -> Page:
+        ctx = context or await browser.new_context(
+            viewport={"width": width, "height": height}, base_url=manager.base_url
+        )
+        page = await ctx.new_page()
+        page.set_default_timeout(WAIT_MS)
+        opened.append(page)
+        return page
+
+    yield open_page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for i, page in enumerate(opened):
+            if not page.is_closed():
+                await page.screenshot(path=ARTIFACTS / f"FAILED-{request.node.name}-{i}.png")
+
+
+async def shot(page: Page, name: str) -> None:
+    """A screenshot of a main view, kept for the release notes."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+async def login(page: Page, token: str) -> None:
+    await page.goto("/")
+    await page.get_by_label("API token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+async def open_service(page: Page, service: str) -> None:
+    await page.locator(f"button[data-service='{service}']").click()
+    await expect(page.get_by_role("heading", name=service)).to_be_visible()
+
+
+async def stored(manager: RunningManager, service: str) -> dict[str, Any]:
+    async with manager.client() as http:
+        resp = await http.get(f"/api/v1/configs/{service}")
+        assert resp.status_code == 200
+        values: dict[str, Any] = resp.json()["values"]
+        return values
+
+
+@pytest.fixture
+async def subscriber(
+    broker: Any, keys: Any, service_name: str, tmp_path: Path
+) -> AsyncIterator[ConfigLibrary[DemoConfig]]:
+    """A real ConfigLibrary instance of the service (it sends the applied reports)."""
+    settings = LibrarySettings(
+        data_dir=tmp_path / "lib",
+        lkg_dir=tmp_path / "lkg",
+        mqtt_url=None,
+        instance_id="e2e-1",
+        initial_wait=5.0,
+        reconnect_min_delay=0.05,
+        reconnect_max_delay=0.5,
+        connect_timeout=3.0,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
+    async with AsyncExitStack() as stack:
+        lib = await stack.enter_async_context(
+            ConfigLibrary(
+                service=service_name,
+                model=DemoConfig,
+                settings=settings,
+                trust=keys.trust,
+                data_keys=[keys.data_key(service_name)],
+                endpoint=broker.endpoint(service_name),
+            )
+        )
+        yield lib
 
 
-def test_editor_boots_and_asks_for_a_token(manager: RunningManager, tmp_path: Path) -> None:
-    dom = _dump_dom(manager.base_url + "/", tmp_path / "chromium")
-    # Vue mounted (templates rendered, v-cloak gone) and the API's 401 became the prompt.
-    assert "Enter an API token to continue." in dom
-    assert "{{" not in dom
-    assert "v-cloak" not in dom
+async def test_login_edit_save_shows_the_applied_badge(
+    manager: RunningManager,
+    subscriber: ConfigLibrary[DemoConfig],
+    service_name: str,
+    pages: Callable[..., Awaitable[Page]],
+) -> None:
+    page = await pages()
+    await page.goto("/")
+    await expect(page.get_by_text("Enter an API token to continue")).to_be_visible()
+    await shot(page, "01-login")
+    await login(page, manager.tokens["editor"])
+    await expect(page.get_by_text("manager: ready")).to_be_visible()
+    await expect(page.get_by_text("broker: connected")).to_be_visible()
+
+    # search narrows the list
+    await page.get_by_label("Search services").fill("no-such-service")
+    await expect(page.get_by_text("No service matches.")).to_be_visible()
+    await page.get_by_label("Search services").fill(service_name[:6])
+    await open_service(page, service_name)
+
+    rate = page.get_by_label("Rate", exact=True)
+    # validation as you type, from the same JSON Schema (ajv): the typed text is kept
+    await rate.fill("12")
+    await expect(page.locator("#f-rate-err")).to_have_text("must be >= 8000")
+    save = page.get_by_role("button", name="Save as version 1")
+    await expect(save).to_be_disabled()
+    await rate.fill("22050")
+    await expect(page.locator("#f-rate-err")).to_have_count(0)
+    # the secret stays masked unless replaced
+    await expect(page.get_by_label("Api Key")).to_have_value("stored (hidden)")
+    await shot(page, "02-editor")
+    await save.click()
+    await expect(page.get_by_text("Saved " + service_name + " version 1")).to_be_visible()
+
+    # the real subscriber applies it, and its report moves the badge to 1/1
+    applied = await subscriber.wait_for_version(1, timeout=15)
+    assert applied.rate == 22050
+    assert applied.api_key.get_secret_value() == "default-api-key-0000"  # kept, not "****"
+    badge = page.locator(f"[data-badge='{service_name}']")
+    await expect(badge).to_have_text("1/1 applied")
+    await page.get_by_role("tab", name="Instances (1)").click()
+    await expect(page.get_by_role("cell", name="e2e-1")).to_be_visible()
+    await shot(page, "03-instances")
+    await page.get_by_role("tab", name="History").click()
+    await expect(page.get_by_role("cell", name="editor-token")).to_be_visible()
+    await shot(page, "04-history")
+
+
+async def test_conflict_from_two_browsers_merges_both_edits(
+    manager: RunningManager, service_name: str, pages: Callable[..., Awaitable[Page]]
+) -> None:
+    alice, bob = await pages(), await pages()
+    for page in (alice, bob):
+        await login(page, manager.tokens["editor"])
+        await open_service(page, service_name)
+
+    # both start from version 0; alice changes the label and the threshold and saves first
+    await alice.get_by_label("Label", exact=True).fill("from-alice")
+    await alice.get_by_label("Threshold").fill("0.7")
+    await alice.get_by_role("button", name="Save as version 1").click()
+    await expect(alice.get_by_text(f"Saved {service_name} version 1")).to_be_visible()
+
+    # bob, still on version 0, changes the rate and (a conflict) the threshold
+    await bob.get_by_label("Rate", exact=True).fill("44100")
+    await bob.get_by_label("Threshold").fill("0.9")
+    await bob.get_by_role("button", name="Save as version 1").click()
+    merge = bob.locator("section.merge")
+    await expect(merge).to_contain_text("Version 1 was saved while you edited")
+    await expect(merge).to_contain_text("label")  # their change, rebased into bob's form
+    await expect(merge.get_by_role("rowheader", name="nested.threshold")).to_be_visible()
+    # nothing bob typed was lost, and alice's label is in his form now
+    await expect(bob.get_by_label("Rate", exact=True)).to_have_value("44100")
+    await expect(bob.get_by_label("Threshold")).to_have_value("0.9")
+    await expect(bob.get_by_label("Label", exact=True)).to_have_value("from-alice")
+    await shot(bob, "05-merge")
+    # bob takes alice's threshold for the one conflict, then saves on top of version 1
+    await merge.get_by_role("radio", name="0.7").check()
+    await expect(bob.get_by_label("Threshold")).to_have_value("0.7")
+    await bob.get_by_role("button", name="Save as version 2").click()
+    await expect(bob.get_by_text(f"Saved {service_name} version 2")).to_be_visible()
+
+    values = await stored(manager, service_name)
+    assert values["label"] == "from-alice"
+    assert values["rate"] == 44100
+    assert values["nested"] == {"threshold": 0.7}
+
+
+async def test_viewer_cannot_save(
+    manager: RunningManager, service_name: str, pages: Callable[..., Awaitable[Page]]
+) -> None:
+    page = await pages()
+    await login(page, manager.tokens["viewer"])
+    await expect(page.locator(".who .tag")).to_have_text("viewer")
+    await open_service(page, service_name)
+    await expect(page.get_by_text("Read only: your token (viewer)")).to_be_visible()
+    await expect(page.get_by_label("Rate", exact=True)).to_be_disabled()
+    await expect(page.get_by_role("button", name="Save as version 1")).to_have_count(0)
+    await expect(page.get_by_role("button", name="Replace")).to_have_count(0)
+    await expect(page.get_by_role("button", name="Apply", exact=False)).to_have_count(0)
+    await shot(page, "06-viewer")
+
+
+async def test_token_is_handed_to_a_new_tab(
+    manager: RunningManager, browser: Browser, pages: Callable[..., Awaitable[Page]]
+) -> None:
+    first = await pages()
+    await login(first, manager.tokens["admin"])
+    second = await pages(context=first.context)  # same browser session, new tab
+    await second.goto("/")
+    await expect(second.locator(".who .tag")).to_have_text("admin")
+    await second.get_by_role("button", name="Sign out").click()
+    # signing out in one tab signs out the others
+    await expect(first.get_by_label("API token")).to_be_visible()
+
+
+async def test_api_docs_render_offline(
+    manager: RunningManager, pages: Callable[..., Awaitable[Page]]
+) -> None:
+    page = await pages()
+    outside: list[str] = []
+
+    async def only_the_manager(route: Any) -> None:
+        if route.request.url.startswith(manager.base_url):
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", only_the_manager)
+    await page.goto("/docs")
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("Config manager")
+    await expect(page.get_by_text("/api/v1/whoami").first).to_be_visible()
+    assert outside == []
+    await shot(page, "07-api-docs")
+    async with httpx.AsyncClient(base_url=manager.base_url) as http:
+        redoc = await http.get("/redoc")
+        assert redoc.status_code == 200
+        assert "/docs/assets/redoc.standalone.js" in redoc.text
+
+
+async def test_no_horizontal_overflow_at_360px(
+    manager: RunningManager, service_name: str, pages: Callable[..., Awaitable[Page]]
+) -> None:
+    page = await pages(width=360, height=780)
+    await login(page, manager.tokens["editor"])
+    await open_service(page, service_name)
+    long_tag = "a-rather-long-tag-that-should-wrap-or-scroll-inside"
+    await page.get_by_label("Tags").fill(f'["a", "{long_tag}"]')
+    for tab in ("Edit", "Instances (0)", "History"):
+        await page.get_by_role("tab", name=tab).click()
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{tab}: the page is {overflow}px wider than a 360px screen"
+    await page.get_by_role("tab", name="Edit").click()
+    await shot(page, "08-mobile-360")
+
+
+async def test_whoami_reports_name_and_role(manager: RunningManager) -> None:
+    for role in ("viewer", "editor", "admin"):
+        async with manager.client(role) as http:
+            resp = await http.get("/api/v1/whoami")
+            assert resp.status_code == 200
+            assert resp.json() == {"name": f"{role}-token", "role": role, "scopes": None}
+    async with manager.client("") as http:
+        resp = await http.get("/api/v1/whoami")
+        assert resp.status_code == 401
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        assert json.loads(resp.text)["status"] == 401
+
+
+def test_worker_models_give_every_field_a_human_title() -> None:
+    """The editor labels fields with the schema's ``title``: no generated "Max Chunk Duration S"."""
+    from config_manager import SchemaRegistry
+
+    registry = SchemaRegistry.from_entry_points()
+    for service in ("stt", "orchestrator"):
+        model = registry.get(service)
+        assert model is not None, f"{service} is not registered"
+        schema = model.model_json_schema()
+        nodes = [schema, *schema.get("$defs", {}).values()]
+        for node in nodes:
+            for name, prop in node.get("properties", {}).items():
+                generated = name.replace("_", " ").title()  # pydantic's own title
+                assert prop.get("title"), f"{service}.{name} has no title"
+                if "_" in name:
+                    assert prop["title"] != generated, f"{service}.{name}: {generated!r}"

@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 from mgr_harness import RunningManager, put, watch
-from mgr_models import DemoConfig
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from mgr_models import DemoConfig, StricterDemo
 
 from config_lib import MASK
 from config_manager.history import verify_export
@@ -105,18 +104,6 @@ async def test_rollback_makes_a_new_version_with_the_old_document(
         assert rollback["detail"]["to_version"] == 1
         assert rollback["version"] == 4
         assert rollback["detail"]["diff"] == [{"op": "replace", "path": "/rate", "value": 11025}]
-
-
-class StricterDemo(BaseModel):
-    """DemoConfig as a later release defines it: rates above 24000 are no longer allowed."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rate: int = Field(16000, ge=8000, le=24000)
-    label: str = Field("demo", max_length=200)
-    api_key: SecretStr = SecretStr("default-api-key-0000")
-    nested: dict[str, float] = Field(default_factory=lambda: {"threshold": 0.5})
-    tags: list[str] = Field(default_factory=list)
 
 
 async def test_rollback_to_a_version_that_no_longer_validates_is_a_clear_422(
@@ -423,3 +410,88 @@ async def test_get_all_configs_masks_secrets(manager: RunningManager, service_na
         config = got.json()["configs"][service_name]
         assert config["values"]["api_key"] == MASK
         assert config["version"] == 0
+
+
+async def test_a_scoped_token_reaches_only_its_services(
+    manager_factory: Any, broker: Any, service_name: str
+) -> None:
+    other = f"{service_name}-other"
+    running = manager_factory(
+        mqtt_url=broker.url("manager"), models={service_name: DemoConfig, other: DemoConfig}
+    )
+    async with running.client("admin") as admin:
+        made = await admin.post(
+            "/api/v1/tokens",
+            json={"name": "scoped-editor", "role": "editor", "services": [service_name]},
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["services"] == [service_name]
+        listed = {t["name"]: t for t in (await admin.get("/api/v1/tokens")).json()}
+        assert listed["scoped-editor"]["services"] == [service_name]
+        assert listed["admin-token"]["services"] is None
+        await _write_versions(admin, other, [9000])
+    headers = {"Authorization": f"Bearer {made.json()['token']}"}
+    async with httpx.AsyncClient(base_url=running.base_url, headers=headers) as http:
+        mine = await http.patch(
+            f"/api/v1/configs/{service_name}", json={"rate": 8000}, headers={"If-Match": "0"}
+        )
+        assert mine.status_code == 200, mine.text
+        for method, path in (
+            ("GET", f"/api/v1/configs/{other}"),
+            ("GET", f"/api/v1/configs/{other}/versions"),
+            ("GET", f"/api/v1/configs/{other}/diff?from=0"),
+            ("GET", f"/api/v1/services/{other}/instances"),
+            ("PATCH", f"/api/v1/configs/{other}"),
+            ("POST", f"/api/v1/configs/{other}/rollback"),
+            ("GET", "/api/v1/export"),
+        ):
+            got = await http.request(method, path, json={"rate": 8000}, headers={"If-Match": "1"})
+            assert got.status_code == 403, (method, path, got.text)
+        assert list((await http.get("/api/v1/configs")).json()["configs"]) == [service_name]
+        synced = (await http.get("/api/v1/sync")).json()["services"]
+        assert [s["service"] for s in synced] == [service_name]
+        assert [s["name"] for s in (await http.get("/api/v1/services")).json()] == [service_name]
+        audit = (await http.get("/api/v1/audit")).json()
+        assert {e["service"] for e in audit} == {service_name}
+
+
+async def test_rate_limits_answer_429_without_locking_out_a_valid_token(
+    manager_factory: Any, broker: Any, service_name: str
+) -> None:
+    running = manager_factory(
+        mqtt_url=broker.url("manager"),
+        models={service_name: DemoConfig},
+        rate_limit_auth_failures="5/minute",
+        rate_limit_writes="8/minute",
+    )
+    url = f"/api/v1/configs/{service_name}"
+    async with running.client(None) as anonymous, running.client("admin") as admin:
+        statuses = [
+            (
+                await anonymous.get(url, headers={"Authorization": f"Bearer scm_guess{i}"})
+            ).status_code
+            for i in range(8)
+        ]
+        assert statuses[:5] == [401] * 5
+        assert statuses[5:] == [429] * 3
+        limited = await anonymous.get(url)
+        assert limited.status_code == 429
+        assert limited.headers["content-type"] == "application/problem+json"
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert limited.json()["type"].endswith("/rate-limited")
+        # same address, valid token: never refused by the failed-authentication limiter
+        assert (await admin.get(url)).status_code == 200
+
+        # a burst of writes by one token: the ninth in the minute is refused
+        etag = (await admin.get(url)).headers["etag"]
+        answers = []
+        for i in range(10):
+            got = await admin.patch(url, json={"rate": 8000 + i}, headers={"If-Match": etag})
+            answers.append(got.status_code)
+            if got.status_code == 200:
+                etag = got.headers["etag"]
+        assert answers == [200] * 8 + [429] * 2
+        assert (await admin.get(url)).json()["version"] == 8
+    async with running.client("editor") as editor:  # the limit is per token
+        ok = await editor.patch(url, json={"rate": 9999}, headers={"If-Match": etag})
+        assert ok.status_code == 200

@@ -6,11 +6,27 @@ so this module imports nothing beyond pydantic.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["OrchestratorConfig"]
+
+# Human labels for the editor (the JSON Schema's ``title``), one place for every field.
+_TITLES: Final = {
+    "chunk_duration_s": "Chunk length (s)",
+    "overlap_duration_s": "Overlap (s)",
+    "processing_interval_s": "New audio per chunk (s)",
+    "buffer_duration_s": "Buffer length (s)",
+    "sample_rate": "Sample rate (Hz)",
+    "boundary_search_s": "Boundary search window (s)",
+    "session_idle_timeout_s": "Idle session timeout (s)",
+    "preset": "Preset",
+}
+
+
+def _title(name: str, _info: object) -> str:
+    return _TITLES.get(name, name.replace("_", " ").capitalize())
 
 
 class OrchestratorConfig(BaseModel):
@@ -28,7 +44,7 @@ class OrchestratorConfig(BaseModel):
     trade that for latency (see docs/orchestrator.md).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, field_title_generator=_title)
 
     chunk_duration_s: float = Field(
         default=16.0,

@@ -43,6 +43,39 @@ ComputeType = Literal[
     "float32",
 ]
 
+# Human labels for the editor (the JSON Schema's ``title``), one place for every field.
+_TITLES: Final = {
+    "threshold": "Speech threshold",
+    "min_speech_duration_ms": "Shortest speech (ms)",
+    "min_silence_duration_ms": "Silence that ends speech (ms)",
+    "speech_pad_ms": "Speech padding (ms)",
+    "model": "Whisper model",
+    "device": "Device",
+    "compute_type": "Compute type",
+    "cpu_threads": "CPU threads",
+    "beam_size": "Beam size",
+    "language": "Language",
+    "temperature": "Temperature",
+    "temperature_increment_on_fallback": "Temperature step on fallback",
+    "compression_ratio_threshold": "Compression ratio limit",
+    "log_prob_threshold": "Log-probability limit",
+    "repetition_penalty": "Repetition penalty",
+    "no_repeat_ngram_size": "No-repeat n-gram size",
+    "max_new_tokens": "Max tokens per window",
+    "vad_filter": "Voice activity filter",
+    "vad": "Voice activity detection",
+    "word_timestamps": "Word timestamps",
+    "condition_on_previous_text": "Condition on previous text",
+    "initial_prompt": "Initial prompt",
+    "no_speech_threshold": "No-speech threshold",
+    "sample_rate": "Sample rate (Hz)",
+    "max_chunk_duration_s": "Longest chunk (s)",
+}
+
+
+def _title(name: str, _info: object) -> str:
+    return _TITLES.get(name, name.replace("_", " ").capitalize())
+
 
 class VadParameters(BaseModel):
     """Silero VAD settings used when ``vad_filter`` is on.
@@ -50,7 +83,7 @@ class VadParameters(BaseModel):
     Defaults are faster-whisper's own ``VadOptions`` defaults.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, field_title_generator=_title)
 
     threshold: float = Field(
         0.5, ge=0.0, le=1.0, description="Speech probability above which a frame counts as speech."
@@ -72,7 +105,7 @@ class VadParameters(BaseModel):
 class SttConfig(BaseModel):
     """Settings of the STT worker. Model fields reload the model; the rest apply per chunk."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, field_title_generator=_title)
 
     # -- model (a change loads the new model in the background, then swaps between chunks)
     model: str = Field(

@@ -1,0 +1,50 @@
+"""Rate limits (the ``limits`` library, in memory, moving windows): 429 problem+json with
+``Retry-After``.
+
+* Failed authentication, per client address: only requests whose token is missing, unknown
+  or revoked count, and only they are refused; a request with a valid token never meets
+  this limiter (an address shared with an attacker must not lock the admin out).
+* Writes, per token: every PUT, PATCH, rollback, preset, import.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from .problems import Problem
+
+__all__ = ["RateLimits"]
+
+
+class RateLimits:
+    def __init__(self, *, auth_failures: str, writes: str) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._auth = parse_many(auth_failures) if auth_failures.strip() else []
+        self._writes = parse_many(writes) if writes.strip() else []
+
+    def _hit(self, items: list[RateLimitItem], namespace: str, key: str, what: str) -> None:
+        for item in items:
+            if not self._limiter.hit(item, namespace, key):
+                stats = self._limiter.get_window_stats(item, namespace, key)
+                retry = max(1, math.ceil(stats.reset_time - time.time()))
+                raise Problem(
+                    429,
+                    "Too many requests",
+                    f"{what}: at most {item} ({namespace}); retry in {retry} s",
+                    kind="rate-limited",
+                    headers={"Retry-After": str(retry)},
+                    retry_after_s=retry,
+                )
+
+    def auth_failed(self, address: str) -> None:
+        """Count a failed authentication from ``address``; raises 429 over the limit."""
+        self._hit(self._auth, "auth-failures", address, "too many failed authentications")
+
+    def write(self, token: str) -> None:
+        """Count a write by ``token``; raises 429 over the limit."""
+        self._hit(self._writes, "writes", token, "too many writes by this token")

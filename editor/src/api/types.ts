@@ -1,0 +1,122 @@
+// Typed models of the manager's HTTP API (config_manager/api/schemas.py).
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
+export type JsonObject = { [key: string]: Json }
+
+export type Role = 'viewer' | 'editor' | 'admin'
+
+/** GET /api/v1/whoami: who the token is; ``scopes`` null means every service. */
+export interface Whoami {
+  name: string
+  role: Role
+  scopes: string[] | null
+}
+
+/** RFC 9457 problem details, with the manager's extensions. */
+export interface Problem {
+  type?: string
+  title: string
+  status?: number
+  detail?: string
+  errors?: { loc?: (string | number)[]; msg: string; type?: string }[]
+  violations?: { message: string; fields?: string[] }[]
+  [extension: string]: unknown
+}
+
+export interface ServiceSummary {
+  name: string
+  version: number
+  epoch: number
+  updated_at: string | null
+  instances: number
+}
+
+export interface ConfigDoc {
+  service: string
+  version: number
+  epoch: number
+  etag: string
+  values: JsonObject
+  updated_at: string | null
+  updated_by: string | null
+}
+
+export interface WriteResult extends ConfigDoc {
+  publication: 'published' | 'pending'
+}
+
+export type InstanceStatus = 'applied' | 'rejected' | 'failed' | 'offline' | 'unknown'
+
+export interface Instance {
+  instance: string
+  status: InstanceStatus | string
+  version: number | null
+  epoch: number | null
+  reason: string | null
+  detail: string | null
+  time: string | null
+  received_at: number
+  current: boolean
+}
+
+export interface Version {
+  service: string
+  version: number
+  epoch: number
+  created_at: string
+  created_by: string
+  change_id: string
+  values: JsonObject
+}
+
+export interface Preset {
+  name: string
+  description: string
+  patches: Record<string, JsonObject>
+}
+
+export interface PresetApplied {
+  preset: string
+  change_id: string | null
+  versions: { service: string; version: number; epoch: number; etag: string }[]
+  publication: 'published' | 'pending'
+}
+
+/** GET /readyz (200 when ready, 503 with the same body when not). */
+export interface Readiness {
+  status: 'ready' | 'not ready'
+  database: 'open' | 'closed'
+  broker: 'connected' | 'disconnected'
+  broker_error: string | null
+  publisher_failure: string | null
+  outbox_depth: number | null
+  publication: string
+  epoch: number | null
+}
+
+/** The subset of JSON Schema (2020-12, as pydantic writes it) the form understands. */
+export interface JsonSchema {
+  type?: string | string[]
+  title?: string
+  description?: string
+  properties?: Record<string, JsonSchema>
+  required?: string[]
+  items?: JsonSchema
+  enum?: Json[]
+  const?: Json
+  default?: Json
+  format?: string
+  minimum?: number
+  maximum?: number
+  exclusiveMinimum?: number
+  exclusiveMaximum?: number
+  minLength?: number
+  maxLength?: number
+  pattern?: string
+  anyOf?: JsonSchema[]
+  allOf?: JsonSchema[]
+  $ref?: string
+  $defs?: Record<string, JsonSchema>
+  'x-secret'?: boolean
+  [keyword: string]: unknown
+}
