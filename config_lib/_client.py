@@ -722,7 +722,8 @@ class ConfigLibrary(Generic[M]):
             return
         if candidate is None:
             retired = self._require_state().retired_at
-            if record is not None and retired is not None and retired >= record.position:
+            at = None if record is None else record.position
+            if at is not None and retired is not None and retired >= at:
                 self._holding = False  # the record names the tombstone: retired is current
                 await self._update_freshness()
             return
