@@ -125,6 +125,7 @@ class ConfigLibrary(Generic[M]):
         self._candidate: Accepted[M] | None = None
         self._apply_lock = asyncio.Lock()
         self._expiry_task: asyncio.Task[None] | None = None
+        self._freshness_refused = False  # the broker's ACL refused config/freshness/<service>
         self._applied_topic = applied_topic(service, self.instance_id)
         self._lifecycle = _Lifecycle.NEW
         self._state: ConfigState[M] | None = None
@@ -574,10 +575,24 @@ class ConfigLibrary(Generic[M]):
                 # The config, then its freshness record (their order of arrival does not
                 # matter: at startup envelopes are held until a record decides).
                 for topic in (self._topic, self._freshness_topic):
+                    freshness = topic == self._freshness_topic
+                    if freshness and self._freshness_refused:
+                        continue  # an ACL without freshness records: no record, stays stale
                     try:
                         granted = await _unless_closed(client, client.subscribe(topic, qos=1))
                     except _ConnectionClosed:
                         granted = None
+                        # RabbitMQ's way of refusing: the next session does without records.
+                        self._freshness_refused = freshness
+                    if freshness and granted is not None and any(map(_refused, granted)):
+                        self._freshness_refused = True
+                        logger.warning(
+                            "freshness records not allowed by the broker's ACL (add "
+                            "'pattern read config/freshness/%%u'): service=%s",
+                            self.service,
+                            extra={"service": self.service},
+                        )
+                        continue
                     if granted is None or any(_refused(code) for code in granted):
                         how = "closed the connection" if granted is None else "answered a failure"
                         raise NotAuthorised(

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiomqtt
@@ -156,25 +156,28 @@ async def test_expired_record_reports_stale_once_and_keeps_the_config(
     dk = keys.data_key(service_name)
     current = envelope(service_name, 6, signing=keys.signing, data_key=dk, beam_size=6)
     await publish_config(manager_client, service_name, current)
-    record = _record(keys, service_name, 6, current, expires_in=timedelta(seconds=1.5))
+    record = _record(keys, service_name, 6, current, expires_in=timedelta(seconds=4))
     await publish_record(manager_client, service_name, record)
     settings = lib_settings.model_copy(update={"fresh_wait": 5.0})
     async with demo_library(keys, service_name, settings, broker.endpoint(service_name)) as cfg:
         assert cfg.freshness == "fresh"
         reports = ReportWatcher(debug_client, service_name, cfg.instance_id)
         await reports.start()
-        fresh_at = time.monotonic()
-        await cfg.wait_for_freshness("stale", timeout=5)
-        took = time.monotonic() - fresh_at
-        assert took < 2.5  # at the record's expiry (1.5 s after it was signed)
+        kept = cfg.freshness_record
+        assert kept is not None
+        await cfg.wait_for_freshness("stale", timeout=6)
+        late = datetime.now(UTC) - kept.expires_at
+        assert timedelta(0) <= late < timedelta(seconds=1)  # at the record's expiry
         assert cfg.version == 6
         assert cfg.current.beam_size == 6
         report = await reports.next_matching(freshness="stale")
         assert report.status == "applied"
         assert report.version == 6
         # Messages while stale do not log again: a duplicate of the config in force.
+        before = cfg.metrics.received
         await publish_config(manager_client, service_name, current)
-        await cfg.wait_for_received(1 + cfg.metrics.received, timeout=5)
+        await cfg.wait_for_received(before + 1, timeout=5)
+        assert cfg.metrics.duplicate == 1
     stale_lines = [r for r in caplog.records if "config is stale" in r.getMessage()]
     assert len(stale_lines) == 1
 
