@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     assert isinstance(settings, ManagerSettings)
+    from .lockfile import LockHeld, database_lock, lock_holder
+
+    holder = lock_holder(database_lock(settings.db_file))
+    if holder is not None:
+        held = LockHeld(f"the database {settings.db_file}", database_lock(settings.db_file), holder)
+        print(f"config manager: refusing to start: {held}", file=sys.stderr)
+        return 2
     problems = startup_problems(settings)
     if problems:
         print("config manager: refusing to start:", file=sys.stderr)
@@ -166,13 +174,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "init":
-        return _init(args)
-    if args.command == "token":
-        return _token(args)
-    if args.command == "epoch":
-        return _epoch(args)
-    return _serve(args)
+    commands = {"init": _init, "token": _token, "epoch": _epoch}
+    command = commands.get(args.command)
+    if command is None:
+        return _serve(args)
+    try:
+        return command(args)
+    except sqlite3.OperationalError as exc:  # disk full, read-only, I/O error: one line
+        print(f"config manager: the database cannot be used: {exc}", file=sys.stderr)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"config manager: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

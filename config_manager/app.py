@@ -27,10 +27,12 @@ from config_lib import (
 
 from .api import configs, health, history, presets, services, sync, tokens, whoami
 from .api.docs import install_docs
+from .api.openapi import install_openapi
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .instances import InstanceTracker
 from .keyring import KeyRing
+from .lockfile import database_lock, hold_lock
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware, ServerTimingMiddleware
 from .problems import install_problem_handlers
@@ -94,6 +96,10 @@ def create_app(
         tracker = InstanceTracker()
         endpoint = settings.mqtt_endpoint()
         async with AsyncExitStack() as stack:
+            # One manager per database: a second one would publish the same rows twice.
+            stack.enter_context(
+                hold_lock(database_lock(settings.db_file), f"the database {settings.db_file}")
+            )
             store = await stack.enter_async_context(
                 ConfigStore(
                     settings.db_file,
@@ -175,6 +181,10 @@ def create_app(
         auth_failures=settings.rate_limit_auth_failures, writes=settings.rate_limit_writes
     )
     install_problem_handlers(app, storage_retry_after_s=math.ceil(settings.storage_retry_max_s))
+    install_openapi(
+        app,
+        lambda: getattr(app.state, "registry", None) or registry or SchemaRegistry(),
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerTimingMiddleware)
     app.add_middleware(RequestIdMiddleware)

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 
-from config_lib import SigningKey, TrustStore, canonical_bytes
+from config_lib import ConfigLibError, SigningKey, TrustStore, UnknownKey, canonical_bytes
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -120,8 +120,12 @@ def verify_export(doc: Any, trust: TrustStore) -> ChainReport:
             base64.b64decode(str(signature.get("value")), validate=True),
             canonical_bytes(dict(head)),
         )
-    except (KeyError, ValueError, InvalidSignature) as exc:
-        report.problems.append(f"the head's signature does not verify ({type(exc).__name__})")
+    except (UnknownKey, KeyError):
+        report.problems.append(
+            f"the head's signature does not verify: key {report.key_id!r} is not trusted"
+        )
+    except (ConfigLibError, ValueError, InvalidSignature):
+        report.problems.append("the head's signature does not verify")
     if head.get("history") != report.history:
         report.problems.append("the head does not cover this kind of export")
     # 2. every row's own hash, and (full history) the linkage

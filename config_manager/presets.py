@@ -1,24 +1,32 @@
-"""Named presets: one change that may touch several services (pure data, no IO).
+"""Named presets: the mechanism (pure, no IO). The presets themselves belong to the services.
 
-Each preset is a JSON Merge Patch (RFC 7396) per service. The manager applies every
-service's patch to that service's current config, checks the cross-service rules of
+A package registers a preset in the ``config_manager.presets`` entry-point group
+(``name = "package.module:OBJECT"``); the entry point's name is the preset's name and
+its object a mapping ``{"description": str, "patches": {service: {field: value}}}``.
+
+Each service's patch is a JSON Merge Patch (RFC 7396). The manager applies each to that
+service's current config, checks the cross-service rules of
 :mod:`config_manager.compatibility` on the result, and commits all services' new
-versions in one transaction (both are published, or neither).
-
-The chunking figures are the LiveTranslate design's presets (chunk / overlap /
-processing interval / buffer, in seconds).
+versions in one transaction (both are published, or neither). A preset that sets every
+field it owns (its patch's keys) gives the same documents whatever was current before.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["PRESETS", "Preset", "get_preset", "preset_names"]
+from config_lib import validate_name
 
+__all__ = ["ENTRY_POINT_GROUP", "PRESETS", "Preset", "get_preset", "load_presets", "preset_names"]
+
+ENTRY_POINT_GROUP: Final = "config_manager.presets"
 JsonPatch = Mapping[str, Any]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,68 +42,64 @@ class Preset:
         """Services this preset changes, sorted."""
         return tuple(sorted(self.patches))
 
+    @property
+    def fields(self) -> dict[str, tuple[str, ...]]:
+        """The fields this preset owns (sets on every apply), per service."""
+        return {svc: tuple(sorted(patch)) for svc, patch in sorted(self.patches.items())}
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for ``GET /api/v1/presets``)."""
         return {
             "name": self.name,
             "description": self.description,
-            "patches": {svc: dict(patch) for svc, patch in self.patches.items()},
+            "patches": {svc: _plain(patch) for svc, patch in self.patches.items()},
         }
 
+    @classmethod
+    def from_data(cls, name: str, data: Any) -> Preset:
+        """Build (read-only) from an entry point's object; ``ValueError`` if malformed."""
+        validate_name(name)
+        if not isinstance(data, Mapping):
+            raise ValueError("a preset must be a mapping with 'description' and 'patches'")
+        description, patches = data.get("description"), data.get("patches")
+        if not isinstance(description, str) or not description.strip():
+            raise ValueError("a preset needs a non-empty 'description'")
+        if not isinstance(patches, Mapping) or not patches:
+            raise ValueError("a preset needs 'patches': one merge patch per service")
+        frozen: dict[str, JsonPatch] = {}
+        for service, patch in patches.items():
+            validate_name(service)
+            if not isinstance(patch, Mapping) or not patch:
+                raise ValueError(f"the patch for {service!r} must be a non-empty mapping")
+            frozen[service] = _freeze(patch)
+        return cls(name, description, MappingProxyType(frozen))
 
-def _chunking(
-    name: str, chunk: float, overlap: float, interval: float, buffer: float
-) -> dict[str, Any]:
-    return {
-        "chunk_duration_s": chunk,
-        "overlap_duration_s": overlap,
-        "processing_interval_s": interval,
-        "buffer_duration_s": buffer,
-        "preset": name,
-    }
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): _freeze(v) for k, v in value.items()})
+    return value
 
 
-def _preset(name: str, description: str, patches: Mapping[str, JsonPatch]) -> tuple[str, Preset]:
-    frozen = MappingProxyType({k: MappingProxyType(dict(v)) for k, v in patches.items()})
-    return name, Preset(name=name, description=description, patches=frozen)
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
-PRESETS: Mapping[str, Preset] = MappingProxyType(
-    dict(
-        (
-            _preset(
-                "exact_whisper_match",
-                "3 s chunks with a 0.2 s overlap, one chunk every 3 s: the window Whisper "
-                "models see in the LiveTranslate design.",
-                {"orchestrator": _chunking("exact_whisper_match", 3.0, 0.2, 3.0, 4.0)},
-            ),
-            _preset(
-                "optimized_performance",
-                "2.5 s chunks, 0.3 s overlap, a chunk every 2.2 s: fewer, cheaper chunks.",
-                {"orchestrator": _chunking("optimized_performance", 2.5, 0.3, 2.2, 6.0)},
-            ),
-            _preset(
-                "high_accuracy",
-                "4 s chunks, 0.8 s overlap, a chunk every 3.2 s, and a wider beam in the "
-                "STT worker: more context per chunk and a longer seam to merge on.",
-                {
-                    "orchestrator": _chunking("high_accuracy", 4.0, 0.8, 3.2, 8.0),
-                    "stt": {"beam_size": 5},
-                },
-            ),
-            _preset(
-                "real_time_optimized",
-                "2 s chunks, 0.2 s overlap, a chunk every 1.8 s, greedy decoding in the STT "
-                "worker: the lowest latency.",
-                {
-                    "orchestrator": _chunking("real_time_optimized", 2.0, 0.2, 1.8, 4.0),
-                    "stt": {"beam_size": 1},
-                },
-            ),
-        )
-    )
-)
-"""Every preset by name (read-only)."""
+def load_presets(group: str = ENTRY_POINT_GROUP) -> Mapping[str, Preset]:
+    """Every preset declared in the entry-point group (broken ones skipped, logged)."""
+    presets: dict[str, Preset] = {}
+    for ep in sorted(entry_points(group=group), key=lambda ep: ep.name):
+        try:
+            presets[ep.name] = Preset.from_data(ep.name, ep.load())
+        except (ImportError, AttributeError, ValueError) as exc:
+            _log.error("preset entry point %s=%s is unusable: %s", ep.name, ep.value, exc)
+    return MappingProxyType(presets)
+
+
+PRESETS: Mapping[str, Preset] = load_presets()
+"""Every registered preset by name (read-only)."""
 
 
 def preset_names() -> list[str]:

@@ -10,12 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from .store import StorageError
 
 __all__ = [
     "PROBLEM_JSON",
     "Problem",
+    "describe_error",
     "install_problem_handlers",
     "pydantic_errors",
     "storage_problem",
@@ -79,15 +81,23 @@ def pydantic_errors(errors: Sequence[Any], *, prefix: tuple[str | int, ...] = ()
     ]
 
 
+def describe_error(error: dict[str, Any]) -> str:
+    """``where: what`` for one reduced error, e.g. ``query.limit: Input should be ...``."""
+    where = ".".join(str(p) for p in error.get("loc", ())) or "(root)"
+    return f"{where}: {error.get('msg') or 'invalid'}"
+
+
+def _summary(errors: list[Any]) -> str:
+    first = describe_error(errors[0]) if errors else "(root): invalid"
+    return first + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+
+
 def validation_problem(exc: ValidationError, service: str) -> Problem:
     errors = pydantic_errors(exc.errors(include_url=False, include_input=False))
-    first = errors[0] if errors else {"loc": [], "msg": "invalid"}
-    where = ".".join(str(p) for p in first["loc"]) or "(root)"
     return Problem(
         422,
         "Invalid configuration",
-        f"{service}: {where}: {first['msg']}"
-        + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+        f"{service}: {_summary(errors)}",
         kind="invalid-config",
         service=service,
         errors=errors,
@@ -122,11 +132,19 @@ def install_problem_handlers(app: FastAPI, *, storage_retry_after_s: int = 5) ->
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        _count_rejected(request, exc.status_code)
         headers = dict(exc.headers or {})
-        return Problem(
-            exc.status_code, _title(exc.status_code), str(exc.detail), headers=headers
-        ).response(request.url.path)
+        status, detail = exc.status_code, str(exc.detail)
+        if status in (404, 405):
+            # The editor's catch-all mount answers paths of the API too: a method the API
+            # does not serve on an API path is a 405 naming the methods it does serve.
+            allowed = allowed_methods(request)
+            if allowed and request.method not in allowed:
+                status, detail = 405, f"{request.method} is not allowed here"
+                headers["Allow"] = ", ".join(allowed)
+        _count_rejected(request, status)
+        return Problem(status, _title(status), detail, headers=headers).response(
+            request.url.path
+        )
 
     async def on_request_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -135,7 +153,7 @@ def install_problem_handlers(app: FastAPI, *, storage_retry_after_s: int = 5) ->
         return Problem(
             422,
             "Invalid request",
-            "the request's parameters are invalid",
+            _summary(errors),
             kind="invalid-request",
             errors=errors,
         ).response(request.url.path)
@@ -149,6 +167,33 @@ def install_problem_handlers(app: FastAPI, *, storage_retry_after_s: int = 5) ->
     app.add_exception_handler(StorageError, on_storage)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_request_validation)
+
+
+_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route answers on this path (for ``Allow`` on a 405).
+
+    Starlette stops at the first route that matches the path only partially (or at the
+    editor's catch-all mount), so its own ``Allow`` names one route's methods at best.
+    """
+    found: list[str] = []
+    static = False
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        for route in request.app.router.routes:
+            match, _ = route.matches(scope)
+            if match is not Match.FULL:
+                continue
+            if isinstance(route, Mount):
+                static = True
+                continue
+            found.append(method)
+            break
+    if not found and static and request.method not in ("GET", "HEAD"):
+        return ["GET", "HEAD"]  # a file of the editor
+    return found
 
 
 def _title(status: int) -> str:

@@ -581,23 +581,34 @@ class OutboxPublisher:
         self.republished.set()
 
     async def _save_instances_loop(self) -> None:
+        backoff = Backoff(self._limits.reconnect_min_s, self._limits.reconnect_max_s)
         while True:
             await self._tracker.changed.wait()
             # Batch a burst (every instance reporting one update) into one transaction.
             await asyncio.sleep(self._limits.instance_save_delay_s)
-            await self._save_instances()
+            if await self._save_instances():
+                backoff.reset()
+            else:
+                await asyncio.sleep(backoff.next_delay())  # storage fault: retry later
 
-    async def _save_instances(self) -> None:
+    async def _save_instances(self) -> bool:
+        """Save what changed; False (changes kept for the next attempt) if it failed."""
         reports, removed = self._tracker.take_changes()
         keys = [(r.service, r.instance) for r in reports] + removed
         try:
             await self._store.save_instances(reports, removed)
-        except (StorageError, sqlite3.Error, RuntimeError) as exc:  # a fault, or store closed
+        except StorageError as exc:  # the store logs the fault once per episode
+            self._tracker.restore_changes(keys)
+            _log.debug("instance reports not saved (kept for the next attempt): %s", exc)
+            return False
+        except (sqlite3.Error, RuntimeError) as exc:  # not a storage fault, or store closed
             self._tracker.restore_changes(keys)
             _log.error("instance reports not saved (kept for the next attempt): %s", exc)
+            return False
         except asyncio.CancelledError:  # shutting down: the final save takes them
             self._tracker.restore_changes(keys)
             raise
+        return True
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

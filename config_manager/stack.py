@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from .broker import BrokerFiles, find_mosquitto, mqtt_login, render_broker_files
+from .lockfile import LockHeld, hold_lock, stack_lock
 from .tls import ensure_local_certificates
 
 __all__ = ["main"]
@@ -114,33 +116,41 @@ def _http_ok(url: str) -> bool:
 
 async def _run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
-    logs = data_dir / "logs"
     if find_mosquitto() is None:
         _say(
             "stack",
             "mosquitto is not installed: run 'sudo apt-get install -y mosquitto mosquitto-clients'",
         )
         return 1
-    for port, what in ((args.mqtt_port, "MQTT_PORT"), (args.http_port, "the manager's HTTP port")):
+    conflict = _conflicting_env(args, data_dir)
+    if conflict:
+        _say("stack", conflict)
+        return 1
+    try:
+        with hold_lock(stack_lock(data_dir), f"the data dir {data_dir}"):
+            return await _run_locked(args, data_dir)
+    except LockHeld as exc:
+        _say("stack", f"{exc}: one stack per data dir (make run DATA_DIR=... for another)")
+        return 1
+
+
+async def _run_locked(args: argparse.Namespace, data_dir: Path) -> int:
+    logs = data_dir / "logs"
+    ports = (
+        (args.mqtt_port, "MQTT_PORT", "the broker"),
+        (args.http_port, "HTTP_PORT", "the manager"),
+    )
+    for port, variable, what in ports:
         if _port_in_use(port):
             _say(
                 "stack",
-                f"port {port} ({what}) is already in use: stop what uses it "
-                "or choose another (e.g. make run MQTT_PORT=1884)",
+                f"port {port} ({variable}, {what}) is already in use: stop what uses it "
+                f"or choose another (e.g. make run {variable}={_other_port(port)})",
             )
             return 1
 
     env = dict(os.environ)
-    env.update(
-        PYTHONUNBUFFERED="1",
-        HF_HUB_OFFLINE="1",
-        CONFIG_MANAGER_DATA_DIR=str(data_dir),
-        CONFIG_MANAGER_MQTT_URL=f"mqtt://127.0.0.1:{args.mqtt_port}",
-        CONFIG_MANAGER_PORT=str(args.http_port),
-        CONFIG_LIB_DATA_DIR=str(data_dir),
-        CONFIG_LIB_MQTT_URL=f"mqtt://127.0.0.1:{args.mqtt_port}",
-        CONFIG_LIB_LKG_DIR=str(data_dir / "lkg"),
-    )
+    env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", **_child_env(args, data_dir))
     py = sys.executable
 
     # 1. First start: keys, database, passwords, admin token (idempotent).
@@ -224,10 +234,82 @@ async def _run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _other_port(port: int) -> int:
+    """A nearby port that is free now, for the hint."""
+    for candidate in range(port + 1, port + 50):
+        if candidate < 65536 and not _port_in_use(candidate):
+            return candidate
+    return port + 1
+
+
+# What the stack sets for its children, and the stack option that decides it.
+_CHILD_ENV = {
+    "CONFIG_MANAGER_PORT": "HTTP_PORT",
+    "CONFIG_MANAGER_MQTT_URL": "MQTT_PORT",
+    "CONFIG_LIB_MQTT_URL": "MQTT_PORT",
+    "CONFIG_MANAGER_DATA_DIR": "DATA_DIR",
+    "CONFIG_LIB_DATA_DIR": "DATA_DIR",
+    "CONFIG_LIB_LKG_DIR": "DATA_DIR",
+}
+
+
+def _child_env(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
+    return {
+        "CONFIG_MANAGER_DATA_DIR": str(data_dir),
+        "CONFIG_MANAGER_MQTT_URL": f"mqtt://127.0.0.1:{args.mqtt_port}",
+        "CONFIG_MANAGER_PORT": str(args.http_port),
+        "CONFIG_LIB_DATA_DIR": str(data_dir),
+        "CONFIG_LIB_MQTT_URL": f"mqtt://127.0.0.1:{args.mqtt_port}",
+        "CONFIG_LIB_LKG_DIR": str(data_dir / "lkg"),
+    }
+
+
+def _same(variable: str, given: str, ours: str) -> bool:
+    if variable.endswith("_DIR"):
+        return Path(given).resolve() == Path(ours).resolve()
+    return given.rstrip("/") == ours.rstrip("/")
+
+
+def _conflicting_env(args: argparse.Namespace, data_dir: Path) -> str | None:
+    """A message if the environment sets a child's variable the stack would overwrite.
+
+    The stack decides ports and folders for all its processes (they must agree), so a
+    different value in the environment would be silently ignored: refuse instead.
+    """
+    for variable, ours in _child_env(args, data_dir).items():
+        given = os.environ.get(variable)
+        if given is not None and not _same(variable, given, ours):
+            option = _CHILD_ENV[variable]
+            return (
+                f"{variable}={given} is set, but the stack uses {ours} ({option}): "
+                f"unset {variable} or set {option} instead (make run {option}=...)"
+            )
+    return None
+
+
+def _shell_path(path: Path) -> str:
+    """``path`` as short as it can be written from the current folder."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def _demo_command(args: argparse.Namespace, data_dir: Path) -> str:
+    """The transcribe command, with exactly the options the ports and data dir in use need."""
+    sample = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jfk" / "jfk.flac"
+    audio = _shell_path(sample) if sample.is_file() else "<a WAV or FLAC file>"
+    parts = []
+    password = data_dir / "secrets" / "mqtt" / "client.password"
+    if password.resolve() != (Path("data") / "secrets/mqtt/client.password").resolve():
+        parts.append(f"ORCHESTRATOR_CLIENT_MQTT_PASSWORD_FILE={shlex.quote(_shell_path(password))}")
+    parts += [_shell_path(Path(sys.executable)), "-m workers.orchestrator transcribe"]
+    parts.append(shlex.quote(audio) if sample.is_file() else audio)
+    if args.mqtt_port != 1883:
+        parts.append(f"--mqtt-url mqtt://127.0.0.1:{args.mqtt_port}")
+    return " ".join(parts)
+
+
 def _banner(args: argparse.Namespace, data_dir: Path, missing: list[str]) -> None:
-    rel = os.path.relpath(data_dir)
-    if rel.startswith(".."):
-        rel = str(data_dir)
+    rel = _shell_path(data_dir)
     lines = [
         "",
         "The stack is up.",
@@ -238,8 +320,7 @@ def _banner(args: argparse.Namespace, data_dir: Path, missing: list[str]) -> Non
         f'{args.mqtt_port} -u debug -P "$(cat {rel}/secrets/mqtt/debug.password)"'
         " -t 'config/#' -v",
         f"  Logs:           {rel}/logs/",
-        "  Try:            .venv/bin/python -m workers.orchestrator transcribe "
-        "../shared/data/jfk/jfk.flac",
+        f"  Try:            {_demo_command(args, data_dir)}",
     ]
     if missing:
         lines.append(f"  Not there yet:  {', '.join(missing)} (not started)")

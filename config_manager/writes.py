@@ -424,8 +424,8 @@ class ConfigWriter:
             started = time.perf_counter()
             current = await self.current(service, for_write=True)
             try:
-                if expected_version != current.version:
-                    raise self._conflict(service, expected_version, current)
+                # The content is checked first, the precondition after it (RFC 9110 13.2.1:
+                # preconditions are evaluated after the normal request checks).
                 try:
                     change = self.plan(
                         current, document=document, patch=patch, expected_version=expected_version
@@ -435,6 +435,8 @@ class ConfigWriter:
                     self.metrics.writes.labels(service=service, result="rejected").inc()
                     await self._explain_outdated(service, problem)
                     raise
+                if expected_version != current.version:
+                    raise self._conflict(service, expected_version, current)
             except Problem as problem:
                 if not dry_run:
                     await self.refused(ctx, problem, [service])

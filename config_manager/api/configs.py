@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from config_lib import mask_secrets
 
-from ..problems import Problem, pydantic_errors
+from ..problems import Problem
 from ..publisher import OutboxPublisher
 from ..settings import ManagerSettings
 from ..store import AuditEntry
@@ -19,35 +19,23 @@ from .deps import (
     Admin,
     Editor,
     EditorWrite,
+    IfMatch,
+    IfMatchOptional,
     JsonBody,
     PublisherDep,
     SettingsDep,
     Viewer,
     WriterDep,
     WriteRequest,
+    json_model,
     request_id,
 )
+from .openapi import DOCUMENT, MERGE_PATCH, api_router, config_body, problems
 from .schemas import AllConfigsPublic, ConfigPublic, RetiredPublic, ValidationPublic, WritePublic
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/configs", tags=["configs"])
-_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-}
-_PATCH_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/merge-patch+json": {"schema": {"type": "object"}}},
-    }
-}
-IfMatch = Annotated[
-    str | None,
-    Header(description='Version the change is based on: 7, "7" or the ETag "<epoch>.<version>".'),
-]
+router = api_router(prefix="/api/v1/configs", tags=["configs"])
 
 
 def _public(current: CurrentConfig) -> dict[str, Any]:
@@ -63,7 +51,7 @@ def _public(current: CurrentConfig) -> dict[str, Any]:
 
 
 @router.get("", response_model=AllConfigsPublic)
-async def get_all_configs(writer: WriterDep, principal: Viewer) -> dict[str, Any]:
+async def get_all_configs(principal: Viewer, writer: WriterDep) -> dict[str, Any]:
     """Every registered service's current config in one document (secrets masked); a token
     limited to some services sees those."""
     configs: dict[str, Any] = {}
@@ -77,9 +65,9 @@ async def get_all_configs(writer: WriterDep, principal: Viewer) -> dict[str, Any
     return {"epoch": await writer.store.epoch(), "configs": configs}
 
 
-@router.get("/{service}", response_model=ConfigPublic)
+@router.get("/{service}", response_model=ConfigPublic, responses=problems(404))
 async def get_config(
-    service: str, writer: WriterDep, response: Response, _: Viewer
+    service: str, _: Viewer, writer: WriterDep, response: Response
 ) -> dict[str, Any]:
     current = await writer.current(service)
     response.headers["ETag"] = etag_for(current.epoch, current.version)
@@ -142,7 +130,7 @@ async def _answer(
 
 async def _write(
     service: str,
-    if_match: str | None,
+    if_match: str,
     writer: ConfigWriter,
     publisher: OutboxPublisher,
     settings: ManagerSettings,
@@ -159,45 +147,60 @@ async def _write(
     return await _answer(outcome, publisher, settings, response)
 
 
-@router.put("/{service}", response_model=WritePublic, openapi_extra=_BODY)
+@router.put(
+    "/{service}",
+    response_model=WritePublic,
+    responses=problems(404, 409, 422),
+    openapi_extra=config_body(DOCUMENT),
+)
 async def put_config(
     service: str,
+    request: EditorWrite,
     body: JsonBody,
+    if_match: IfMatch,
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
-    request: EditorWrite,
     response: Response,
-    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     return await _write(
         service, if_match, writer, publisher, settings, request, response, document=body
     )
 
 
-@router.patch("/{service}", response_model=WritePublic, openapi_extra=_PATCH_BODY)
+@router.patch(
+    "/{service}",
+    response_model=WritePublic,
+    responses=problems(404, 409, 422),
+    openapi_extra=config_body(MERGE_PATCH),
+)
 async def patch_config(
     service: str,
+    request: EditorWrite,
     body: JsonBody,
+    if_match: IfMatch,
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
-    request: EditorWrite,
     response: Response,
-    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     return await _write(
         service, if_match, writer, publisher, settings, request, response, patch=body
     )
 
 
-@router.post("/{service}/validate", response_model=ValidationPublic, openapi_extra=_BODY)
+@router.post(
+    "/{service}/validate",
+    response_model=ValidationPublic,
+    responses=problems(404, 409, 422),
+    openapi_extra=config_body(DOCUMENT),
+)
 async def validate_config(
     service: str,
-    body: JsonBody,
-    writer: WriterDep,
     principal: Editor,
-    if_match: IfMatch = None,
+    body: JsonBody,
+    if_match: IfMatchOptional,
+    writer: WriterDep,
 ) -> dict[str, Any]:
     """Dry run of a PUT: validates (and checks If-Match when given); stores nothing."""
     current = await writer.current(service, for_write=True)
@@ -220,29 +223,21 @@ class RollbackRequest(BaseModel):
     to_version: int = Field(ge=1, description="The version whose document becomes current again.")
 
 
-@router.post("/{service}/rollback", response_model=WritePublic, openapi_extra=_BODY)
+@router.post(
+    "/{service}/rollback", response_model=WritePublic, responses=problems(404, 409, 422)
+)
 async def rollback_config(
     service: str,
-    body: JsonBody,
+    request: EditorWrite,
+    wanted: Annotated[RollbackRequest, Depends(json_model(RollbackRequest))],
+    if_match: IfMatch,
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
-    request: EditorWrite,
     response: Response,
-    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     """A new version whose document equals ``to_version``'s, checked against today's model and
     the cross-service rules (422 ``rollback-invalid`` naming the fields when it fails)."""
-    try:
-        wanted = RollbackRequest.model_validate(body)
-    except ValidationError as exc:
-        raise Problem(
-            422,
-            "Invalid rollback request",
-            'send {"to_version": N}',
-            kind="invalid-request",
-            errors=pydantic_errors(exc.errors(include_url=False, include_input=False)),
-        ) from None
     if request.replay is not None:
         return await _replayed(request, writer, response)
     expected = parse_if_match(if_match, await writer.store.epoch())
@@ -252,13 +247,13 @@ async def rollback_config(
     return await _answer(outcome, publisher, settings, response)
 
 
-@router.delete("/{service}", response_model=RetiredPublic)
+@router.delete("/{service}", response_model=RetiredPublic, responses=problems(404, 409))
 async def retire_service(
     service: str,
+    admin: Admin,
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
-    admin: Admin,
     request: Request,
 ) -> dict[str, Any]:
     """Retire a service: its retained message becomes a signed tombstone (instances keep

@@ -5,17 +5,21 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from ..metrics import Metrics
 from ..store import StorageError
 from .deps import PublisherDep, StoreDep
+from .openapi import api_router
+from .schemas import ReadinessPublic
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["health"])
+router = api_router(tags=["health"])
+# The Prometheus text format 0.0.4 (what ``generate_latest`` writes).
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @router.get("/healthz")
@@ -23,7 +27,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadinessPublic,
+    responses={503: {"model": ReadinessPublic, "description": "Not ready (same body)."}},
+)
 async def readyz(store: StoreDep, publisher: PublisherDep, request: Request) -> JSONResponse:
     """Ready when the database is open and can store changes and the broker is connected;
     says what is pending, and in ``detail`` why it is not ready."""
@@ -70,8 +78,17 @@ async def _invalid_configs(request: Request) -> dict[str, list[Any]]:
     return {}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus metrics (text exposition format 0.0.4).",
+            "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request, store: StoreDep) -> Response:
     m: Metrics = request.app.state.metrics
     m.outbox_depth.set(await store.outbox_depth())
-    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(m.registry), media_type=PROMETHEUS_TEXT)

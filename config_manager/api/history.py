@@ -5,20 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from config_lib import mask_secrets
+from config_lib import encrypt_secrets, mask_secrets
 
 from ..history import EXPORT_FORMAT, sign_head, verify_export
 from ..problems import Problem
 from ..store import StoredVersion
 from ..writes import ConfigWriter, WriteContext, etag_for
 from .deps import AdminWrite, JsonBody, PublisherDep, SettingsDep, StoreDep, Viewer, WriterDep
+from .openapi import api_router, problems
 from .schemas import AuditPublic, DiffPublic, ImportPublic, VersionPublic
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["history"])
+router = api_router(prefix="/api/v1", tags=["history"])
 
 
 def _version_public(v: StoredVersion) -> dict[str, Any]:
@@ -33,12 +34,14 @@ def _version_public(v: StoredVersion) -> dict[str, Any]:
     }
 
 
-@router.get("/configs/{service}/versions", response_model=list[VersionPublic])
+@router.get(
+    "/configs/{service}/versions", response_model=list[VersionPublic], responses=problems(404)
+)
 async def list_versions(
     service: str,
+    _: Viewer,
     writer: WriterDep,
     store: StoreDep,
-    _: Viewer,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     before: Annotated[
         int | None, Query(ge=1, description="Only versions below this one (next page).")
@@ -49,8 +52,10 @@ async def list_versions(
     return [_version_public(v) for v in await store.history(service, limit, before)]
 
 
-@router.get("/configs/{service}/versions/{version}", response_model=VersionPublic)
-async def get_version(service: str, version: int, writer: WriterDep, _: Viewer) -> dict[str, Any]:
+@router.get(
+    "/configs/{service}/versions/{version}", response_model=VersionPublic, responses=problems(404)
+)
+async def get_version(service: str, version: int, _: Viewer, writer: WriterDep) -> dict[str, Any]:
     writer.model(service)
     stored = await writer.store.version(service, version)
     if stored is None:
@@ -66,15 +71,10 @@ async def get_version(service: str, version: int, writer: WriterDep, _: Viewer) 
 
 
 async def _values_at(writer: ConfigWriter, service: str, version: int) -> dict[str, Any]:
-    if version == 0:
-        current = await writer.current(service, for_write=True)
-        if current.version == 0:
-            return dict(current.values)
+    if version == 0:  # the model's defaults (nothing for a model with required fields)
         defaults = writer.registry.defaults(service)
         if defaults is None:
             return {}
-        from config_lib import encrypt_secrets
-
         values: dict[str, Any] = encrypt_secrets(
             defaults, service=service, key=writer.keys.data_key(service)
         )
@@ -92,11 +92,11 @@ async def _values_at(writer: ConfigWriter, service: str, version: int) -> dict[s
     return stored.values
 
 
-@router.get("/configs/{service}/diff", response_model=DiffPublic)
+@router.get("/configs/{service}/diff", response_model=DiffPublic, responses=problems(404))
 async def diff_versions(
     service: str,
-    writer: WriterDep,
     _: Viewer,
+    writer: WriterDep,
     from_: Annotated[int, Query(alias="from", ge=0, description="0: the model's defaults")],
     to: Annotated[int | None, Query(ge=0, description="default: the current version")] = None,
 ) -> dict[str, Any]:
@@ -104,7 +104,8 @@ async def diff_versions(
     operation with the mask as value and ``"secret": "changed"``, never its value."""
     writer.model(service)
     if to is None:
-        to = (await writer.current(service, for_write=True)).version
+        stored = await writer.store.current(service)
+        to = stored.version if stored is not None else 0
     old = await _values_at(writer, service, from_)
     new = await _values_at(writer, service, to)
     return {"service": service, "from": from_, "to": to, "patch": writer.diff(service, old, new)}
@@ -114,7 +115,7 @@ def _since(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise Problem(
             400, "Bad since", f"since={value!r} is not an ISO 8601 time", kind="bad-since"
@@ -124,15 +125,19 @@ def _since(value: str | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@router.get("/audit", response_model=list[AuditPublic])
+@router.get("/audit", response_model=list[AuditPublic], responses=problems(400))
 async def audit(
-    store: StoreDep,
     principal: Viewer,
+    store: StoreDep,
     service: str | None = None,
     actor: str | None = None,
     action: str | None = None,
     since: Annotated[
-        str | None, Query(description="ISO 8601 time, e.g. 2026-11-29T20:00:00Z")
+        str | None,
+        Query(
+            description="ISO 8601 time, e.g. 2026-11-29T20:00:00Z",
+            json_schema_extra={"format": "date-time"},
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
@@ -164,9 +169,9 @@ async def audit(
 
 @router.get("/export")
 async def export(
+    principal: Viewer,
     writer: WriterDep,
     store: StoreDep,
-    principal: Viewer,
     history: Annotated[str, Query(pattern="^(full|current)$")] = "full",
 ) -> dict[str, Any]:
     """Every service's versions (``full``) or current versions (``current``) in chain order,
@@ -192,13 +197,45 @@ async def export(
     }
 
 
-@router.post("/import", response_model=ImportPublic)
+@router.post(
+    "/import",
+    response_model=ImportPublic,
+    responses=problems(422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "A document from GET /api/v1/export (signed head, hash chain).",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["format", "versions", "head", "signature"],
+                        "properties": {
+                            "format": {"const": EXPORT_FORMAT},
+                            "history": {"enum": ["full", "current"]},
+                            "versions": {"type": "array", "items": {"type": "object"}},
+                            "head": {"type": "object"},
+                            "signature": {
+                                "type": "object",
+                                "required": ["key_id", "value"],
+                                "properties": {
+                                    "key_id": {"type": "string"},
+                                    "value": {"type": "string"},
+                                },
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
 async def import_export(
+    request: AdminWrite,
     body: JsonBody,
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
-    request: AdminWrite,
 ) -> dict[str, Any]:
     """Make each service's newest exported version current again, all or nothing, in one
     transaction that bumps the epoch. The export must verify (signed head, hash chain)."""

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-
 from ..compat_check import violation_errors
 from ..compatibility import check_compatibility
 from ..presets import PRESETS, get_preset, preset_names
 from ..problems import Problem
 from ..writes import WriteContext, etag_for
 from .deps import EditorAction, PublisherDep, SettingsDep, Viewer, WriterDep
+from .openapi import api_router, problems
 from .schemas import CompatibilityPublic, PresetAppliedPublic, PresetPublic
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["presets"])
+router = api_router(prefix="/api/v1", tags=["presets"])
 
 
 @router.get("/presets", response_model=list[PresetPublic])
@@ -25,14 +24,17 @@ async def list_presets(_: Viewer) -> list[dict[str, Any]]:
     return [PRESETS[name].to_dict() for name in preset_names()]
 
 
-@router.post("/presets/{name}/apply", response_model=PresetAppliedPublic)
+@router.post(
+    "/presets/{name}/apply",
+    response_model=PresetAppliedPublic,
+    responses=problems(404, 409, 422),
+)
 async def apply_preset(
     name: str,
-    request: Request,
+    write: EditorAction,
     writer: WriterDep,
     publisher: PublisherDep,
     settings: SettingsDep,
-    write: EditorAction,
 ) -> dict[str, Any]:
     """Apply a preset as ONE change: every service's new version commits, or none does.
 
@@ -96,7 +98,7 @@ async def apply_preset(
 
 
 @router.get("/compatibility", response_model=CompatibilityPublic)
-async def compatibility(writer: WriterDep, _: Viewer) -> dict[str, Any]:
+async def compatibility(_: Viewer, writer: WriterDep) -> dict[str, Any]:
     """The cross-service rules evaluated on the stored configs (defaults where none)."""
     configs = {}
     versions = {}

@@ -19,6 +19,7 @@ __all__ = [
     "PresetAppliedPublic",
     "PresetPublic",
     "PresetVersionPublic",
+    "ReadinessPublic",
     "RetiredPublic",
     "ServicePublic",
     "SyncForcePublic",
@@ -192,6 +193,25 @@ class CompatibilityPublic(BaseModel):
     versions: dict[str, int]
     violations: list[dict[str, Any]]
     errors: list[dict[str, Any]]
+
+
+class ReadinessPublic(BaseModel):
+    """``/readyz``: 200 when ready, 503 with the same body when not."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["ready", "not ready"]
+    detail: str | None = Field(description="Why it is not ready.")
+    database: Literal["open", "closed"]
+    storage: Literal["writable", "not writable"]
+    storage_error: str | None
+    schema_version: int | None
+    broker: Literal["connected", "disconnected"]
+    broker_error: str | None
+    publisher_failure: str | None
+    outbox_depth: int | None
+    publication: Literal["pending", "up to date", "unknown"]
+    epoch: int | None
 
 
 class SyncInstancePublic(BaseModel):

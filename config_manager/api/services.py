@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from config_lib import mask_secrets
 
 from ..registry import secret_schema
 from .deps import RegistryDep, StoreDep, TrackerDep, Viewer, WriterDep
+from .openapi import api_router, problems
 from .schemas import InstancePublic, ServicePublic, VersionPublic
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/services", tags=["services"])
+router = api_router(prefix="/api/v1/services", tags=["services"])
 
 
 @router.get("", response_model=list[ServicePublic])
 async def list_services(
-    registry: RegistryDep, store: StoreDep, tracker: TrackerDep, principal: Viewer
+    principal: Viewer, registry: RegistryDep, store: StoreDep, tracker: TrackerDep
 ) -> list[dict[str, Any]]:
     """Every registered service with its current version, the epoch and the last update."""
     stored = {s.service: s for s in await store.services()}
@@ -41,15 +42,15 @@ async def list_services(
     return result
 
 
-@router.get("/{service}/schema")
-async def get_schema(service: str, writer: WriterDep, _: Viewer) -> dict[str, Any]:
+@router.get("/{service}/schema", responses=problems(404))
+async def get_schema(service: str, _: Viewer, writer: WriterDep) -> dict[str, Any]:
     """The model's JSON Schema; secret fields carry ``"x-secret": true``."""
     return secret_schema(writer.model(service))
 
 
-@router.get("/{service}/instances", response_model=list[InstancePublic])
+@router.get("/{service}/instances", response_model=list[InstancePublic], responses=problems(404))
 async def list_instances(
-    service: str, writer: WriterDep, tracker: TrackerDep, _: Viewer
+    service: str, _: Viewer, writer: WriterDep, tracker: TrackerDep
 ) -> list[dict[str, Any]]:
     """What each instance last reported on ``config/applied/<service>/<instance>``."""
     current = await writer.current(service)
@@ -70,12 +71,12 @@ async def list_instances(
     ]
 
 
-@router.get("/{service}/versions", response_model=list[VersionPublic])
+@router.get("/{service}/versions", response_model=list[VersionPublic], responses=problems(404))
 async def list_versions(
     service: str,
+    _: Viewer,
     writer: WriterDep,
     store: StoreDep,
-    _: Viewer,
     limit: int = Query(50, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     """Stored versions, newest first (secrets masked)."""

@@ -6,18 +6,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 
 from ..instances import InstanceReport
 from ..problems import Problem
 from ..store import AuditEntry
 from ..writes import etag_for
 from .deps import Admin, PublisherDep, SettingsDep, TrackerDep, Viewer, WriterDep, request_id
+from .openapi import api_router
 from .schemas import SyncForcePublic, SyncPublic
 
 __all__ = ["instance_state", "router"]
 
-router = APIRouter(prefix="/api/v1", tags=["sync"])
+router = api_router(prefix="/api/v1", tags=["sync"])
 STATES = ("in_sync", "behind", "failed", "rejected", "offline", "retired")
 
 

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import Depends, Request, Response, status
 
 from ..problems import Problem
 from ..store import AuditEntry
 from ..tokens import hash_token, new_token
-from .deps import Admin, StoreDep, request_id
+from .deps import Admin, StoreDep, json_model, request_id
+from .openapi import api_router, problems
 from .schemas import TokenCreate, TokenCreatedPublic, TokenPublic
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
+router = api_router(prefix="/api/v1/tokens", tags=["tokens"])
 
 
 @router.get("", response_model=list[TokenPublic])
-async def list_tokens(store: StoreDep, admin: Admin) -> list[dict[str, Any]]:
+async def list_tokens(admin: Admin, store: StoreDep) -> list[dict[str, Any]]:
     admin.require_unscoped("token management")
     return [
         {
@@ -33,9 +34,17 @@ async def list_tokens(store: StoreDep, admin: Admin) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("", response_model=TokenCreatedPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=TokenCreatedPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(409),
+)
 async def create_token(
-    body: TokenCreate, store: StoreDep, admin: Admin, request: Request
+    admin: Admin,
+    body: Annotated[TokenCreate, Depends(json_model(TokenCreate))],
+    store: StoreDep,
+    request: Request,
 ) -> dict[str, Any]:
     admin.require_unscoped("token management")
     if any(t.name == body.name for t in await store.tokens()):
@@ -66,8 +75,8 @@ async def create_token(
     }
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_token(name: str, store: StoreDep, admin: Admin, request: Request) -> Response:
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
+async def revoke_token(name: str, admin: Admin, store: StoreDep, request: Request) -> Response:
     admin.require_unscoped("token management")
     if not await store.revoke_token(name):
         raise Problem(404, "No such token", f"no active token named {name!r}", kind="unknown-token")

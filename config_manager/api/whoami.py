@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from .deps import Viewer
+from .openapi import api_router
 from .schemas import WhoamiPublic
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["tokens"])
+router = api_router(prefix="/api/v1", tags=["tokens"])
 
 
 @router.get("/whoami", response_model=WhoamiPublic)

@@ -138,6 +138,27 @@ async def test_retained_config_survives_a_broker_restart(
     assert message.payload == raw
 
 
+async def test_retained_config_survives_a_broker_sigkill(
+    own_broker: Broker, keys: Keys, service_name: str
+) -> None:
+    """autosave_on_changes: the retained config is on disk before mosquitto reads its next
+    packet, so a crash right after the publish does not lose it (with the old 30 s autosave
+    interval it was gone until the manager republished)."""
+    raw = sign_envelope(service=service_name, version=7, epoch=1, config={}, key=keys.signing)
+    async with _client(own_broker, "manager") as manager:
+        await manager.publish(updated_topic(service_name), raw, qos=1, retain=True)
+        # A barrier: mosquitto reads one packet per client per loop and saves at the end of
+        # the loop that stored the retained message, so once this later publish is
+        # acknowledged the save is done. No sleep, no polling of the file.
+        await manager.publish(updated_topic(f"{service_name}-barrier"), b"x", qos=1)
+        own_broker.kill()  # SIGKILL: no save on the way out
+    own_broker.start()
+    async with _client(own_broker, service_name) as svc:
+        await svc.subscribe(updated_topic(service_name), qos=1)
+        message = await _first_message(svc)
+    assert message.payload == raw
+
+
 async def test_optional_tls_listener(tmp_path: Path, keys: Keys, service_name: str) -> None:
     files = BrokerFiles(tmp_path / "mosquitto")
     tls = ensure_local_certificates(tmp_path / "tls")

@@ -17,6 +17,8 @@ import httpx
 import pytest
 from mgr_harness import RunningManager
 
+from config_lib import SigningKey, TrustStore
+
 CONFIGCTL = [sys.executable, "-m", "config_manager.cli"]
 
 
@@ -192,6 +194,11 @@ def test_export_verify_history_detects_tampering_and_import(
     good = ctl(ctl_env, "verify-history", str(export))
     assert good.returncode == 0, good.stderr
     assert "history verifies" in good.stdout
+    other_trust = tmp_path / "other-trust.pem"
+    other_trust.write_bytes(TrustStore([SigningKey.generate().public_key]).to_pem())
+    stranger = ctl(ctl_env, "verify-history", str(export), "--trust", str(other_trust))
+    assert stranger.returncode == 7
+    assert "signature does not verify" in stranger.stderr
 
     doc = json.loads(export.read_text())
     mine = [i for i, r in enumerate(doc["versions"]) if r["service"] == service_name]

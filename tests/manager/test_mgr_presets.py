@@ -37,8 +37,11 @@ async def test_preset_commits_and_publishes_both_services(
             "stt": 1,
             "orchestrator": 1,
         }
-        assert (await orch.next()).config["chunk_duration_s"] == 4.0
-        assert (await stt.next()).config["beam_size"] == 5
+        wanted = PRESETS["high_accuracy"].patches
+        assert (await orch.next()).config["chunk_duration_s"] == wanted["orchestrator"][
+            "chunk_duration_s"
+        ]
+        assert (await stt.next()).config["beam_size"] == wanted["stt"]["beam_size"]
         history = (await http.get("/api/v1/services/stt/versions")).json()
         other = (await http.get("/api/v1/services/orchestrator/versions")).json()
         assert history[0]["change_id"] == other[0]["change_id"] == body["change_id"]
@@ -72,7 +75,7 @@ async def test_incompatible_writes_and_presets_are_refused_whole(
         }
         assert (await put(http, "orchestrator", small, 0)).status_code == 200
         assert (await put(http, "stt", {"max_chunk_duration_s": 3.5}, 0)).status_code == 200
-        # high_accuracy wants 4 s chunks (> 3.5 s) and a beam change: neither may land.
+        # high_accuracy wants 20 s chunks (> 3.5 s) and a beam change: neither may land.
         resp = await http.post("/api/v1/presets/high_accuracy/apply")
         assert resp.status_code == 422
         assert {"orchestrator", "stt"} <= set(resp.json()["services"])
@@ -80,3 +83,25 @@ async def test_incompatible_writes_and_presets_are_refused_whole(
         stt = (await http.get("/api/v1/configs/stt")).json()["values"]
         assert stt["beam_size"] == 5
         assert stt["max_chunk_duration_s"] == 3.5
+
+
+async def test_a_preset_gives_the_same_documents_whatever_was_current_before(
+    manager_factory: Any, own_broker: Any
+) -> None:
+    """real_time_optimized then exact_whisper_match leaves exactly exact_whisper_match."""
+    manager: RunningManager = manager_factory(mqtt_url=own_broker.url("manager"), models=MODELS)
+    async with manager.client("editor") as http:
+
+        async def documents() -> dict[str, Any]:
+            return {s: (await http.get(f"/api/v1/configs/{s}")).json()["values"] for s in MODELS}
+
+        assert (await http.post("/api/v1/presets/exact_whisper_match/apply")).status_code == 200
+        first = await documents()
+        assert (await http.post("/api/v1/presets/real_time_optimized/apply")).status_code == 200
+        between = await documents()
+        assert between["stt"]["beam_size"] == 1
+        assert between["orchestrator"]["preset"] == "real_time_optimized"
+        assert (await http.post("/api/v1/presets/exact_whisper_match/apply")).status_code == 200
+        assert await documents() == first
+        assert first["orchestrator"]["preset"] == "exact_whisper_match"
+        assert first["stt"]["beam_size"] == 5

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from mgr_harness import (
     RunningManager,
@@ -23,9 +28,20 @@ from mgr_harness import (
 )
 from mgr_models import DemoConfig
 
+from config_lib import AppliedReport, applied_topic
 from config_manager.store import ConfigStore, NewVersion, StorageError, StorageLimits
 
+REPO = Path(__file__).resolve().parents[2]
 STORAGE_LOGGER = "config_manager.store"
+
+
+def _saved_instances(db: Path, service: str) -> list[str]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT instance FROM instances WHERE service = ?", (service,))
+        return [r[0] for r in rows]
+    finally:
+        conn.close()
 
 
 def _fault_lines(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
@@ -44,7 +60,7 @@ async def test_disk_full_gives_503_keeps_publishing_and_recovers_by_itself(
     service_name: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger=STORAGE_LOGGER)
+    caplog.set_level(logging.WARNING)
     manager: RunningManager = manager_factory(
         mqtt_url=own_broker.url("manager"),
         models={service_name: DemoConfig},
@@ -112,6 +128,24 @@ async def test_disk_full_gives_503_keeps_publishing_and_recovers_by_itself(
             return bool((await http.get("/readyz")).json()["broker"] == "connected")
 
         await eventually(broker_back)
+        # An instance reports meanwhile: shown at once, saved to the database (retried).
+        async with aiomqtt.Client(**own_broker.endpoint(service_name).client_kwargs()) as svc:
+            report = AppliedReport("inst-1", service_name, "applied", 4, None, "broker")
+            await svc.publish(
+                applied_topic(service_name, "inst-1"), report.to_bytes(), qos=1, retain=True
+            )
+
+        async def instance_listed() -> bool:
+            listed = await http.get(f"/api/v1/services/{service_name}/instances")
+            return [i["instance"] for i in listed.json()] == ["inst-1"]
+
+        await eventually(instance_listed)
+
+        async def instance_save_failed() -> bool:
+            metrics = (await http.get("/metrics")).text
+            return 'code="SQLITE_FULL",operation="save instances"' in metrics
+
+        await eventually(instance_save_failed)
         ready = await http.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["publisher_failure"] is None
@@ -140,9 +174,17 @@ async def test_disk_full_gives_503_keeps_publishing_and_recovers_by_itself(
         metrics = (await http.get("/metrics")).text
         assert "config_manager_storage_writable 1.0" in metrics
 
-    # One line when the fault began, one when it ended: not one per failed retry.
+        async def instance_saved() -> bool:
+            return _saved_instances(manager.settings.db_file, service_name) == ["inst-1"]
+
+        await eventually(instance_saved)
+
+    # One line when the fault began, one when it ended: not one per failed retry, and no
+    # other errors (the publisher and the instance saver only retry).
     assert len(_fault_lines(caplog, "cannot store changes")) == 1
     assert len(_fault_lines(caplog, "accepts writes again")) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
 
 
 async def test_a_multi_service_write_on_a_full_disk_leaves_nothing(small_fs: Any) -> None:
@@ -191,3 +233,36 @@ def test_small_fs_is_really_size_limited(small_fs: Any) -> None:
     assert small_fs.free_bytes() == 0
     with pytest.raises(OSError, match="No space left"):
         Path(small_fs.path / "more").write_bytes(b"x" * 8192)
+
+
+def test_the_command_line_on_a_full_disk_says_so_in_one_line(small_fs: Any) -> None:
+    data = small_fs.path / "data"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    base = [sys.executable, "-m", "config_manager"]
+    init = subprocess.run(
+        [*base, "init", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert init.returncode == 0, init.stderr
+    small_fs.fill()
+    for args in (
+        ["token", "--data-dir", str(data), "create", "--role", "viewer", "late"],
+        ["epoch", "--data-dir", str(data), "bump"],
+    ):
+        proc = subprocess.run(
+            [*base, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=60,
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("config manager: the database cannot be used:")

@@ -75,3 +75,42 @@ async def test_the_schema_refuses_a_version_that_does_not_follow(tmp_path: Path)
         assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
     finally:
         conn.close()
+
+
+async def test_rows_stored_before_the_hash_chain_are_chained_at_open(tmp_path: Path) -> None:
+    from config_lib import SigningKey, TrustStore
+    from config_manager.history import EXPORT_FORMAT, GENESIS, row_hash, sign_head, verify_export
+
+    db = tmp_path / "manager.db"
+    _database_at_schema_1(db)
+    async with ConfigStore(db) as store:
+        await store.write([NewVersion("svc-old", 1, {"a": 2})], actor="t")
+        rows, head, count = await store.chain()
+    assert count == 2
+    assert rows[0]["prev_hash"] == GENESIS
+    assert rows[1]["prev_hash"] == rows[0]["row_hash"]
+    assert head == rows[1]["row_hash"]
+    first = rows[0]
+    assert first["row_hash"] == row_hash(
+        service="svc-old",
+        version=1,
+        epoch=1700000000,
+        values={"a": 1},
+        created_at=first["created_at"],
+        created_by="x",
+        prev_hash=GENESIS,
+    )
+    key = SigningKey.generate()
+    head_doc = {"row_hash": head, "count": count, "epoch": 1, "exported_at": "t", "history": "full"}
+    export = {
+        "format": EXPORT_FORMAT,
+        "history": "full",
+        "versions": rows,
+        "head": head_doc,
+        "signature": sign_head(head_doc, key),
+    }
+    assert verify_export(export, TrustStore([key.public_key])).ok
+    assert not verify_export(export, TrustStore([SigningKey.generate().public_key])).ok
+    # reopening changes nothing: the chain is stable
+    async with ConfigStore(db) as store:
+        assert (await store.chain())[1] == head

@@ -15,6 +15,7 @@ from typing import Any
 import aiomqtt
 import numpy as np
 import pytest
+from asr_baseline import assert_within_margin, check_streamed, direct_text
 
 from config_lib import (
     ConfigLibrary,
@@ -27,8 +28,8 @@ from config_manager.presets import PRESETS
 from workers.orchestrator import Orchestrator, OrchestratorConfig, OrchestratorSettings
 from workers.orchestrator.audio import load_pcm16
 from workers.orchestrator.client import stream_audio
-from workers.orchestrator.textnorm import normalize_text, word_error_rate
-from workers.stt import SttConfig, SttWorker
+from workers.orchestrator.textnorm import normalize_text
+from workers.stt import SttWorker
 from workers.stt.engine import WhisperEngine
 
 pytestmark = pytest.mark.slow
@@ -82,10 +83,6 @@ async def _stack(
     return orchestrator, client
 
 
-def _whole_file_text(engine: WhisperEngine, pcm: np.ndarray) -> str:
-    return engine.transcribe(pcm.astype(np.float32) / 32768.0, SttConfig()).text
-
-
 def _seam_duplicates(doc: dict[str, Any]) -> list[str]:
     """Words repeated back to back where the second comes from a later chunk."""
     words = doc["words"]
@@ -107,17 +104,13 @@ def _check_coverage(doc: dict[str, Any], duration_s: float) -> None:
     assert all(c["answered"] for c in chunks)
 
 
-# Bounds, measured with tiny.en int8 beam 5 on this machine (see docs/orchestrator.md).
-# Whole-file WER is 0/22 (JFK) and 0/35 (LibriSpeech 2412-153948-0000). Streamed with
-# high_accuracy (4 s chunks, 0.8 s overlap) we measured 2/22 on JFK ("so am I fellow"
-# inside the first 4 s window) and 0/35 on LibriSpeech; with real_time_optimized (2 s
-# chunks, 0.2 s overlap) 3/22 and 3/35. tiny.en mishears words when it sees only 2-4 s:
-# they are misheard, not doubled or dropped at seams (asserted separately). A lost or
-# doubled chunk shows up in the coverage and seam checks; the WER bound guards
-# recognition quality with room for about one more misheard word than measured.
-WER_MARGIN = {"high_accuracy": 0.15, "real_time_optimized": 0.20}
-
-
+# Recognition bounds are relative to baselines decoded in the same run (asr_baseline.py):
+# tiny.en mishears words when it hears only 2-4 s, and which words depends on the CPU
+# (the same 2 s chunks of JFK gave 3/22 errors on one machine and 5/22 on another).
+# The chunked baseline decodes the session's own chunks here and merges them by plain
+# midpoint ownership, so only the orchestrator's merge is being judged: it must be within
+# max(2 words, 10 %) of that, and every chunk that alone heard a word must have words in
+# the result. A lost or doubled chunk also shows up in the coverage and seam checks.
 @pytest.mark.parametrize("recording", ["jfk", "libri"])
 @pytest.mark.parametrize("preset", ["high_accuracy", "real_time_optimized"])
 async def test_streamed_transcript_matches_whole_file(
@@ -136,10 +129,7 @@ async def test_streamed_transcript_matches_whole_file(
     _check_coverage(doc, len(pcm) / RATE)
     assert len(doc["chunks"]) >= 2  # the recording really was cut
     assert _seam_duplicates(doc) == []
-    whole = word_error_rate(reference, _whole_file_text(engine, pcm))
-    streamed = word_error_rate(reference, doc["text"])
-    print(f"{recording}/{preset}: streamed WER {streamed:.3f}, whole file {whole:.3f}")
-    assert streamed <= whole + WER_MARGIN[preset], doc["text"]
+    check_streamed(engine, pcm, reference, doc, f"{recording}/{preset} vs chunked")
     # word times are session-relative and in order
     starts = [w["start"] for w in doc["words"]]
     assert starts == sorted(starts)
@@ -147,11 +137,10 @@ async def test_streamed_transcript_matches_whole_file(
     assert doc["words"][-1]["end"] <= len(pcm) / RATE + 0.5
 
 
-# The default config (16 s chunks, 8 s overlap) on 34.5 s of LJ Speech (five clips, read
-# at 22.05 kHz and resampled): measured 1 error in 86 words, the same as the whole file
-# in one call ("concern" for "concerned" in one, a different word in the other). The
-# bound allows whole-file + 0.035 (3 words in 86): the issue's target ratio of 1.10 is
-# for the 228 s passage (bench/), a 86-word excerpt cannot resolve it.
+# The default config (low latency: a chunk every 1.5 s, 8.5 s overlap) on 34.5 s of LJ
+# Speech (five clips, read at 22.05 kHz and resampled): held to the whole file decoded in
+# one call in the same run, within max(2 words, 10 %) (9 of 86 words); the pooled
+# comparison over every recording is the bench's.
 async def test_default_config_on_lj_excerpt(
     broker: Any, engine: WhisperEngine, stt: SttWorker
 ) -> None:
@@ -163,23 +152,41 @@ async def test_default_config_on_lj_excerpt(
         result = await stream_audio(client, f"t-lj-{secrets.token_hex(3)}", pcm, timeout_s=120)
     doc = result.final
     _check_coverage(doc, len(pcm) / RATE)
-    assert len(doc["chunks"]) == 4
-    assert all(s == "aligned" for s in [c["seam"] for c in doc["chunks"]][1:])
+    hop = OrchestratorConfig().hop_duration_s
+    # streamed faster than real time: the STT worker is behind and chunks are coalesced
+    assert 2 <= len(doc["chunks"]) <= -(-round(len(pcm) / RATE * 1000) // round(hop * 1000))
+    seams = [c["seam"] for c in doc["chunks"]]
+    # words become final by agreement between successive decodes, not by the fallback
+    assert seams.count("agreed") > len(seams) // 2, seams
+    assert all(w["final"] for w in doc["words"])
+    # interim words were published before the final ones
+    assert any(not w["final"] for d in result.documents for w in d["words"])
     assert _seam_duplicates(doc) == []
-    whole = word_error_rate(reference, _whole_file_text(engine, pcm))
-    streamed = word_error_rate(reference, doc["text"])
-    print(f"lj-excerpt/default: streamed WER {streamed:.3f}, whole file {whole:.3f}")
-    assert streamed <= whole + 0.035, doc["text"]
+    whole = direct_text(engine, pcm)
+    assert_within_margin(reference, doc["text"], whole, "lj-excerpt/default vs whole file")
 
 
 async def test_preset_switch_mid_stream_through_signed_config(
     broker: Any, engine: WhisperEngine, stt: SttWorker, keys: Any, tmp_path: Path
 ) -> None:
-    """exact_whisper_match (v1) → high_accuracy (v2), signed and published mid-stream."""
+    """3 s chunks / 0.2 s overlap (v1) → 4 s / 0.8 s (v2), signed and published mid-stream."""
     path, reference = RECORDINGS["libri"]
     pcm = load_pcm16(path, RATE)
     service = f"orch-{secrets.token_hex(3)}"  # its own config topic and broker user
-    first, second = _preset_config("exact_whisper_match"), _preset_config("high_accuracy")
+    first = OrchestratorConfig(
+        chunk_duration_s=3.0,
+        overlap_duration_s=0.2,
+        processing_interval_s=3.0,
+        buffer_duration_s=4.0,
+        max_chunks_in_flight=0,  # every chunk cut is sent: the overlaps are exact
+    )
+    second = OrchestratorConfig(
+        chunk_duration_s=4.0,
+        overlap_duration_s=0.8,
+        processing_interval_s=3.2,
+        buffer_duration_s=8.0,
+        max_chunks_in_flight=0,
+    )
 
     def signed(config: OrchestratorConfig, version: int) -> bytes:
         payload = encrypt_secrets(config, service=service, key=keys.data_key(service))
@@ -241,5 +248,4 @@ async def test_preset_switch_mid_stream_through_signed_config(
         if c["config_version"] == 2
     )
     assert _seam_duplicates(doc) == []
-    whole = word_error_rate(reference, _whole_file_text(engine, pcm))
-    assert word_error_rate(reference, doc["text"]) <= whole + 0.15, doc["text"]
+    check_streamed(engine, pcm, reference, doc, "preset switch vs chunked")

@@ -1,8 +1,10 @@
-"""Pure tests of the transcript merge rule."""
+"""Pure tests of the transcript merge rule: final and interim words, seams."""
 
 from __future__ import annotations
 
+from workers.orchestrator.config import OrchestratorConfig
 from workers.orchestrator.merge import ChunkWords, TranscriptMerger, Word, join_words
+from workers.orchestrator.session import Session
 from workers.orchestrator.textnorm import normalize_text, number_to_words, word_error_rate
 
 
@@ -10,49 +12,99 @@ def _words(chunk: int, *spec: tuple[str, float, float]) -> list[Word]:
     return [Word(start, end, f" {text}", 0.9, chunk) for text, start, end in spec]
 
 
-def test_aligned_seam_keeps_each_word_once() -> None:
+def _texts(words: list[Word]) -> str:
+    return normalize_text(join_words(words))
+
+
+def test_words_become_final_when_two_overlapping_decodes_agree() -> None:
+    """LocalAgreement: chunk k's reading is interim until chunk k+1 agrees on it."""
     merger = TranscriptMerger()
-    merger.add(
-        ChunkWords(
-            0,
-            0.0,
-            3.0,
-            0.0,
-            _words(
-                0,
-                ("ask", 0.1, 0.4),
-                ("not", 0.5, 0.8),
-                ("what", 0.9, 1.2),
-                ("your", 2.0, 2.3),
-                ("coun", 2.7, 3.0),
-            ),
-        )
-    )
+    # Growing chunks from the session start: [0, 2), [0, 4), [0, 6)
+    merger.add(ChunkWords(0, 0.0, 2.0, 0.0, _words(0, ("ask", 0.1, 0.4), ("not", 0.5, 0.8))))
+    assert merger.final_words == []
+    assert _texts(merger.interim_words) == "ask not"
     merger.add(
         ChunkWords(
             1,
+            0.0,
+            4.0,
             2.0,
-            5.0,
-            1.0,
+            _words(1, ("ask", 0.1, 0.4), ("not", 0.5, 0.8), ("what", 1.9, 2.2), ("your", 3.6, 4.0)),
+        )
+    )
+    assert _texts(merger.final_words) == "ask not"  # both decodes agree
+    assert _texts(merger.interim_words) == "what your"  # heard once so far
+    assert merger.seams[-1].method == "agreed"
+    merger.add(
+        ChunkWords(
+            2,
+            0.0,
+            6.0,
+            4.0,
             _words(
-                1,
-                ("or", 2.0, 2.1),
-                ("your", 2.05, 2.35),
-                ("country", 2.6, 3.2),
-                ("can", 3.3, 3.5),
+                2,
+                ("ask", 0.1, 0.4),
+                ("not", 0.5, 0.8),
+                ("what", 1.9, 2.2),
+                ("you", 3.6, 3.8),  # the second decode disagrees: stays interim
+                ("can", 4.5, 4.8),
             ),
         )
     )
-    assert normalize_text(merger.text) == "ask not what your country can"
-    assert merger.seams[-1].method == "aligned"
+    assert _texts(merger.final_words) == "ask not what"
+    assert _texts(merger.interim_words) == "you can"
+    assert _texts(merger.words) == "ask not what you can"
+    assert all(w.chunk == 2 for w in merger.interim_words)
+
+
+def test_a_word_cut_by_the_right_edge_is_replaced_not_kept_twice() -> None:
+    """Chunk 0 ends inside "example" and hears "exam"; chunk 1 hears all of it."""
+    merger = TranscriptMerger()
+    merger.add(ChunkWords(0, 0.0, 3.0, 0.0, _words(0, ("an", 2.2, 2.4), ("exam", 2.5, 3.0))))
+    assert _texts(merger.interim_words) == "an exam"
+    merger.add(
+        ChunkWords(
+            1, 0.0, 4.5, 3.0, _words(1, ("an", 2.2, 2.4), ("example", 2.5, 3.3), ("of", 3.4, 3.6))
+        )
+    )
+    assert _texts(merger.final_words) == "an"
+    assert _texts(merger.interim_words) == "example of"
+    merger.add(
+        ChunkWords(
+            2,
+            1.5,
+            6.0,
+            3.0,
+            _words(2, ("an", 2.2, 2.4), ("example", 2.5, 3.3), ("of", 3.4, 3.6), ("it", 5.0, 5.2)),
+            final=True,
+        )
+    )
+    assert _texts(merger.final_words) == "an example of it"
+    assert merger.interim_words == []
+
+
+def test_short_overlap_keeps_a_cut_word_once_in_the_fuller_reading() -> None:
+    """0.2 s overlap at 2.8-3.0 s: the word spans the seam; each chunk hears part of it."""
+    merger = TranscriptMerger()
+    merger.add(ChunkWords(0, 0.0, 3.0, 0.0, _words(0, ("an", 2.2, 2.4), ("exam", 2.5, 2.88))))
+    merger.add(ChunkWords(1, 2.8, 6.0, 0.2, _words(1, ("example", 2.82, 3.4), ("of", 3.5, 3.7))))
+    # "exam" (mid < t* = 2.9) is forced final, "example" (mid > t*) starts the new chunk:
+    # one word; chunk 1 heard more of it (2.8 → 3.4 against 2.5 → 3.0).
+    assert _texts(merger.words) == "an example of"
+    merger = TranscriptMerger()
+    merger.add(ChunkWords(0, 0.0, 3.0, 0.0, _words(0, ("an", 1.9, 2.1), ("example", 2.2, 2.88))))
+    merger.add(ChunkWords(1, 2.8, 6.0, 0.2, _words(1, ("sample", 2.82, 3.0), ("of", 3.1, 3.3))))
+    # Here chunk 0 heard most of the word (2.2 → 3.0) and chunk 1 only its tail.
+    assert _texts(merger.words) == "an example of"
 
 
 def test_midpoint_rule_when_nothing_agrees() -> None:
     merger = TranscriptMerger()
     merger.add(ChunkWords(0, 0.0, 3.0, 0.0, _words(0, ("hello", 0.2, 0.6), ("wor", 2.8, 3.0))))
-    # overlap [2.8, 3.0): t* = 2.9; "wor" (mid 2.9) is dropped, chunk 1's "world" kept
+    # overlap [2.8, 3.0): t* = 2.9; "wor" (mid 2.9) is not final, chunk 1's "world" replaces it
     merger.add(ChunkWords(1, 2.8, 5.0, 0.2, _words(1, ("world", 2.8, 3.3), ("again", 3.5, 3.9))))
     assert normalize_text(merger.text) == "hello world again"
+    assert _texts(merger.final_words) == "hello"
     assert merger.seams[-1].method == "midpoint"
 
 
@@ -68,12 +120,12 @@ def test_out_of_order_and_duplicate_chunks() -> None:
     merger = TranscriptMerger()
     c0 = ChunkWords(0, 0.0, 2.0, 0.0, _words(0, ("one", 0.1, 0.5)))
     c1 = ChunkWords(1, 1.8, 4.0, 0.2, _words(1, ("two", 2.1, 2.5)))
-    c2 = ChunkWords(2, 3.8, 6.0, 0.2, _words(2, ("three", 4.1, 4.5)))
+    c2 = ChunkWords(2, 3.8, 6.0, 0.2, _words(2, ("three", 4.1, 4.5)), final=True)
     assert merger.add(c1) is False  # waits for chunk 0
     assert merger.add(c0) is True
     assert merger.add(c1) is False  # duplicate delivery ignored
     merger.add(c2)
-    assert normalize_text(merger.text) == "one two three"
+    assert normalize_text(merger.final_text) == "one two three"
     assert merger.next_index == 3
 
 
@@ -83,6 +135,47 @@ def test_empty_chunks_do_not_break_the_seam() -> None:
     merger.add(ChunkWords(1, 1.8, 4.0, 0.2, _words(1, ("hi", 2.1, 2.4))))
     merger.add(ChunkWords(2, 3.8, 6.0, 0.2, []))
     assert normalize_text(merger.text) == "hi"
+
+
+def test_session_document_marks_final_and_interim_words() -> None:
+    config = OrchestratorConfig(
+        chunk_duration_s=4.0,
+        overlap_duration_s=2.0,
+        processing_interval_s=2.0,
+        buffer_duration_s=6.0,
+        sample_rate=1000,
+        max_chunks_in_flight=0,
+    )
+    session = Session("s1", config, 3, clock=lambda: 0.0)
+    chunks = session.feed(b"\x00\x00" * 4000, 0.0)
+    assert [(c.start_s, c.end_s) for c in chunks] == [(0.0, 2.0), (0.0, 4.0)]
+
+    def body(chunk_id: int, *spec: tuple[str, float, float]) -> dict[str, object]:
+        words = [{"start": s, "end": e, "word": f" {t}", "probability": 0.9} for t, s, e in spec]
+        return {"chunk_id": chunk_id, "segments": [{"words": words}]}
+
+    session.on_transcript(body(0, ("so", 0.2, 0.5), ("my", 1.7, 2.0)))
+    doc = session.document()
+    assert doc["final"] is False
+    assert [w["final"] for w in doc["words"]] == [False, False]
+    assert (doc["final_text"], doc["interim_text"], doc["text"]) == ("", "so my", "so my")
+    session.on_transcript(body(1, ("so", 0.2, 0.5), ("my", 1.7, 2.0), ("fellow", 3.5, 3.9)))
+    doc = session.document()
+    assert [(w["word"], w["final"]) for w in doc["words"]] == [
+        (" so", True),
+        (" my", True),
+        (" fellow", False),
+    ]
+    assert (doc["final_text"], doc["interim_text"]) == ("so my", "fellow")
+    last = session.feed(b"\x00\x00" * 500, 4.0) + session.end()
+    assert [(c.start_s, c.end_s, c.final) for c in last] == [(2.0, 4.5, True)]
+    assert session.document()["final"] is False
+    session.on_transcript(body(2, ("my", 1.7, 2.0), ("fellow", 3.5, 4.0)))
+    doc = session.document()
+    assert doc["final"] is True
+    assert all(w["final"] for w in doc["words"])
+    assert doc["interim_text"] == ""
+    assert doc["text"] == doc["final_text"] == "so my fellow"
 
 
 def test_join_words_handles_whisper_spacing() -> None:
@@ -105,3 +198,15 @@ def test_normalizer_spells_numbers_like_ljspeech() -> None:
     )
     assert word_error_rate("In fourteen sixty-five", "in 1465") == 0.0
     assert word_error_rate("a b c d", "a b x d") == 0.25
+
+
+def test_cli_shows_interim_words_greyed_and_the_tail_that_fits() -> None:
+    from workers.orchestrator.__main__ import DIM, RESET, live_transcript
+
+    doc = {"final_text": "ask not what your country", "interim_text": "can do for"}
+    line = live_transcript(doc, 80)
+    assert line == f"ask not what your country {DIM}can do for{RESET}"
+    tail = live_transcript(doc, 20)  # too narrow: the end is kept, final part shortened
+    assert tail.endswith(f"{DIM}can do for{RESET}")
+    assert len(tail.replace(DIM, "").replace(RESET, "")) <= 20
+    assert DIM not in live_transcript({"final_text": "all decided", "interim_text": ""}, 80)

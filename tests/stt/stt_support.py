@@ -29,6 +29,15 @@ SAMPLE_RATE = 16000
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
+def librispeech(key: str) -> tuple[bytes, str]:
+    """A LibriSpeech utterance as PCM bytes, with its reference transcript."""
+    rows = dict(
+        line.split("\t")
+        for line in (DATA / "librispeech" / "transcripts.tsv").read_text().splitlines()
+    )
+    return read_pcm16(DATA / "librispeech" / f"{key}.flac"), rows[key]
+
+
 def read_pcm16(path: Path) -> bytes:
     """A 16 kHz mono recording as 16-bit little-endian PCM bytes."""
     samples, rate = sf.read(path, dtype="int16", always_2d=False)

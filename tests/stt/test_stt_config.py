@@ -137,7 +137,9 @@ def test_decode_options_follow_the_config() -> None:
     assert options["beam_size"] == 5
     assert options["word_timestamps"] is True
     assert options["no_repeat_ngram_size"] == 4
-    assert "vad_parameters" not in options
+    assert options["vad_filter"] is True  # on by default: silence gives no words
+    assert options["vad_parameters"]["threshold"] == 0.5
+    assert "vad_parameters" not in decode_options(SttConfig(vad_filter=False))
     custom = SttConfig(
         temperature=0.2,
         temperature_increment_on_fallback=0.4,

@@ -8,9 +8,18 @@ import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
-import jiwer
 import pytest
-from stt_support import DATA, SAMPLE_RATE, cut, normalise, read_pcm16, session_client, unique
+from asr_baseline import assert_within_margin, direct_text
+from stt_support import (
+    DATA,
+    SAMPLE_RATE,
+    cut,
+    librispeech,
+    normalise,
+    read_pcm16,
+    session_client,
+    unique,
+)
 
 from workers.common import MAGIC, AudioChunk, encode_chunk
 from workers.stt import SttConfig, SttWorker, SttWorkerSettings
@@ -30,13 +39,11 @@ RECORDINGS = [
     ),
 ]
 
-# Measured with tiny.en int8, beam 5 (SttConfig defaults), one chunk per recording:
-# 1 word error in 75 reference words (WER 0.013: "Concorde" for "Concord"); before the
-# contraction rule in normalise() "I'm" counted 2 more. Decoding is deterministic, so the
-# worker must match plain faster-whisper; the bound allows 4 errors (0.06) for thread-count
-# or CPU-kernel differences and still fails on any real regression (a dropped, doubled or
-# misordered chunk alone costs 7+ errors, a wrong sample-rate conversion far more).
-WER_BOUND = 0.06
+# The worker must decode as plain faster-whisper does: each recording is also decoded in
+# this process with the same engine (the same-run baseline), and the worker may have at
+# most max(2 words, 10 %) more errors than that in total (8 of 75 words). Which words
+# tiny.en gets wrong depends on the CPU (docs/stt.md), so no absolute WER is asserted; a
+# dropped, doubled or misordered chunk, or a wrong sample-rate conversion, still fails.
 
 
 @pytest.fixture
@@ -53,11 +60,12 @@ async def worker(broker: Any, engine: WhisperEngine) -> AsyncIterator[SttWorker]
 
 
 async def test_real_speech_through_the_worker_within_wer_bound(
-    broker: Any, worker: SttWorker
+    broker: Any, worker: SttWorker, engine: WhisperEngine
 ) -> None:
     session = unique("wer")
     refs: list[str] = []
     hyps: list[str] = []
+    direct: list[str] = []
     async with session_client(broker.endpoint("orchestrator"), session) as orch:
         offset = 0.0
         chunks = []
@@ -74,6 +82,7 @@ async def test_real_speech_through_the_worker_within_wer_bound(
             )
             chunks.append(chunk)
             refs.append(normalise(reference))
+            direct.append(direct_text(engine, pcm))
             offset += chunk.duration_s
         for chunk in chunks:
             await orch.send(chunk)
@@ -90,8 +99,7 @@ async def test_real_speech_through_the_worker_within_wer_bound(
             assert result["model"]["compute_type"] == "int8"
             hyps.append(normalise(result["text"]))
             _assert_session_relative_words(result, chunk)
-    wer = jiwer.wer(refs, hyps)
-    assert wer <= WER_BOUND, f"WER {wer:.3f} > {WER_BOUND}: {hyps}"
+    assert_within_margin(" ".join(refs), " ".join(hyps), " ".join(direct), "worker vs direct")
     assert worker.stats.transcribed == len(RECORDINGS)
     assert orch.errors.empty()
 
@@ -110,7 +118,7 @@ def _assert_session_relative_words(result: dict[str, Any], chunk: AudioChunk) ->
 
 
 async def test_consecutive_chunks_answered_in_order_with_session_offsets(
-    broker: Any, worker: SttWorker
+    broker: Any, worker: SttWorker, engine: WhisperEngine
 ) -> None:
     session = unique("order")
     pcm = read_pcm16(DATA / "derived" / "jfk_16k.wav")
@@ -123,7 +131,9 @@ async def test_consecutive_chunks_answered_in_order_with_session_offsets(
     assert [r["chunk_id"] for r in results] == [0, 1, 2]
     for chunk, result in zip(chunks, results, strict=True):
         _assert_session_relative_words(result, chunk)
-    assert "fellow americans" in normalise(" ".join(r["text"] for r in results))
+    got = " ".join(r["text"] for r in results)
+    baseline = " ".join(direct_text(engine, c.pcm) for c in chunks)
+    assert_within_margin(baseline, got, baseline, "4 s chunks vs direct")
 
 
 def _raw(header: dict[str, Any], pcm: bytes = b"") -> bytes:
@@ -132,11 +142,11 @@ def _raw(header: dict[str, Any], pcm: bytes = b"") -> bytes:
 
 
 async def test_refused_chunks_produce_error_events_and_the_worker_carries_on(
-    broker: Any, worker: SttWorker
+    broker: Any, worker: SttWorker, engine: WhisperEngine
 ) -> None:
     session = unique("errors")
     other = unique("other")
-    speech = read_pcm16(DATA / "librispeech" / "7902-96591-0000.flac")
+    speech, reference = librispeech("7902-96591-0000")
     good = AudioChunk(session, 9, 0.0, SAMPLE_RATE, speech)
     async with session_client(broker.endpoint("orchestrator"), session) as orch:
         await orch.send_raw(b"not a chunk at all")
@@ -162,7 +172,7 @@ async def test_refused_chunks_produce_error_events_and_the_worker_carries_on(
             assert event["worker"] == worker.instance_id
         result = await orch.transcript()
     assert result["chunk_id"] == 9
-    assert "cutter" in normalise(result["text"])
+    assert_within_margin(reference, result["text"], direct_text(engine, speech), "after refusals")
     assert worker.stats.errors == {
         "bad_magic": 1,
         "unsupported_sample_rate": 1,
@@ -186,7 +196,7 @@ async def test_broker_restart_reconnects_and_queued_chunks_are_transcribed(
     own_broker: Any, engine: WhisperEngine
 ) -> None:
     """A persistent MQTT session: chunks sent while the worker reconnects are not lost."""
-    speech = read_pcm16(DATA / "librispeech" / "7902-96591-0000.flac")
+    speech, reference = librispeech("7902-96591-0000")
     session = unique("restart")
     settings = SttWorkerSettings(
         persistent_session=True, reconnect_initial_s=0.05, reconnect_max_s=0.5
@@ -211,5 +221,5 @@ async def test_broker_restart_reconnects_and_queued_chunks_are_transcribed(
             await orch.send(AudioChunk(session, 1, 2.1, SAMPLE_RATE, speech))
             result = await orch.transcript()
     assert result["chunk_id"] == 1
-    assert "cutter" in normalise(result["text"])
+    assert_within_margin(reference, result["text"], direct_text(engine, speech), "after restart")
     assert worker.stats.transcribed == 2

@@ -5,6 +5,11 @@
     python -m workers.orchestrator                  # run the service (ORCHESTRATOR_* env)
     python -m workers.orchestrator transcribe FILE [--reference TEXT] [--realtime]
                                                    [--mqtt-url URL] [--timeout S]
+                                                   [--answer-timeout S]
+
+``transcribe`` reports a bad input file, an unreachable broker or a stack that does not
+answer with one ``error: ...`` line on stderr and a non-zero exit code (1 bad input,
+2 broker, 3 no answer in time).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -58,6 +64,12 @@ class TranscribeSettings(BaseSettings):
     frame_s: float = Field(0.5, gt=0, le=10, description="Audio per input frame (s).")
     timeout_s: float = Field(
         600.0, gt=0, description="How long to wait for the final transcript (s)."
+    )
+    answer_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Give up when no STT worker has answered this many seconds after the "
+        "audio was sent (nothing serving the session: is the stack running?).",
     )
 
 
@@ -105,27 +117,58 @@ async def _serve(settings: OrchestratorSettings) -> None:
 
 
 # -- transcribe ----------------------------------------------------------------------------
-class _ProgressBar:
-    """A one-line progress bar on stderr: audio sent and audio transcribed."""
+DIM, RESET, CLEAR_EOL = "\x1b[2m", "\x1b[0m", "\x1b[K"
 
-    def __init__(self, total_s: float, width: int = 30) -> None:
+
+def live_transcript(doc: dict[str, Any], room: int) -> str:
+    """The tail of a merged transcript that fits in ``room`` columns: final words as they
+    are, interim words (not decided yet, replaced by the next document) dimmed."""
+    final = str(doc.get("final_text", doc.get("text", "")))
+    interim = str(doc.get("interim_text", ""))
+    if room <= 0:
+        return ""
+    if len(interim) >= room:
+        return DIM + "…" + interim[-(room - 1) :] + RESET
+    final_room = room - len(interim) - (1 if interim and final else 0)
+    if len(final) > final_room:
+        final = "…" + final[-(final_room - 1) :] if final_room > 1 else ""
+    sep = " " if interim and final else ""
+    return final + sep + (DIM + interim + RESET if interim else "")
+
+
+class _ProgressBar:
+    """One line on stderr: audio sent and transcribed, then the transcript's tail with the
+    interim words greyed; redrawn in place as documents arrive (a terminal only)."""
+
+    def __init__(self, total_s: float, width: int = 20) -> None:
         self.total_s = max(total_s, 1e-9)
         self.width = width
         self.enabled = sys.stderr.isatty()
         self._last = ""
+        self._doc: dict[str, Any] | None = None
 
     def __call__(self, sent_s: float, done_s: float, doc: dict[str, Any] | None) -> None:
+        if doc is not None:
+            self._doc = doc
         done = min(1.0, done_s / self.total_s)
         sent = min(1.0, sent_s / self.total_s)
         filled = int(done * self.width)
         queued = max(0, int(sent * self.width) - filled)
         bar = "█" * filled + "▒" * queued + "·" * (self.width - filled - queued)
-        line = f"\r[{bar}] sent {sent_s:6.1f} s  transcribed {done_s:6.1f}/{self.total_s:.1f} s"
-        # On a terminal redraw in place; in a log, one line per tenth of progress.
-        key = line if self.enabled else f"{int(sent * 10)}/{int(done * 10)}"
-        if key != self._last:
-            self._last = key
-            sys.stderr.write(line if self.enabled else line.lstrip("\r") + "\n")
+        status = f"[{bar}] {done_s:5.1f}/{self.total_s:.1f} s"
+        if not self.enabled:  # in a log: one line per tenth of progress
+            key = f"{int(sent * 10)}/{int(done * 10)}"
+            if key != self._last:
+                self._last = key
+                sys.stderr.write(f"{status} transcribed, {sent_s:.1f} s sent\n")
+                sys.stderr.flush()
+            return
+        columns = shutil.get_terminal_size((100, 20)).columns
+        text = live_transcript(self._doc, columns - len(status) - 3) if self._doc else ""
+        line = f"\r{status} │ {text}{CLEAR_EOL}"
+        if line != self._last:
+            self._last = line
+            sys.stderr.write(line)
             sys.stderr.flush()
 
     def close(self) -> None:
@@ -133,17 +176,43 @@ class _ProgressBar:
             sys.stderr.write("\n")
 
 
+class InputError(Exception):
+    """A file given to ``transcribe`` cannot be used; the message is the one line shown."""
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{what} {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {str(path)!r} is a folder, not a file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise InputError(f"cannot read {what} {str(path)!r}: {reason}") from None
+
+
 async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> int:
     import aiomqtt
 
-    from workers.orchestrator.audio import load_pcm16
-    from workers.orchestrator.client import stream_audio
+    from workers.orchestrator.audio import AudioLoadError, load_pcm16
+    from workers.orchestrator.client import NoAnswerError, stream_audio
     from workers.orchestrator.textnorm import word_error_rate
 
     path = Path(args.file)
     rate = 16000
-    pcm = load_pcm16(path, rate)
+    try:
+        pcm = await asyncio.to_thread(load_pcm16, path, rate)
+        reference = (
+            await asyncio.to_thread(_read_text, Path(args.reference), "reference file")
+            if args.reference
+            else None
+        )
+    except (AudioLoadError, InputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     total_s = len(pcm) / rate
+    answer_timeout_s = args.answer_timeout or settings.answer_timeout_s
     endpoint = settings.endpoint(args.mqtt_url)
     session = args.session or f"cli-{secrets.token_hex(4)}"
     bar = _ProgressBar(total_s)
@@ -161,12 +230,21 @@ async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> 
                 frame_s=settings.frame_s,
                 realtime=args.realtime,
                 timeout_s=args.timeout or settings.timeout_s,
+                answer_timeout_s=answer_timeout_s,
                 progress=bar,
             )
     except aiomqtt.MqttError as exc:
         bar.close()
         print(f"error: cannot reach the broker at {endpoint}: {exc}", file=sys.stderr)
         return 2
+    except NoAnswerError as exc:
+        bar.close()
+        print(
+            f"error: {exc}: are the orchestrator and the STT worker running (make run)? "
+            "(wait longer with --answer-timeout)",
+            file=sys.stderr,
+        )
+        return 3
     except TimeoutError:
         bar.close()
         print(
@@ -182,8 +260,7 @@ async def transcribe(args: argparse.Namespace, settings: TranscribeSettings) -> 
         f"\n{len(doc['words'])} words, {len(doc['chunks'])} chunks, config version(s) {versions}",
         file=sys.stderr,
     )
-    if args.reference:
-        reference = await asyncio.to_thread(Path(args.reference).read_text, encoding="utf-8")
+    if reference is not None:
         print(f"WER: {word_error_rate(reference, doc['text']):.2%}")
     return 0
 
@@ -212,6 +289,12 @@ def _parser() -> argparse.ArgumentParser:
         "(default: cli-<random>)",
     )
     t.add_argument("--timeout", type=float, help="seconds to wait for the final transcript")
+    t.add_argument(
+        "--answer-timeout",
+        type=float,
+        help="give up when no STT worker answered this many seconds after the audio was sent "
+        "(default ORCHESTRATOR_CLIENT_ANSWER_TIMEOUT_S, 20)",
+    )
     return parser
 
 
@@ -219,7 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "transcribe":
         logging.basicConfig(level=logging.WARNING)
-        return asyncio.run(transcribe(args, TranscribeSettings()))
+        try:
+            return asyncio.run(transcribe(args, TranscribeSettings()))
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
     settings = OrchestratorSettings()
     logging.basicConfig(
         level=settings.log_level.upper(),

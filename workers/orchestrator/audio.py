@@ -1,35 +1,55 @@
-"""Reading audio files for the ``transcribe`` command: mono 16-bit PCM at a given rate."""
+"""Reading audio files: any common format (WAV, FLAC, MP3, OGG, WebM, ...) as mono PCM.
+
+Decoding is PyAV's (FFmpeg, the decoder faster-whisper itself uses) and resampling
+FFmpeg's (libswresample, through :class:`av.audio.resampler.AudioResampler`). Every
+failure to read a file is an :class:`AudioLoadError` with a one-line message.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["load_pcm16", "resample"]
+__all__ = ["AudioLoadError", "load_audio", "load_pcm16"]
 
 
-def resample(audio: npt.NDArray[np.float32], rate: int, target: int) -> npt.NDArray[np.float32]:
-    """Band-limited resampling by FFT (exact for a whole file; no scipy needed)."""
-    if rate == target or len(audio) == 0:
-        return audio
-    n_out = round(len(audio) * target / rate)
-    spectrum = np.fft.rfft(audio.astype(np.float64))
-    bins = n_out // 2 + 1
-    if bins <= len(spectrum):
-        spectrum = spectrum[:bins]
-    else:
-        spectrum = np.concatenate((spectrum, np.zeros(bins - len(spectrum), complex)))
-    out = np.fft.irfft(spectrum, n_out) * (n_out / len(audio))
-    return out.astype(np.float32)
+class AudioLoadError(ValueError):
+    """A file could not be read as audio; the message is one line naming the file."""
 
 
-def load_pcm16(path: Path, rate: int = 16000) -> npt.NDArray[np.int16]:
-    """Read a WAV/FLAC file (any rate, any channels) as mono int16 PCM at ``rate``."""
-    import soundfile  # local import: only the command line reads files
+def load_audio(path: Path | str, rate: int = 16000) -> npt.NDArray[np.float32]:
+    """Decode ``path``'s first audio stream as mono float32 in [-1, 1] at ``rate`` Hz."""
+    import av  # local import: only the command line, tests and bench read files
 
-    data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    mono = np.asarray(data.mean(axis=1), dtype=np.float32)
-    mono = resample(mono, int(file_rate), rate)
-    return np.asarray(np.clip(mono * 32768.0, -32768, 32767), dtype=np.int16)
+    name = str(path)
+    if not Path(name).is_file():
+        raise AudioLoadError(f"{name}: no such file")
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+    pieces: list[npt.NDArray[Any]] = []
+    try:
+        with av.open(name, mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioLoadError(f"{name}: no audio stream")
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
+                frame.pts = None  # let the resampler follow the samples, not the timestamps
+                pieces.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(frame))
+            pieces.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(None))
+    except AudioLoadError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise AudioLoadError(f"{name}: not a readable audio file ({reason})") from None
+    if not pieces:
+        raise AudioLoadError(f"{name}: no audio samples")
+    pcm = np.concatenate(pieces).astype(np.float32)
+    return np.asarray(pcm / np.float32(32768.0), dtype=np.float32)
+
+
+def load_pcm16(path: Path | str, rate: int = 16000) -> npt.NDArray[np.int16]:
+    """Read an audio file (any format, rate and channels) as mono int16 PCM at ``rate``."""
+    audio = load_audio(path, rate)
+    return np.asarray(np.clip(np.round(audio * 32768.0), -32768, 32767), dtype=np.int16)

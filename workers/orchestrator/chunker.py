@@ -6,9 +6,9 @@ Layout (all positions are absolute sample indices from the session start)::
     chunk k:                      [s_k ........................ e_k)
                                   |<- overlap ->|<-- new (hop) -->|
 
-* ``s_k = e_{k-1} - overlap`` and ``e_k <= e_{k-1} + hop`` where
-  ``hop = min(processing_interval, chunk - overlap)``; the first chunk starts at 0 and
-  ends at most at ``hop + overlap``.
+* ``s_k = max(0, e_{k-1} - overlap)`` and ``e_k <= e_{k-1} + hop`` where
+  ``hop = min(processing_interval, chunk - overlap)``; the first chunk is ``[0, hop)``, and
+  the next ones start at 0 (repeating all the audio so far) until the overlap fits.
 * The end ``e_k`` is the quietest point (lowest energy over 20 ms, on a 10 ms grid) in
   the last ``boundary_search`` seconds before its latest possible end, so a chunk edge
   seldom cuts a word in half. With ``boundary_search = 0`` chunks end at fixed times.
@@ -161,8 +161,8 @@ class Chunker:
 
     # -- internals --------------------------------------------------------------------
     def _next_end(self) -> int:
-        if self._emitted_end == 0:
-            return self._hop() + self._overlap()
+        # The first chunk holds one hop: words are heard as early as later ones, and the
+        # next chunks grow (each repeating all of the previous one) until the overlap fits.
         return self._emitted_end + self._hop()
 
     def _next_start(self) -> int:

@@ -20,10 +20,19 @@ import numpy.typing as npt
 
 from workers.common import AudioChunk, audio_input_topic, encode_chunk, final_transcripts_topic
 
-__all__ = ["StreamResult", "stream_audio"]
+__all__ = ["NoAnswerError", "StreamResult", "stream_audio"]
 
 Progress = Callable[[float, float, dict[str, Any] | None], None]
 """Called with (seconds sent, seconds transcribed, latest document or None)."""
+
+
+class NoAnswerError(TimeoutError):
+    """No transcript document came back within ``answer_timeout_s`` of the audio being sent:
+    no orchestrator or no STT worker is serving the broker."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no STT worker answered in {seconds:g} s")
+        self.seconds = seconds
 
 
 @dataclass
@@ -52,6 +61,7 @@ async def stream_audio(
     timeout_s: float = 300.0,
     progress: Progress | None = None,
     before_frame: Callable[[float], Awaitable[None]] | None = None,
+    answer_timeout_s: float | None = None,
 ) -> StreamResult:
     """Send ``pcm`` as session ``session`` and wait for its final merged transcript.
 
@@ -60,14 +70,18 @@ async def stream_audio(
     ``before_frame`` is awaited with each frame's offset (seconds) before it is sent
     (tests use it to change the config at a known point of the stream).
     Raises ``TimeoutError`` if the final transcript does not come within ``timeout_s``
-    after the last frame.
+    after the last frame, and :class:`NoAnswerError` (a ``TimeoutError``) if, with
+    ``answer_timeout_s`` set, no transcript document at all has come within that many
+    seconds after the last frame (nothing is serving the session).
     """
     topic = final_transcripts_topic(session)
     await client.subscribe(topic, qos=1)
     documents: list[dict[str, Any]] = []
     received_at: list[float] = []
     sent_at: dict[int, float] = {}
-    final: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    final: asyncio.Future[dict[str, Any]] = loop.create_future()
+    first: asyncio.Future[None] = loop.create_future()
     sent_s = 0.0
 
     async def listen() -> None:
@@ -77,6 +91,8 @@ async def stream_audio(
             doc = json.loads(message.payload)
             documents.append(doc)
             received_at.append(time.monotonic())
+            if not first.done():
+                first.set_result(None)
             if progress is not None:
                 progress(sent_s, _transcribed_s(doc), doc)
             if doc.get("final") and not final.done():
@@ -113,6 +129,11 @@ async def stream_audio(
             pos = end
             if last:
                 break
+        if answer_timeout_s is not None and answer_timeout_s < timeout_s:
+            try:
+                await asyncio.wait_for(asyncio.shield(first), answer_timeout_s)
+            except TimeoutError:
+                raise NoAnswerError(answer_timeout_s) from None
         doc = await asyncio.wait_for(asyncio.shield(final), timeout_s)
     finally:
         listener.cancel()

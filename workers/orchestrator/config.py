@@ -21,6 +21,7 @@ _TITLES: Final = {
     "sample_rate": "Sample rate (Hz)",
     "boundary_search_s": "Boundary search window (s)",
     "session_idle_timeout_s": "Idle session timeout (s)",
+    "max_chunks_in_flight": "Chunks at the STT worker at most",
     "preset": "Preset",
 }
 
@@ -37,35 +38,36 @@ class OrchestratorConfig(BaseModel):
     seconds of new audio; so every chunk is at most ``chunk_duration_s`` long and
     consecutive chunks overlap by exactly ``overlap_duration_s``.
 
-    The defaults (16 s chunks, 8 s overlap, a chunk every 8 s) were tuned on the 228 s
-    LJ Speech passage with tiny.en: streamed WER 2.79 % against 2.44–2.79 % for the
-    whole file in one call (ratio 1.00–1.14 across runs). Every word is decoded with
-    at least ~4 s of audio on each side, which is what Whisper needs; the presets
-    trade that for latency (see docs/orchestrator.md).
+    The defaults are the low-latency mode: a chunk every 1.5 s holding the last 10 s of
+    audio (8.5 s repeated). Each chunk's words are published at once as interim words and
+    become final when the next chunk's decode agrees on them, so every final word was
+    decoded twice with seconds of audio around it (see docs/orchestrator.md for the
+    measured WER and latency, and the presets for other trade-offs).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, field_title_generator=_title)
 
     chunk_duration_s: float = Field(
-        default=16.0,
+        default=10.0,
         gt=0,
         le=30.0,
         description="Longest chunk sent to the STT worker, in seconds (overlap included).",
     )
     overlap_duration_s: float = Field(
-        default=8.0,
+        default=8.5,
         gt=0,
         description="Audio repeated at the start of each chunk from the end of the previous "
-        "one, in seconds. Words in this region are merged, not duplicated.",
+        "one, in seconds. Words in this region are heard by both chunks: they become final "
+        "when both decodes agree.",
     )
     processing_interval_s: float = Field(
-        default=8.0,
+        default=1.5,
         gt=0,
         description="New audio that triggers the next chunk, in seconds (capped at chunk "
         "minus overlap). Shorter means lower latency and more chunks.",
     )
     buffer_duration_s: float = Field(
-        default=24.0,
+        default=20.0,
         gt=0,
         description="Upper bound on the audio a session keeps in memory, in seconds. Must "
         "hold a chunk plus its overlap.",
@@ -87,6 +89,16 @@ class OrchestratorConfig(BaseModel):
         default=10.0,
         gt=0,
         description="A session with no audio for this long is flushed and closed.",
+    )
+    max_chunks_in_flight: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Chunks of a session sent to the STT worker and not answered yet, at "
+        "most (0 = no limit). When the STT worker falls behind real time, the chunks cut "
+        "meanwhile are coalesced: the newest that still overlaps the last one sent by half "
+        "the overlap is sent and the older ones are dropped unsent, so latency stays about "
+        "one decode instead of growing with a queue.",
     )
     preset: str | None = Field(
         default=None,

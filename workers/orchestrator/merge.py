@@ -1,27 +1,32 @@
-"""Merge per-chunk word lists into one growing transcript (pure, no IO).
+"""Merge per-chunk word lists into one growing transcript of final and interim words (pure).
 
-Rule, applied at each seam between chunk k-1 and chunk k (overlap ``[s_k, e_{k-1})``):
+Every chunk is decoded independently, so each stretch of audio inside an overlap gets
+two readings. The merger keeps two lists:
 
-1. **Align across the seam.** Take the transcript's words near the seam (the *tail*) and
-   chunk k's words near the seam (the *head*), normalise them (lower case, no
-   punctuation) and find the words both hypotheses agree on — same text, and times that
-   agree within ``max_skew_s``. This is LocalAgreement-2 restricted to the audio both
-   chunks heard. Of the agreeing pairs, the one closest to the middle of the overlap is
-   the cut: the transcript keeps its words up to and including it, and chunk k supplies
-   everything after it.
-2. **Otherwise, midpoint ownership.** When no word agrees (short overlaps, a word cut in
-   half by both chunk edges), a word belongs to the chunk in whose inner half of the
-   overlap its midpoint falls: transcript words whose midpoint is at or after
-   ``t* = s_k + overlap/2`` are dropped, and chunk k's words whose midpoint is before
-   ``t*`` are dropped. Each chunk thus loses only the words nearest its own edge, where
-   Whisper sees a truncated word and is least reliable.
+* **final** words: decided, never changed again (published with ``"final": true``);
+* **interim** words: the newest chunk's reading of the audio after the last final word,
+  shown at once and replaced by the next chunk's reading.
 
-   If the last word kept and the first word taken are two readings of one word cut at
-   different points ("perfect" | "perfection": close in time, one a prefix or suffix
-   of the other), only the fuller one is kept.
+When chunk k arrives (in order; overlap ``[s_k, e_{k-1})``, ``t* = s_k + overlap/2``):
 
-Either way no word is counted twice (each instant of audio is owned by exactly one
-chunk) and none is dropped unless the other chunk heard it too.
+1. **Forced commit at the seam.** Interim words (chunk k-1's reading) whose midpoint is
+   before ``t*`` become final: no later chunk hears them in full. Chunk k's words before
+   ``t*`` are dropped (its truncated left edge). If the two words meeting at ``t*`` are
+   two readings of the same audio (they overlap in time, or one is a prefix or suffix of
+   the other: "an example | sample", "perfect | perfection"), only one is kept: the
+   reading of the chunk that heard more of the word (taken to span from the first
+   reading's start to the second's end).
+2. **Agreement (LocalAgreement-2).** Chunk k's words after the last final word are
+   compared with the remaining interim words: their common prefix (same normalised
+   text, times within ``max_skew_s``), extended through the last run of two or more
+   agreeing words, becomes final in chunk k's reading (it heard more audio after them).
+   This is how words become final with long overlaps: two successive decodes, each
+   with seconds of audio on both sides, agree on them.
+3. The rest of chunk k's reading becomes the new interim words.
+4. The last chunk of a session (``final``) makes everything final.
+
+No word is kept twice (an instant of audio is decided once) and a word is final only
+when two decodes agreed on it or no later chunk can hear it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field
 
 from workers.orchestrator.textnorm import normalize_text
 
-__all__ = ["ChunkWords", "TranscriptMerger", "Word"]
+__all__ = ["ChunkWords", "TranscriptMerger", "Word", "join_words"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +70,10 @@ class ChunkWords:
 
 @dataclass(slots=True)
 class _Seam:
-    method: str  # "aligned" | "midpoint" | "first"
+    method: str  # "first" | "agreed" (some words agreed) | "midpoint" (forced only) | "pending"
     time_s: float
+    agreed: int = 0  # words made final by agreement at this chunk
+    forced: int = 0  # words made final because no later chunk hears them
 
 
 @dataclass(slots=True)
@@ -74,9 +81,9 @@ class TranscriptMerger:
     """Growing transcript of one session. Feed chunks with :meth:`add` in any order."""
 
     max_skew_s: float = 0.5
-    seam_margin_s: float = 0.6
     junction_gap_s: float = 0.3
-    words: list[Word] = field(default_factory=list)
+    final_words: list[Word] = field(default_factory=list)
+    interim_words: list[Word] = field(default_factory=list)
     seams: list[_Seam] = field(default_factory=list)
     chunks: list[ChunkWords] = field(default_factory=list)
     _pending: dict[int, ChunkWords] = field(default_factory=dict)
@@ -88,12 +95,17 @@ class TranscriptMerger:
         return self._next
 
     @property
+    def words(self) -> list[Word]:
+        """Final words, then interim words."""
+        return [*self.final_words, *self.interim_words]
+
+    @property
     def text(self) -> str:
         return join_words(self.words)
 
-    def stable_words(self, before_s: float) -> list[Word]:
-        """Words that end before ``before_s`` (a later seam cannot change them)."""
-        return [w for w in self.words if w.end <= before_s]
+    @property
+    def final_text(self) -> str:
+        return join_words(self.final_words)
 
     def add(self, chunk: ChunkWords) -> bool:
         """Queue ``chunk``; merge every chunk now in sequence. True if anything merged."""
@@ -107,76 +119,103 @@ class TranscriptMerger:
             merged = True
         return merged
 
+    # -- the rule ----------------------------------------------------------------------
     def _merge(self, chunk: ChunkWords) -> None:
-        self.chunks.append(chunk)
         new = sorted(chunk.words, key=lambda w: w.start)
-        if not self.words or chunk.overlap_s <= 0:
-            self.words.extend(new)
-            self.seams.append(_Seam("first" if not self.seams else "midpoint", chunk.start_s))
-            return
-        seam_lo = chunk.start_s
-        seam_hi = chunk.start_s + chunk.overlap_s
-        tail_from = len(self.words)
-        while tail_from > 0 and self.words[tail_from - 1].end > seam_lo - self.seam_margin_s:
-            tail_from -= 1
-        tail = self.words[tail_from:]
-        head_to = 0
-        while head_to < len(new) and new[head_to].start < seam_hi + self.seam_margin_s:
-            head_to += 1
-        head = new[:head_to]
-        cut = self._align(tail, head, (seam_lo + seam_hi) / 2)
-        if cut is not None:
-            i, j = cut
-            kept = self.words[: tail_from + i + 1]
-            self.words = kept + new[j + 1 :]
-            self.seams.append(_Seam("aligned", tail[i].mid))
-            return
-        t_star = (seam_lo + seam_hi) / 2
-        kept = self.words[:tail_from] + [w for w in tail if w.mid < t_star]
-        rest = [w for w in new if w.mid >= t_star]
-        if kept and rest and self._same_word(kept[-1], rest[0]):
-            # One word heard by both chunks, each cutting it at a different point
-            # ("perfect" | "perfection"): keep the fuller reading once.
-            if len(normalize_text(rest[0].text)) > len(normalize_text(kept[-1].text)):
-                kept.pop()
-            else:
-                rest.pop(0)
-        self.words = kept + rest
-        self.seams.append(_Seam("midpoint", t_star))
+        previous = self.chunks[-1] if self.chunks else None
+        self.chunks.append(chunk)
+        if previous is None:
+            self.interim_words = new
+            seam = _Seam("first", chunk.start_s)
+        else:
+            seam = self._join(previous, chunk, new)
+        if chunk.final:
+            self.final_words.extend(self.interim_words)
+            self.interim_words = []
+        self.seams.append(seam)
 
-    def _same_word(self, a: Word, b: Word) -> bool:
-        """Whether ``a`` (end of the transcript) and ``b`` (start of the next chunk) look
-        like two readings of one spoken word: close in time and one text a prefix or
-        suffix of the other."""
+    def _join(self, previous: ChunkWords, chunk: ChunkWords, new: list[Word]) -> _Seam:
+        # A chunk that starts where the session starts has no truncated left edge.
+        t_star = chunk.start_s + max(0.0, chunk.overlap_s) / 2 if chunk.start_s > 0 else 0.0
+        forced = [w for w in self.interim_words if w.mid < t_star]
+        older = [w for w in self.interim_words if w.mid >= t_star]
+        head = [w for w in new if w.mid >= t_star]
+        committed_before = len(self.final_words)
+        self.final_words.extend(forced)
+        head = self._after_final(head)
+        if forced and head and self._same_audio(forced[-1], head[0]):
+            # One spoken word cut by a chunk edge, read by both chunks: it spans about
+            # [a.start, b.end]; keep the reading of the chunk that heard more of it.
+            a, b = forced[-1], head[0]
+            if b.end - chunk.start_s > previous.end_s - a.start:
+                self.final_words.pop()
+            else:
+                head.pop(0)
+        agreed = self._agreement(older, head)
+        self.final_words.extend(head[:agreed])
+        self.interim_words = head[agreed:]
+        n_forced = len(self.final_words) - committed_before - agreed
+        method = "agreed" if agreed else ("midpoint" if n_forced else "pending")
+        return _Seam(method, t_star, agreed, n_forced)
+
+    def _after_final(self, head: list[Word]) -> list[Word]:
+        """``head`` without the words the final transcript already holds."""
+        if not self.final_words:
+            return head
+        last = self.final_words[-1]
+        head = [w for w in head if w.mid > last.end]
+        if (
+            head
+            and _norm(head[0]) == _norm(last)
+            and abs(head[0].start - last.start) <= self.max_skew_s
+        ):
+            head = head[1:]
+        return head
+
+    def _agreement(self, older: Sequence[Word], head: Sequence[Word]) -> int:
+        """How many of ``head``'s words two successive readings agree on.
+
+        The common prefix (same words, times within ``max_skew_s``), extended through the
+        last run of at least two agreeing words further on: words the readings dispute
+        between two agreeing runs take the newer reading (it heard more audio after them).
+        """
+        a = [_norm(w) for w in older]
+        b = [_norm(w) for w in head]
+        matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+        agreed = 0
+        for block in matcher.get_matching_blocks():
+            run = 0
+            while run < block.size and (
+                abs(older[block.a + run].mid - head[block.b + run].mid) <= self.max_skew_s
+            ):
+                run += 1
+            prefix = block.a == 0 and block.b == 0
+            if run >= 2 or (prefix and run >= 1):
+                agreed = max(agreed, block.b + run)
+        return agreed
+
+    def _same_audio(self, a: Word, b: Word) -> bool:
+        """Whether ``a`` (before the seam) and ``b`` (after it) are two readings of one
+        spoken word: overlapping in time, or close and spelled alike (one a prefix or
+        suffix of the other, or most letters shared)."""
+        overlap = min(a.end, b.end) - max(a.start, b.start)
+        shorter = min(a.end - a.start, b.end - b.start)
+        if shorter > 0 and overlap >= 0.3 * shorter:
+            return True
         if b.start - a.end > self.junction_gap_s:
             return False
-        ta, tb = normalize_text(a.text), normalize_text(b.text)
+        ta, tb = _norm(a), _norm(b)
         if not ta or not tb:
             return False
         short, long_ = sorted((ta, tb), key=len)
-        return long_.startswith(short) or long_.endswith(short)
+        if long_.startswith(short) or long_.endswith(short):
+            return True
+        # "example" | "sample": most letters shared, in order
+        return difflib.SequenceMatcher(a=ta, b=tb, autojunk=False).ratio() >= 0.7
 
-    def _align(
-        self, tail: Sequence[Word], head: Sequence[Word], centre: float
-    ) -> tuple[int, int] | None:
-        """Index pair (tail i, head j) of the agreeing word closest to ``centre``."""
-        if not tail or not head:
-            return None
-        a = [normalize_text(w.text) for w in tail]
-        b = [normalize_text(w.text) for w in head]
-        matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-        best: tuple[float, int, int] | None = None
-        for block in matcher.get_matching_blocks():
-            for t in range(block.size):
-                i, j = block.a + t, block.b + t
-                if not a[i]:
-                    continue
-                if abs(tail[i].mid - head[j].mid) > self.max_skew_s:
-                    continue
-                dist = abs((tail[i].mid + head[j].mid) / 2 - centre)
-                if best is None or dist < best[0]:
-                    best = (dist, i, j)
-        return None if best is None else (best[1], best[2])
+
+def _norm(word: Word) -> str:
+    return normalize_text(word.text)
 
 
 def join_words(words: Iterable[Word]) -> str:

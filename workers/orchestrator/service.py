@@ -343,6 +343,7 @@ class Orchestrator:
         self.stats.transcripts += 1
         if changed:
             self._publish_document(session)
+        self._send_chunks(session, session.release())  # an answer frees room for the next
         self._maybe_close(session)
 
     def _on_stt_error(self, topic: str, payload: bytes) -> None:
@@ -357,6 +358,7 @@ class Orchestrator:
         _log.warning("STT refused chunk %s of %s: %s", chunk_id, session.session_id, body)
         if session.on_error(chunk_id, f"{body.get('code')}: {body.get('message')}"):
             self._publish_document(session)
+        self._send_chunks(session, session.release())
         self._maybe_close(session)
 
     @staticmethod

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from workers.orchestrator.chunker import Chunk, Chunker
 from workers.orchestrator.config import OrchestratorConfig
-from workers.orchestrator.merge import ChunkWords, TranscriptMerger, Word
+from workers.orchestrator.merge import ChunkWords, TranscriptMerger, Word, join_words
 
 __all__ = ["ChunkRecord", "Session", "TranscriptError"]
 
@@ -56,6 +56,9 @@ class Session:
         self._chunker = Chunker(config, version)
         self._merger = TranscriptMerger()
         self.records: dict[int, ChunkRecord] = {}
+        self._held: list[Chunk] = []  # cut but not sent (too many chunks in flight)
+        self._sent_end = 0  # end sample of the last chunk sent
+        self.chunks_coalesced = 0  # chunks cut and dropped unsent (the STT was behind)
         self.last_activity = clock()
         self.started_at = clock()
         self.ended = False  # no more input (end marker, idle timeout or shutdown)
@@ -109,12 +112,47 @@ class Session:
         return self._record(self._chunker.flush())
 
     def _record(self, chunks: list[Chunk]) -> list[Chunk]:
-        now = self._clock()
-        for c in chunks:
-            self.records[c.index] = ChunkRecord(
-                c.index, c.start_s, c.end_s, c.overlap_s, c.config_version, c.final, now
-            )
-        return chunks
+        self._held.extend(chunks)
+        return self.release()
+
+    def release(self) -> list[Chunk]:
+        """The chunks to send now: as many as ``max_chunks_in_flight`` allows.
+
+        With a limit, when several chunks wait, the newest one that still overlaps the
+        last chunk sent by at least half the configured overlap is sent, numbered next,
+        and the older ones are dropped (its audio covers theirs): a slow STT worker gets
+        fewer, fresher chunks instead of a growing queue.
+        """
+        limit = self.config.max_chunks_in_flight
+        out: list[Chunk] = []
+        while self._held and (limit == 0 or self.outstanding < limit):
+            pick = 0
+            if limit:
+                margin = round(self.config.overlap_duration_s * self.sample_rate / 2)
+                reach = max(0, self._sent_end - margin)  # a chunk from 0 covers all before it
+                for i, c in enumerate(self._held):
+                    if c.start_sample <= reach:
+                        pick = i
+            self.chunks_coalesced += pick
+            chunk = self._held[pick]
+            del self._held[: pick + 1]
+            out.append(self._send(chunk))
+        return out
+
+    def _send(self, chunk: Chunk) -> Chunk:
+        overlap = max(0, self._sent_end - chunk.start_sample) if self._sent_end else 0
+        sent = replace(chunk, index=len(self.records), overlap_samples=overlap)
+        self._sent_end = sent.end_sample
+        self.records[sent.index] = ChunkRecord(
+            sent.index,
+            sent.start_s,
+            sent.end_s,
+            sent.overlap_s,
+            sent.config_version,
+            sent.final,
+            self._clock(),
+        )
+        return sent
 
     def idle_for(self) -> float:
         """Seconds since the last input audio."""
@@ -174,7 +212,7 @@ class Session:
     @property
     def complete(self) -> bool:
         """Input ended and every chunk answered: the transcript is final."""
-        return self.ended and self.outstanding == 0
+        return self.ended and self.outstanding == 0 and not self._held
 
     @property
     def text(self) -> str:
@@ -189,10 +227,15 @@ class Session:
         is_final = self.complete if final is None else final
         merged = self._merger
         seams = {c.index: s.method for c, s in zip(merged.chunks, merged.seams, strict=True)}
+        # A final document (session over, or given up on) has only final words.
+        interim = [] if is_final else merged.interim_words
+        decided = merged.final_words if not is_final else merged.words
         return {
             "session": self.session_id,
             "final": is_final,
-            "text": merged.text,
+            "text": join_words([*decided, *interim]),
+            "final_text": join_words(decided),
+            "interim_text": join_words(interim),
             "words": [
                 {
                     "start": round(w.start, 3),
@@ -200,8 +243,10 @@ class Session:
                     "word": w.text,
                     "probability": round(w.probability, 4),
                     "chunk_id": w.chunk,
+                    "final": is_stable,
                 }
-                for w in merged.words
+                for words, is_stable in ((decided, True), (interim, False))
+                for w in words
             ],
             "duration_s": round(self.received_samples / self.sample_rate, 3),
             "chunks": [

@@ -179,7 +179,10 @@ class SttConfig(BaseModel):
         description="Cap on tokens decoded per 30 s window (null = Whisper's own limit).",
     )
     vad_filter: bool = Field(
-        False, description="Drop non-speech with the Silero VAD before decoding."
+        # On by default: without it five seconds of silence transcribe as "You".
+        True,
+        description="Drop non-speech with the Silero VAD (shipped with faster-whisper) before "
+        "decoding, so silence produces no words.",
     )
     vad: VadParameters = Field(
         default_factory=VadParameters, description="VAD parameters (used when vad_filter is on)."

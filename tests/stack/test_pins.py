@@ -1,0 +1,53 @@
+"""constraints.txt (written by `make lock`) pins every dependency pyproject.toml declares."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _pins() -> dict[str, Version]:
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", line)
+            assert match, f"not an exact pin: {line!r}"
+            pins[canonicalize_name(match[1])] = Version(match[2])
+    return pins
+
+
+def test_every_declared_dependency_is_pinned_to_a_version_it_accepts() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared += extra
+    pins = _pins()
+    own = canonicalize_name(project["name"])
+    problems = []
+    for text in declared:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        if name == own:
+            continue
+        if name not in pins:
+            problems.append(f"{req.name} is not in constraints.txt")
+        elif not req.specifier.contains(pins[name], prereleases=True):
+            problems.append(f"{req.name}=={pins[name]} does not satisfy {text!r}")
+    assert not problems, "; ".join(problems) + ": run 'make lock' and commit constraints.txt"
+
+
+def test_the_makefile_installs_with_the_constraints() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line]
+    assert installs
+    for line in installs:
+        assert "-c $(CONSTRAINTS)" in line or "lock" in line or "$$tmp" in line, line
+    assert re.search(r"^lock:", makefile, re.MULTILINE)
