@@ -154,6 +154,7 @@ async def _measure(
         lkg_dir=Path(tempfile.mkdtemp(prefix="bench-lkg-")),
         instance_id="bench",
         initial_wait=2.0,
+        fresh_wait=0.0,  # raw envelopes, no manager: no freshness record
     )
     raw_times: list[float] = []
     lib_times: list[float] = []

@@ -10,6 +10,12 @@ Startup precedence (written once, here): the newest valid of the broker's retain
 message and the LKG file; else ``CONFIG_<SERVICE>_*`` environment variables over the
 model's defaults; else the defaults alone. The broker gets at most
 ``settings.initial_wait`` seconds; an unreachable broker never blocks startup longer.
+
+Freshness (see docs/protocol.md): the library also follows the signed freshness record
+on ``config/freshness/<service>``. It never applies a version older than one a record
+named; without an LKG (or with ``require_fresh``) startup waits up to
+``settings.fresh_wait`` for a config that matches a fresh record; :attr:`freshness` is
+``waiting``, ``stale`` or ``fresh``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import contextlib
 import enum
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -30,19 +38,34 @@ from pydantic import BaseModel
 
 from ._backoff import Backoff
 from ._change import ConfigSource
-from ._envelope import Position
-from ._exceptions import InvalidConfig, KeyFileError, LibraryStateError, NoConfig, NotAuthorised
+from ._envelope import Envelope, Position
+from ._exceptions import (
+    ConfigLibError,
+    InvalidConfig,
+    KeyFileError,
+    LibraryStateError,
+    NoConfig,
+    NotAuthorised,
+    ServiceRetired,
+)
+from ._freshness import FreshnessGate, FreshnessRecord, FreshnessState, verify_freshness
 from ._keys import DataKey, TrustStore
 from ._lkg import LkgStore
 from ._metrics import ConfigMetrics
 from ._mqtt import MqttEndpoint
-from ._pipeline import ConfigPipeline
+from ._pipeline import Accepted, ConfigPipeline
 from ._report import AppliedReport
 from ._settings import LibrarySettings
 from ._sources import env_prefix, from_defaults, from_env, has_env
 from ._state import ChangeCallback, ConfigState, Decision
 from ._tasks import stop_tasks
-from ._topics import applied_topic, report_request_topic, updated_topic, validate_name
+from ._topics import (
+    applied_topic,
+    freshness_topic,
+    report_request_topic,
+    updated_topic,
+    validate_name,
+)
 
 __all__ = ["ConfigLibrary"]
 
@@ -76,6 +99,7 @@ class ConfigLibrary(Generic[M]):
         data_keys: Iterable[DataKey] | None = None,
         endpoint: MqttEndpoint | None = None,
         instance_id: str | None = None,
+        require_fresh: bool | None = None,
     ) -> None:
         self.service = validate_name(service)
         self.model = model
@@ -87,6 +111,21 @@ class ConfigLibrary(Generic[M]):
         self._data_keys = list(data_keys) if data_keys is not None else None
         self._endpoint = endpoint if endpoint is not None else self.settings.endpoint(service)
         self._topic = updated_topic(service)
+        self._freshness_topic = freshness_topic(service)
+        self._require_fresh = (
+            require_fresh if require_fresh is not None else self.settings.require_fresh
+        )
+        self._gate = FreshnessGate(skew=timedelta(seconds=self.settings.freshness_skew))
+        self._freshness: FreshnessState = "waiting"
+        self._fresh_event = asyncio.Event()  # set whenever the state becomes fresh
+        self._gate_wake = asyncio.Event()  # a new record: re-arm the expiry timer
+        # Startup without a signed config: verified envelopes are held here (newest only)
+        # until a fresh record says whether they are current, or the wait ends.
+        self._holding = False
+        self._candidate: Accepted[M] | None = None
+        self._apply_lock = asyncio.Lock()
+        self._expiry_task: asyncio.Task[None] | None = None
+        self._freshness_refused = False  # the broker's ACL refused config/freshness/<service>
         self._applied_topic = applied_topic(service, self.instance_id)
         self._lifecycle = _Lifecycle.NEW
         self._state: ConfigState[M] | None = None
@@ -140,6 +179,17 @@ class ConfigLibrary(Generic[M]):
     @property
     def source(self) -> ConfigSource:
         return self._require_state().source
+
+    @property
+    def freshness(self) -> FreshnessState:
+        """``waiting`` (startup), ``fresh`` (a valid, unexpired freshness record names
+        nothing newer than the config in force) or ``stale`` (otherwise)."""
+        return self._freshness
+
+    @property
+    def freshness_record(self) -> FreshnessRecord | None:
+        """The newest valid freshness record received (it may have expired since)."""
+        return self._gate.record
 
     @property
     def metrics(self) -> ConfigMetrics:
@@ -204,6 +254,15 @@ class ConfigLibrary(Generic[M]):
         await self._wait(reached, timeout)
         return self.current
 
+    async def wait_for_freshness(
+        self,
+        state: FreshnessState,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109 - a bounded wait is the point of this helper
+    ) -> None:
+        """Wait until :attr:`freshness` is ``state``; raises TimeoutError after ``timeout``."""
+        await self._wait(lambda: self._freshness == state, timeout)
+
     async def wait_for_received(
         self,
         count: int,
@@ -262,8 +321,13 @@ class ConfigLibrary(Generic[M]):
         await self._tg.__aenter__()
         try:
             if self._endpoint is not None:
+                started = time.monotonic()
+                self._holding = self._state.position is None and self.settings.fresh_wait > 0
                 self._task = self._tg.create_task(
                     self._run_mqtt(self._endpoint), name=f"config_lib:{self.service}:mqtt"
+                )
+                self._expiry_task = self._tg.create_task(
+                    self._watch_expiry(), name=f"config_lib:{self.service}:freshness"
                 )
                 try:
                     async with asyncio.timeout(self.settings.initial_wait):
@@ -276,6 +340,14 @@ class ConfigLibrary(Generic[M]):
                         self.service,
                         extra={"service": self.service, "source": self._state.source},
                     )
+                await self._wait_fresh(started)
+            else:
+                await self._set_freshness("stale", "no broker configured")
+            if self._require_fresh and self._freshness != "fresh":
+                raise NoConfig(
+                    f"no fresh config for {self.service!r} within {self.settings.fresh_wait:.0f}s "
+                    f"(require_fresh is set; freshness is {self._freshness})"
+                )
             if self._state.current is None:
                 raise NoConfig(
                     f"no config for {self.service!r}: no signed config from the broker or "
@@ -286,15 +358,44 @@ class ConfigLibrary(Generic[M]):
             await self._close()
             raise
         logger.info(
-            "config ready: service=%s instance=%s source=%s version=%s epoch=%s",
+            "config ready: service=%s instance=%s source=%s version=%s epoch=%s freshness=%s",
             self.service,
             self.instance_id,
             self._state.source,
             self._state.version,
             self._state.epoch,
+            self._freshness,
             extra=self._log_fields(),
         )
         return self
+
+    async def _wait_fresh(self, started: float) -> None:
+        """Startup's freshness wait, then leave ``waiting`` for ``fresh`` or ``stale``.
+
+        Without a signed config (or with ``require_fresh``) and a reachable broker, wait
+        until ``settings.fresh_wait`` after ``started`` for a config that matches a fresh
+        record. Then apply the newest valid envelope held back, if any (state ``stale``).
+        """
+        wanted = self._holding or self._require_fresh
+        reachable = self._client is not None or self._require_fresh
+        remaining = self.settings.fresh_wait - (time.monotonic() - started)
+        if wanted and reachable and self._freshness != "fresh" and remaining > 0:
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._fresh_event.wait()
+            except TimeoutError:
+                logger.warning(
+                    "no config matching a fresh signed freshness record within %.1fs: service=%s",
+                    self.settings.fresh_wait,
+                    self.service,
+                    extra={"service": self.service},
+                )
+        async with self._apply_lock:
+            self._holding = False
+            candidate, self._candidate = self._candidate, None
+            if candidate is not None and candidate.position != self._require_state().position:
+                await self._apply_candidate(candidate)
+            await self._update_freshness(reason="startup")
 
     async def __aexit__(
         self,
@@ -321,8 +422,9 @@ class ConfigLibrary(Generic[M]):
                 )
             except aiomqtt.MqttError as exc:
                 logger.debug("offline report not sent: %s", exc)
-        if self._task is not None:
-            await stop_tasks([self._task])
+        tasks = [t for t in (self._task, self._expiry_task) if t is not None]
+        if tasks:
+            await stop_tasks(tasks)
         if self._tg is not None:
             await self._tg.__aexit__(None, None, None)
         self._client = None
@@ -470,19 +572,36 @@ class ConfigLibrary(Generic[M]):
                     ) from None
                 raise
             try:
-                try:
-                    granted = await _unless_closed(client, client.subscribe(self._topic, qos=1))
-                except _ConnectionClosed:
-                    granted = None
-                if granted is None or any(_refused(code) for code in granted):
-                    how = "closed the connection" if granted is None else "answered a failure"
-                    raise NotAuthorised(
-                        f"the broker {how} when MQTT user {user!r} subscribed to {self._topic}: "
-                        "the ACL does not let this user read it (the user name must be the "
-                        "service name)",
-                        operation="subscribe",
-                        topic=self._topic,
-                    )
+                # The config, then its freshness record (their order of arrival does not
+                # matter: at startup envelopes are held until a record decides).
+                for topic in (self._topic, self._freshness_topic):
+                    freshness = topic == self._freshness_topic
+                    if freshness and self._freshness_refused:
+                        continue  # an ACL without freshness records: no record, stays stale
+                    try:
+                        granted = await _unless_closed(client, client.subscribe(topic, qos=1))
+                    except _ConnectionClosed:
+                        granted = None
+                        # RabbitMQ's way of refusing: the next session does without records.
+                        self._freshness_refused = freshness
+                    if freshness and granted is not None and any(map(_refused, granted)):
+                        self._freshness_refused = True
+                        logger.warning(
+                            "freshness records not allowed by the broker's ACL (add "
+                            "'pattern read config/freshness/%%u'): service=%s",
+                            self.service,
+                            extra={"service": self.service},
+                        )
+                        continue
+                    if granted is None or any(_refused(code) for code in granted):
+                        how = "closed the connection" if granted is None else "answered a failure"
+                        raise NotAuthorised(
+                            f"the broker {how} when MQTT user {user!r} subscribed to {topic}: "
+                            "the ACL does not let this user read it (the user name must be the "
+                            "service name)",
+                            operation="subscribe",
+                            topic=topic,
+                        )
                 # Report requests (docs/protocol.md): optional, an older ACL may refuse it.
                 request_topic = report_request_topic(self.service)
                 if not self._requests_refused:
@@ -543,6 +662,8 @@ class ConfigLibrary(Generic[M]):
                         return  # closing: a cancellation was swallowed, stop anyway
                     if message.topic.matches(self._topic):
                         await self._handle(message.payload)
+                    elif message.topic.matches(self._freshness_topic):
+                        await self._handle_record(message.payload)
                     elif message.topic.matches(request_topic):
                         # Asked to report again: the latest report, as it is (no payload
                         # is read; only the manager may publish here).
@@ -569,12 +690,174 @@ class ConfigLibrary(Generic[M]):
         raw = payload if isinstance(payload, bytes) else str(payload).encode()
         self._refresh_trust(state.pipeline)
         try:
-            await self._act_on(await state.offer(raw))
+            async with self._apply_lock:
+                if self._holding:
+                    await self._hold(raw)
+                else:
+                    decision = await state.offer(raw, check=self._check_fresh)
+                    await self._update_freshness(publish=False)
+                    await self._act_on(decision)
         finally:
             self._handled += 1
             self._settled = state.position
             async with self._changed:
                 self._changed.notify_all()
+
+    def _check_fresh(self, envelope: Envelope) -> None:
+        self._gate.check(envelope, datetime.now(UTC))
+
+    async def _hold(self, raw: bytes) -> None:
+        """Startup without a signed config: verify ``raw`` and keep it until a record says."""
+        state = self._require_state()
+        state.metrics.received += 1
+        try:
+            accepted = state.pipeline.accept(raw)
+            self._check_fresh(accepted.envelope)
+        except ServiceRetired as exc:  # a tombstone: nothing to hold, the service is retired
+            state.retired_at = exc.position
+            await self._act_on(Decision("retired", exc.reason, str(exc)))
+            return
+        except ConfigLibError as exc:
+            state.metrics.rejected[exc.reason] += 1
+            await self._act_on(Decision("rejected", exc.reason, str(exc)))
+            return
+        held = self._candidate
+        if held is None or accepted.position > held.position:
+            self._candidate = accepted
+        if self._gate.fresh_record(datetime.now(UTC)) is not None:
+            await self._release_candidate()
+
+    async def _release_candidate(self) -> None:
+        """A fresh record is known: apply the held envelope if it matches, else drop it."""
+        candidate, self._candidate = self._candidate, None
+        record = self._gate.fresh_record(datetime.now(UTC))
+        if record is not None and record.position is None:  # the manager has no config
+            self._holding = False
+            await self._update_freshness()
+            return
+        if candidate is None:
+            retired = self._require_state().retired_at
+            at = None if record is None else record.position
+            if at is not None and retired is not None and retired >= at:
+                self._holding = False  # the record names the tombstone: retired is current
+                await self._update_freshness()
+            return
+        await self._apply_candidate(candidate)
+        self._holding = self._require_state().position is None
+        await self._update_freshness()
+
+    async def _apply_candidate(self, candidate: Accepted[M]) -> None:
+        state = self._require_state()
+        try:
+            self._check_fresh(candidate.envelope)
+        except ConfigLibError as exc:
+            state.metrics.rejected[exc.reason] += 1
+            await self._act_on(Decision("rejected", exc.reason, str(exc)))
+            return
+        await self._act_on(await state.apply(candidate))
+        self._settled = state.position
+
+    async def _handle_record(self, payload: Any) -> None:
+        """A freshness record: verify, keep if newest, re-evaluate the state."""
+        if not payload:
+            logger.info(
+                "freshness record cleared on the broker: service=%s",
+                self.service,
+                extra=self._log_fields(),
+            )
+            return
+        state = self._require_state()
+        raw = payload if isinstance(payload, bytes) else str(payload).encode()
+        self._refresh_trust(state.pipeline)
+        self._metrics.records_received += 1
+        try:
+            record = verify_freshness(raw, trust=state.pipeline.trust, service=self.service)
+            self._gate.offer(record, datetime.now(UTC))
+        except ConfigLibError as exc:
+            self._metrics.records_rejected[exc.reason] += 1
+            if exc.reason != "record_duplicate":
+                logger.warning(
+                    "freshness record refused: service=%s reason=%s detail=%s",
+                    self.service,
+                    exc.reason,
+                    exc,
+                    extra={**self._log_fields(), "reason": exc.reason},
+                )
+            return
+        self._gate_wake.set()
+        async with self._apply_lock:
+            if self._holding:
+                await self._release_candidate()
+            await self._update_freshness()
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _update_freshness(self, reason: str | None = None, *, publish: bool = True) -> None:
+        """Recompute the freshness state (not during startup's wait) and act on a change."""
+        if self._holding:
+            return
+        state = self._require_state()
+        now = datetime.now(UTC)
+        position = state.position
+        if state.retired_at is not None and (position is None or position < state.retired_at):
+            position = state.retired_at  # a retired service is current at its tombstone
+        new = self._gate.state(position, now)
+        if reason is None:
+            record = self._gate.record
+            if record is None:
+                reason = "no freshness record"
+            elif record.expired(now):
+                reason = "freshness record expired"
+            else:
+                reason = "a newer version is named by the freshness record"
+        await self._set_freshness(new, reason, publish=publish)
+
+    async def _set_freshness(
+        self, new: FreshnessState, reason: str, *, publish: bool = True
+    ) -> None:
+        old = self._freshness
+        if new == old:
+            return
+        self._freshness = new
+        self._metrics.freshness = new
+        if new == "fresh":
+            self._fresh_event.set()
+            logger.info(
+                "config is fresh: service=%s version=%s",
+                self.service,
+                self._require_state().version,
+                extra=self._log_fields(),
+            )
+        else:
+            self._fresh_event.clear()
+            # Logged once per transition, never per message.
+            logger.warning(
+                "config is stale (%s), keeping the config in force: service=%s version=%s",
+                reason,
+                self.service,
+                self._require_state().version,
+                extra={**self._log_fields(), "freshness": new},
+            )
+        async with self._changed:
+            self._changed.notify_all()
+        if publish and self._report is not None:
+            await self._publish(self._report.stamped(freshness=new))
+
+    async def _watch_expiry(self) -> None:
+        """Wake when the kept record expires (a frozen broker sends nothing) and re-evaluate."""
+        while self._lifecycle is _Lifecycle.OPEN:
+            self._gate_wake.clear()
+            record = self._gate.fresh_record(datetime.now(UTC))
+            delay = None
+            if record is not None:
+                delay = max(0.0, (record.expires_at - datetime.now(UTC)).total_seconds()) + 0.01
+            try:
+                async with asyncio.timeout(delay):
+                    await self._gate_wake.wait()
+            except TimeoutError:
+                pass
+            if self._state is not None and not self._holding and self._freshness != "waiting":
+                await self._update_freshness()
 
     async def _act_on(self, decision: Decision[M]) -> None:
         fields = self._log_fields()
@@ -742,6 +1025,7 @@ class ConfigLibrary(Generic[M]):
             version=state.version,
             epoch=state.epoch,
             source=state.source,
+            freshness=self._freshness,
         ).stamped(**extra)
 
     def _log_fields(self) -> dict[str, Any]:

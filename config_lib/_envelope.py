@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from ._exceptions import (
     EnvelopeTooLarge,
     InvalidName,
     MalformedEnvelope,
+    OutOfRange,
     Rollback,
     ServiceMismatch,
     Unsigned,
@@ -41,6 +43,7 @@ from ._topics import validate_name
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "FORMAT_VERSION",
+    "MAX_POSITION",
     "Envelope",
     "Limits",
     "Position",
@@ -52,6 +55,9 @@ __all__ = [
 FORMAT_VERSION: Final = 1
 DEFAULT_MAX_BYTES: Final = 256 * 1024
 MAX_INT: Final = 2**53 - 1  # the largest integer RFC 8785 (I-JSON) represents exactly
+# Versions and epochs stay below 2^48: far beyond any real use (an epoch is Unix seconds,
+# ~2^31), and far enough below 2^53 that a manager bug near the top can be recovered from.
+MAX_POSITION: Final = 2**48 - 1
 _FIELDS: Final = (
     "format",
     "service",
@@ -100,8 +106,42 @@ def canonical_bytes(value: Any) -> bytes:
     return rfc8785.dumps(value)
 
 
-def _format_time(ts: datetime) -> str:
+def check_position(*, version: int, epoch: int) -> None:
+    """Refuse (ValueError) to sign a version or epoch outside 0..2^48-1."""
+    for name, number in (("version", version), ("epoch", epoch)):
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int)
+            or not 0 <= number <= MAX_POSITION
+        ):
+            raise ValueError(f"{name} must be an integer in 0..2^48-1, got {number!r}")
+
+
+def format_time(ts: datetime) -> str:
+    """The one RFC 3339 form the protocol writes: UTC, microseconds, ``Z``."""
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_TIME_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
+def parse_time(doc: Mapping[str, Any], name: str) -> datetime:
+    """Parse member ``name`` written exactly as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    value = doc[name]
+    if not isinstance(value, str) or not _TIME_RE.fullmatch(value):
+        raise MalformedEnvelope(f"{name!r} must be a time written as YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise MalformedEnvelope(f"{name!r} is not a valid date and time") from None
+
+
+def decode_signature(text: str) -> bytes:
+    """Standard base64 of exactly 64 bytes; raises BadSignature otherwise."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadSignature("signature is not valid base64") from None
 
 
 def sign_envelope(
@@ -123,15 +163,13 @@ def sign_envelope(
     if retired and config:
         raise ValueError("a tombstone carries an empty config")
     validate_name(service)
-    for name, number in (("version", version), ("epoch", epoch)):
-        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= MAX_INT:
-            raise ValueError(f"{name} must be an integer in 0..2^53-1, got {number!r}")
+    check_position(version=version, epoch=epoch)
     doc: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "service": service,
         "version": version,
         "epoch": epoch,
-        "issued_at": _format_time(issued_at or datetime.now(UTC)),
+        "issued_at": format_time(issued_at or datetime.now(UTC)),
         "key_id": key.key_id,
         "config": dict(config),
     }
@@ -156,7 +194,7 @@ def _reject_constant(name: str) -> Any:
     raise MalformedEnvelope(f"{name} is not valid JSON")
 
 
-def _parse(raw: bytes, limits: Limits) -> dict[str, Any]:
+def parse_document(raw: bytes, limits: Limits) -> dict[str, Any]:
     if len(raw) > limits.max_bytes:
         raise EnvelopeTooLarge(f"message is {len(raw)} bytes, the limit is {limits.max_bytes}")
     try:
@@ -176,14 +214,17 @@ def _parse(raw: bytes, limits: Limits) -> dict[str, Any]:
     return doc
 
 
-def _int_field(doc: Mapping[str, Any], name: str) -> int:
+def int_field(doc: Mapping[str, Any], name: str) -> int:
+    """A non-negative integer member; at or above 2^48 is ``out_of_range`` (see the doc)."""
     value = doc[name]
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
         raise MalformedEnvelope(f"{name!r} must be an integer in 0..2^53-1")
+    if value > MAX_POSITION:
+        raise OutOfRange(f"{name!r} is {value}, at or above 2^48: refused (see docs/protocol.md)")
     return value
 
 
-def _str_field(doc: Mapping[str, Any], name: str) -> str:
+def str_field(doc: Mapping[str, Any], name: str) -> str:
     value = doc[name]
     if not isinstance(value, str) or not value:
         raise MalformedEnvelope(f"{name!r} must be a non-empty string")
@@ -204,7 +245,7 @@ def verify_envelope(
     service, then ``(epoch, version)`` against ``last`` (the last accepted position):
     older raises :class:`Rollback`, equal raises :class:`Duplicate`.
     """
-    doc = _parse(raw, limits)
+    doc = parse_document(raw, limits)
     fmt = doc.get("format")
     if isinstance(fmt, bool) or not isinstance(fmt, int):
         raise MalformedEnvelope("'format' must be an integer")
@@ -218,15 +259,15 @@ def verify_envelope(
     extra = sorted(set(doc) - set(_FIELDS) - set(_OPTIONAL_FIELDS))
     if extra:
         raise MalformedEnvelope(f"unexpected envelope field(s) {', '.join(map(repr, extra))}")
-    signed_service = _str_field(doc, "service")
+    signed_service = str_field(doc, "service")
     try:
         validate_name(signed_service)
     except InvalidName as exc:
         raise MalformedEnvelope(str(exc)) from None
-    version = _int_field(doc, "version")
-    epoch = _int_field(doc, "epoch")
-    key_id = _str_field(doc, "key_id")
-    issued_text = _str_field(doc, "issued_at")
+    version = int_field(doc, "version")
+    epoch = int_field(doc, "epoch")
+    key_id = str_field(doc, "key_id")
+    issued_text = str_field(doc, "issued_at")
     try:
         issued_at = datetime.fromisoformat(issued_text)
     except ValueError:
@@ -243,10 +284,7 @@ def verify_envelope(
     sig_text = doc["signature"]
     if not isinstance(sig_text, str):
         raise MalformedEnvelope("'signature' must be a base64 string")
-    try:
-        signature = base64.b64decode(sig_text, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadSignature("signature is not valid base64") from None
+    signature = decode_signature(sig_text)
 
     public_key = trust.get(key_id)  # raises UnknownKey
     unsigned = {k: v for k, v in doc.items() if k != "signature"}

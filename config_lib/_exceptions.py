@@ -8,14 +8,19 @@ Every exception the library raises on purpose derives from :class:`ConfigLibErro
     ├── EnvelopeError            a received envelope was refused; ``reason`` is a short code
     │   ├── EnvelopeTooLarge     the raw message is over the size limit (checked before parsing)
     │   ├── MalformedEnvelope    not UTF-8 JSON, or not the envelope's shape
+    │   │   └── OutOfRange       an epoch or version at or above 2^48
     │   ├── UnsupportedFormat    the ``format`` number is not one this library speaks
     │   ├── UnknownKey           the ``key_id`` is not in the trust store
     │   ├── BadSignature         the signature does not verify
     │   │   └── Unsigned         there is no signature at all
     │   ├── ServiceMismatch      the signed service is not the one expected (topic / subscriber)
-    │   └── StaleEnvelope        (epoch, version) is not newer than the last accepted one
-    │       ├── Rollback         it is older: a replay or a rollback attempt
-    │       └── Duplicate        it is exactly the one already in force: ignore quietly
+    │   ├── StaleEnvelope        (epoch, version) is not newer than the last accepted one
+    │   │   ├── Rollback         it is older: a replay or a rollback attempt
+    │   │   ├── Duplicate        it is exactly the one already in force: ignore quietly
+    │   │   └── Outdated         older than the newest version a fresh freshness record names
+    │   ├── DigestMismatch       at the record's position but not the bytes the record names
+    │   ├── BadIssuedAt          ``issued_at`` is in the future or disagrees with the record
+    │   └── FreshnessError       a freshness record was refused (``reason`` says why)
     ├── SecretError              a secret field could not be decrypted (tampered, moved, wrong key)
     ├── InvalidConfig            verified, but the values fail the service's model validation
     ├── NoConfig                 no valid config from the broker, the LKG file, env or defaults
@@ -29,11 +34,14 @@ used for counters and applied reports.
 from __future__ import annotations
 
 __all__ = [
+    "BadIssuedAt",
     "BadSignature",
     "ConfigLibError",
+    "DigestMismatch",
     "Duplicate",
     "EnvelopeError",
     "EnvelopeTooLarge",
+    "FreshnessError",
     "InvalidConfig",
     "InvalidName",
     "KeyFileError",
@@ -41,6 +49,8 @@ __all__ = [
     "MalformedEnvelope",
     "NoConfig",
     "NotAuthorised",
+    "OutOfRange",
+    "Outdated",
     "Rollback",
     "SecretError",
     "ServiceMismatch",
@@ -86,6 +96,13 @@ class MalformedEnvelope(EnvelopeError):
     """The message is not UTF-8 JSON or does not have the envelope's shape."""
 
     reason = "malformed"
+
+
+class OutOfRange(MalformedEnvelope):
+    """An ``epoch`` or ``version`` at or above 2^48 (a manager bug, or an attack on the
+    replay floor: accepting it would lock the service out of every later config)."""
+
+    reason = "out_of_range"
 
 
 class UnsupportedFormat(EnvelopeError):
@@ -134,6 +151,37 @@ class Duplicate(StaleEnvelope):
     """Exactly the (epoch, version) already in force; callers ignore it quietly."""
 
     reason = "duplicate"
+
+
+class Outdated(StaleEnvelope):
+    """Older than the newest (epoch, version) named by a valid, unexpired freshness record.
+
+    A genuine but superseded envelope: typically a replayed retained message."""
+
+    reason = "stale"
+
+
+class DigestMismatch(EnvelopeError):
+    """At the position a freshness record names, but not the envelope bytes it names."""
+
+    reason = "digest_mismatch"
+
+
+class BadIssuedAt(EnvelopeError):
+    """``issued_at`` is later than now + skew, or than the freshness record allows."""
+
+    reason = "bad_issued_at"
+
+
+class FreshnessError(EnvelopeError):
+    """A freshness record was refused; ``reason`` is the code (set per instance)."""
+
+    reason = "freshness"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class ServiceRetired(ConfigLibError):

@@ -30,6 +30,10 @@ class ConfigMetrics:
     duplicate: int = 0
     failed: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    # Freshness: the state now, and the freshness records received / refused by reason.
+    freshness: str = "waiting"
+    records_received: int = 0
+    records_rejected: Counter[str] = field(default_factory=Counter)
     not_authorised: int = 0  # connections the broker refused (credentials or ACL)
     lkg_save_failed: int = 0
 
@@ -45,6 +49,9 @@ class ConfigMetrics:
             "duplicate": self.duplicate,
             "failed": self.failed,
             "rejected": dict(self.rejected),
+            "freshness": self.freshness,
+            "records_received": self.records_received,
+            "records_rejected": dict(self.records_rejected),
             "not_authorised": self.not_authorised,
             "lkg_save_failed": self.lkg_save_failed,
         }
@@ -56,13 +63,18 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
     Register it with ``prometheus_client.REGISTRY.register(prometheus_collector(...))``.
     Exposes ``config_lib_messages_total{service,instance,outcome}`` (outcome: received,
     applied, duplicate, failed), ``config_lib_rejected_total{service,instance,reason}``,
+    ``config_lib_freshness{service,instance,state}`` (1 for the state in force, else 0) and
+    ``config_lib_freshness_records_rejected_total{service,instance,reason}``.
     ``config_lib_not_authorised_total{service,instance}`` (the broker refused the user) and
     ``config_lib_lkg_save_failures_total{service,instance}``.
     """
-    from prometheus_client.core import CounterMetricFamily  # optional dependency
+    from prometheus_client.core import (  # optional dependency
+        CounterMetricFamily,
+        GaugeMetricFamily,
+    )
 
     class _ConfigLibCollector:
-        def collect(self) -> Iterator[CounterMetricFamily]:
+        def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
             messages = CounterMetricFamily(
                 "config_lib_messages",
                 "Config messages by outcome",
@@ -79,6 +91,22 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
             for reason, count in sorted(metrics.rejected.items()):
                 rejected.add_metric([service, instance, reason], count)
             yield rejected
+            state = GaugeMetricFamily(
+                "config_lib_freshness",
+                "Freshness state of the config in force (1 = this state)",
+                labels=["service", "instance", "state"],
+            )
+            for name in ("waiting", "stale", "fresh"):
+                state.add_metric([service, instance, name], 1 if metrics.freshness == name else 0)
+            yield state
+            records = CounterMetricFamily(
+                "config_lib_freshness_records_rejected",
+                "Freshness records refused, by reason",
+                labels=["service", "instance", "reason"],
+            )
+            for reason, count in sorted(metrics.records_rejected.items()):
+                records.add_metric([service, instance, reason], count)
+            yield records
             refused = CounterMetricFamily(
                 "config_lib_not_authorised",
                 "Broker connections refused for this user (credentials or ACL)",

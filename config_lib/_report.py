@@ -18,6 +18,7 @@ and message are reported (the operator needs them, e.g. "model folder /x does no
 exist"); any other exception is reported by type only, since its message could quote
 anything.
 ``attempted_*`` name the envelope that was decided on, when it was verified.
+``freshness`` is ``waiting``, ``stale`` or ``fresh`` (see docs/protocol.md, freshness).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class AppliedReport:
     detail: str | None = None
     attempted_version: int | None = None
     attempted_epoch: int | None = None
+    freshness: str | None = None
     time: str = ""
 
     def stamped(self, **changes: Any) -> AppliedReport:

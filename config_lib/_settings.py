@@ -81,6 +81,24 @@ class LibrarySettings(BaseSettings):
     reconnect_max_delay: float = Field(default=10.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     keepalive: int = Field(default=30, ge=5)
+    fresh_wait: float = Field(
+        default=40.0,
+        ge=0,
+        description="Seconds startup without a signed config (or with require_fresh) waits "
+        "for a config matching a signed freshness record; longer than the manager's "
+        "freshness interval so that a replaced retained message is healed in time.",
+    )
+    require_fresh: bool = Field(
+        default=False,
+        description="Refuse to start (NoConfig) unless the config is fresh when the wait ends.",
+    )
+    freshness_skew: float = Field(
+        default=30.0,
+        ge=0,
+        description="Allowed clock difference (s): records and envelopes dated later than "
+        "now + skew are refused; an envelope named by a record may be dated up to skew "
+        "after the record.",
+    )
     env_fallback: bool = Field(
         default=True, description="Read CONFIG_<SERVICE>_* variables when no signed config exists."
     )

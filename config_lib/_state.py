@@ -17,7 +17,7 @@ from typing import Generic, Literal, TypeAlias, TypeVar
 from pydantic import BaseModel
 
 from ._change import ConfigChange, ConfigSource, changed_fields
-from ._envelope import Position
+from ._envelope import Envelope, Position
 from ._exceptions import ConfigLibError, Duplicate, ServiceRetired
 from ._metrics import ConfigMetrics
 from ._pipeline import Accepted, ConfigPipeline
@@ -92,14 +92,22 @@ class ConfigState(Generic[M]):
         """Unregister ``callback`` (every registration of it); unknown callbacks are ignored."""
         self._callbacks = tuple(cb for cb in self._callbacks if cb is not callback)
 
-    async def offer(self, raw: bytes) -> Decision[M]:
-        """Run ``raw`` through the pipeline and, if it passes, apply it all-or-nothing."""
+    async def offer(
+        self, raw: bytes, *, check: Callable[[Envelope], None] | None = None
+    ) -> Decision[M]:
+        """Run ``raw`` through the pipeline and, if it passes, apply it all-or-nothing.
+
+        ``check`` (the freshness rules) may refuse a verified envelope by raising a
+        :class:`~config_lib.ConfigLibError` before anything is applied.
+        """
         self.metrics.received += 1
         try:
             last = self.position
             if self.retired_at is not None and (last is None or last < self.retired_at):
                 last = self.retired_at  # after a tombstone only a newer config counts
             accepted = self.pipeline.accept(raw, last=last)
+            if check is not None:
+                check(accepted.envelope)
         except Duplicate as exc:
             self.metrics.duplicate += 1
             return Decision("duplicate", exc.reason, str(exc))

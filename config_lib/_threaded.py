@@ -190,7 +190,8 @@ def initialize_and_subscribe(
     """Start a :class:`ConfigLibrary` for ``service_name`` on a daemon thread; returns its handle.
 
     Blocks until the first config is in force (at most about ``initial_wait`` seconds when
-    the broker is unreachable). ``mqtt_url`` overrides ``settings.mqtt_url``.
+    the broker is unreachable, plus ``fresh_wait`` without a signed config).
+    ``mqtt_url`` overrides ``settings.mqtt_url``.
     """
     base = settings if settings is not None else LibrarySettings()
     if mqtt_url is not None:
@@ -208,7 +209,7 @@ def initialize_and_subscribe(
             instance_id=instance_id,
         )
 
-    timeout = start_timeout or base.initial_wait + base.connect_timeout + 5.0
+    timeout = start_timeout or base.initial_wait + base.fresh_wait + base.connect_timeout + 5.0
     return ThreadedConfig(factory, start_timeout=timeout).start()
 
 

@@ -2,6 +2,7 @@
 
 ``config/updated/<service>``             signed config envelopes (retained, QoS 1)
 ``config/applied/<service>/<instance>``  what each instance applied (retained)
+``config/freshness/<service>``           the signed freshness record (retained, QoS 1)
 ``config/report/<service>``              the manager asks instances to report again
 """
 
@@ -19,6 +20,7 @@ __all__ = [
     "UPDATED_PREFIX",
     "applied_topic",
     "applied_wildcard",
+    "freshness_topic",
     "parse_applied_topic",
     "parse_updated_topic",
     "report_request_topic",
@@ -29,6 +31,7 @@ __all__ = [
 
 UPDATED_PREFIX: Final = "config/updated/"
 APPLIED_PREFIX: Final = "config/applied/"
+FRESHNESS_PREFIX: Final = "config/freshness/"
 REPORT_REQUEST_PREFIX: Final = "config/report/"
 
 NAME_ALPHABET: Final = "A-Z a-z 0-9 '_' '-'"
@@ -86,6 +89,11 @@ def sanitize_name(text: str, fallback: str = "instance") -> str:
 def updated_topic(service: str) -> str:
     """Topic carrying the signed config of ``service``."""
     return UPDATED_PREFIX + validate_name(service)
+
+
+def freshness_topic(service: str) -> str:
+    """Topic carrying the signed freshness record of ``service``."""
+    return FRESHNESS_PREFIX + validate_name(service)
 
 
 def applied_topic(service: str, instance: str) -> str:

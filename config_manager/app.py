@@ -128,7 +128,11 @@ def create_app(
                         reconnect_min_s=settings.reconnect_min_s,
                         reconnect_max_s=settings.reconnect_max_s,
                         batch=settings.outbox_batch,
+                        freshness_interval_s=settings.freshness_interval_s,
+                        freshness_expiry_s=settings.freshness_expiry_s,
                     ),
+                    services=lambda: list(reg),
+                    trust=keys.trust,
                 )
             )
             app.state.store = store

@@ -35,6 +35,7 @@ class InstanceReport:
     detail: str | None
     time: str | None
     received_at: float
+    freshness: str | None = None
 
 
 def _opt_int(value: Any) -> int | None:
@@ -106,6 +107,7 @@ class InstanceTracker:
             detail=_opt_str(doc.get("detail")),
             time=_opt_str(doc.get("time") or doc.get("at"), 64),
             received_at=received_at,
+            freshness=_opt_str(doc.get("freshness"), 16),
         )
         known[instance] = report
         self._mark(service, instance)

@@ -46,6 +46,11 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.sign_refused = Counter(
+            "config_manager_sign_refused",
+            "Envelopes the manager refused to sign (a version skipping ahead: a bug).",
+            registry=self.registry,
+        )
         self.storage_errors = Counter(
             "config_manager_storage_errors",
             "Database operations that failed on a storage fault (disk full, I/O error, "

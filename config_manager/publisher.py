@@ -7,6 +7,24 @@ store heals itself. On a second connection, made and lost together with the firs
 follows ``config/applied/#`` and feeds the :class:`~config_manager.instances.InstanceTracker`
 (report traffic on the publishing connection would delay PUBACKs: Nagle on the broker).
 
+Freshness (TUF's timestamp role): after each publication, and every
+``freshness_interval_s``, it signs and publishes retained on ``config/freshness/<service>``
+a record naming the (epoch, version, SHA-256) of the envelope last published for that
+service, valid for ``freshness_expiry_s``; on each interval it also republishes that same
+envelope (the same bytes), so a replayed or tampered retained message is overwritten
+within one interval.
+
+Fleet-safe epochs: at every (re)connection, before publishing anything, it reads back the
+retained envelopes and freshness records of every known service (exact topics), keeps
+those that verify with its own trust store (messages it signed itself; never applied
+reports, which service users can write) and, if any names a position above the
+database's, raises the database's epoch above the highest epoch seen. So a recreated
+database, or a clock that went backwards, still reaches every running instance.
+
+It refuses to sign a version that skips ahead of the last one it signed in the same
+epoch (a version is always previous + 1; a rollback is a new version): the publisher
+stops with :class:`SigningRefused` rather than sign it.
+
 A storage fault (disk full...) never stops it: publishing needs no disk, so acknowledged
 rows keep being published; the marks "published" that cannot be written are kept in memory
 and retried with backoff, and a failed read of the outbox is retried the same way.
@@ -21,9 +39,9 @@ import secrets
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -31,20 +49,36 @@ import aiomqtt
 
 from config_lib import (
     Backoff,
+    ConfigLibError,
     MqttEndpoint,
     SigningKey,
+    TrustStore,
     applied_wildcard,
+    envelope_digest,
+    freshness_topic,
     report_request_topic,
     sign_envelope,
+    sign_freshness,
     stop_tasks,
     updated_topic,
+    verify_envelope,
+    verify_freshness,
 )
 
 from .instances import InstanceTracker
 from .metrics import Metrics
 from .store import ConfigStore, StorageError, StoredVersion
 
-__all__ = ["OutboxPublisher", "PublisherLimits"]
+__all__ = ["OutboxPublisher", "PublisherLimits", "SigningRefused"]
+
+# A topic no service can have (names start with a letter or digit): the broker's PUBACK
+# of a publication to it arrives after every retained message of earlier subscriptions.
+_PROBE_TOPIC = "config/freshness/~readback"
+
+
+class SigningRefused(RuntimeError):
+    """The publisher was asked to sign a version that is not previous + 1 (a bug)."""
+
 
 _log = logging.getLogger(__name__)
 
@@ -56,6 +90,8 @@ class PublisherLimits:
     reconnect_max_s: float = 5.0
     batch: int = 200
     keepalive_s: int = 10
+    freshness_interval_s: float = 30.0
+    freshness_expiry_s: float = 120.0
     instance_save_delay_s: float = 0.2  # reports arriving meanwhile share one transaction
 
 
@@ -71,6 +107,8 @@ class OutboxPublisher:
         metrics: Metrics,
         tracker: InstanceTracker,
         limits: PublisherLimits = PublisherLimits(),
+        services: Callable[[], Iterable[str]] | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
@@ -87,6 +125,13 @@ class OutboxPublisher:
         self._db_backoff = Backoff(limits.reconnect_min_s, limits.reconnect_max_s)
         self._mark_not_before = 0.0
         self._presigned: dict[str, tuple[int, int, bytes]] = {}  # service -> (version, epoch, env)
+        # service -> (version, epoch, envelope bytes) last acknowledged by the broker: what
+        # the freshness records name and what every interval republishes, byte for byte.
+        self._published: dict[str, tuple[int, int, bytes]] = {}
+        self._services = services  # registered services: a record even before any config
+        self._trust = trust if trust is not None else TrustStore([signing_key.public_key])
+        self._last_signed: dict[str, tuple[int, int]] = {}  # service -> (epoch, version)
+        self.fleet_epoch: int | None = None  # highest epoch of our own messages on the broker
         self._task: asyncio.Task[None] | None = None
         self._saver: asyncio.Task[None] | None = None
         self.connected = False
@@ -173,23 +218,39 @@ class OutboxPublisher:
 
         Used only if that exact (version, epoch) is then published; one entry per service.
         """
+        try:
+            payload = self._sign(service, version, epoch, values)
+        except SigningRefused as exc:
+            # Not signed ahead; the publication path refuses it again, loudly.
+            _log.error("%s", exc)
+            return
+        self._presigned[service] = (version, epoch, payload)
+
+    def _sign(self, service: str, version: int, epoch: int, values: dict[str, Any]) -> bytes:
+        """The one place envelopes are signed: never a version skipping ahead."""
+        last = self._last_signed.get(service)
+        if last is not None and last[0] == epoch and version > last[1] + 1:
+            self._metrics.sign_refused.inc()
+            raise SigningRefused(
+                f"refusing to sign {service} version {version} (epoch {epoch}): the last "
+                f"version signed is {last[1]}; versions must follow one another"
+            )
         payload = sign_envelope(
             service=service, version=version, epoch=epoch, config=values, key=self._key
         )
-        self._presigned[service] = (version, epoch, payload)
+        if last is None or (epoch, version) > last:
+            self._last_signed[service] = (epoch, version)
+        return payload
 
     def _envelope(self, version: StoredVersion, epoch: int) -> bytes:
+        done = self._published.get(version.service)
+        if done is not None and done[:2] == (version.version, epoch):
+            return done[2]  # the same bytes again: the digest in the records stays valid
         ready = self._presigned.get(version.service)
         if ready is not None and ready[:2] == (version.version, epoch):
             del self._presigned[version.service]
             return ready[2]
-        return sign_envelope(
-            service=version.service,
-            version=version.version,
-            epoch=epoch,
-            config=version.values,
-            key=self._key,
-        )
+        return self._sign(version.service, version.version, epoch, version.values)
 
     async def wait_published(self, outbox_ids: Sequence[int], wait_s: float) -> bool:
         """Wait until the broker acknowledged these outbox rows; False on timeout/offline."""
@@ -268,15 +329,23 @@ class OutboxPublisher:
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         # The database is the truth at every (re)connection: drain its outbox first, then
         # republish each service's current version (heals a broker that lost its store).
+        await self._readback_epoch(client)
         await self._drain_outbox(client)
         await self._republish_current(client)
-        # From here on every commit is queued in memory by notify(), in commit order.
+        interval = self._limits.freshness_interval_s
+        next_tick = time.monotonic() + interval
+        # From here on every commit is queued in memory by notify(), in commit order. The
+        # freshness tick runs in this same loop, so it never races a queued publication.
         while True:
             if not self._queue:
                 await self._mark_acknowledged()  # idle: bookkeeping off the write path
                 await self._forced(client)
                 if not self._queue:
-                    await self._idle()
+                    await self._idle(next_tick)
+            if time.monotonic() >= next_tick and not self._queue:
+                await self._refresh(client)
+                next_tick = time.monotonic() + interval
+                continue
             self._wake.clear()
             batch: list[StoredVersion] = []
             while self._queue and len(batch) < self._limits.batch:
@@ -292,21 +361,131 @@ class OutboxPublisher:
         self, client: aiomqtt.Client, versions: Sequence[StoredVersion]
     ) -> None:
         epoch = await self._store.epoch()
-        payloads = [(updated_topic(v.service), self._envelope(v, epoch)) for v in versions]
+        signed = [(v, self._envelope(v, epoch)) for v in versions]
         # Tasks start in creation order and each hands its message to the client before its
         # first await, so messages leave in version order while PUBACKs are awaited together.
         async with asyncio.TaskGroup() as group:
-            for topic, payload in payloads:
-                group.create_task(client.publish(topic, payload, qos=1, retain=True))
+            for v, payload in signed:
+                group.create_task(
+                    client.publish(updated_topic(v.service), payload, qos=1, retain=True)
+                )
+        changed: dict[str, tuple[int, int, bytes]] = {}
+        for v, payload in signed:
+            done = self._published.get(v.service)
+            if done is None or (epoch, v.version) >= (done[1], done[0]):
+                self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
+        await self._publish_records(client, changed)
 
-    async def _idle(self) -> None:
-        """Wait for a commit; with marks left over from a storage fault, retry them in time."""
-        if not self._unmarked:
-            await self._wake.wait()
+    async def _readback_epoch(self, client: aiomqtt.Client) -> None:
+        """Raise the database's epoch above any newer position of our own on the broker."""
+        current = {v.service: v for v in await self._store.current_all()}
+        names = set(current) | set(self._services() if self._services is not None else ())
+        if not names:
             return
-        wait = max(0.0, self._mark_not_before - time.monotonic())
+        topics = {updated_topic(s): s for s in names} | {freshness_topic(s): s for s in names}
+        for topic in sorted(topics):
+            await client.subscribe(topic, qos=1)
+        # Retained messages are queued right after each SUBACK, so once this PUBACK is in,
+        # every one of them is already in the client's queue.
+        await client.publish(_PROBE_TOPIC, b"", qos=1)
+        pending = len(client.messages)
+        highest: dict[str, tuple[int, int]] = {}
+        if pending:
+            async for message in client.messages:
+                service = topics.get(message.topic.value)
+                payload = message.payload
+                if service is not None and isinstance(payload, bytes) and payload:
+                    found = self._own_position(service, message.topic.value, payload)
+                    if found is not None and found > highest.get(service, (-1, -1)):
+                        highest[service] = found
+                pending -= 1
+                if pending <= 0:
+                    break
+        await client.unsubscribe(sorted(topics))
+        if not highest:
+            return
+        self.fleet_epoch = max(epoch for epoch, _ in highest.values())
+        self._store.fleet_floor = max(self._store.fleet_floor or 0, self.fleet_epoch)
+        epoch = await self._store.epoch()
+        ahead = sorted(
+            service
+            for service, position in highest.items()
+            if position > (epoch, current[service].version if service in current else 0)
+        )
+        if ahead:
+            new = await self._store.raise_epoch_above(self.fleet_epoch)
+            _log.warning(
+                "the broker holds configs signed by this manager's key at a position above "
+                "the database's (services %s, epoch up to %d): epoch %d -> %d, so every "
+                "instance accepts what this database publishes",
+                ", ".join(ahead),
+                self.fleet_epoch,
+                epoch,
+                new,
+            )
+
+    def _own_position(self, service: str, topic: str, payload: bytes) -> tuple[int, int] | None:
+        """(epoch, version) of a retained message if it verifies with our trust store."""
+        try:
+            if topic == updated_topic(service):
+                env = verify_envelope(payload, trust=self._trust, service=service)
+                return env.position
+            record = verify_freshness(payload, trust=self._trust, service=service)
+            return (record.epoch, record.version)
+        except ConfigLibError as exc:
+            _log.warning(
+                "ignoring a retained message on %s that is not ours (%s)", topic, exc.reason
+            )
+            return None
+
+    async def _publish_records(
+        self, client: aiomqtt.Client, entries: dict[str, tuple[int, int, bytes]]
+    ) -> None:
+        """Sign and publish one freshness record per service in ``entries``."""
+        expires = timedelta(seconds=self._limits.freshness_expiry_s)
+        async with asyncio.TaskGroup() as group:
+            for service, (version, epoch, payload) in sorted(entries.items()):
+                record = sign_freshness(
+                    service=service,
+                    epoch=epoch,
+                    version=version,
+                    envelope_sha256=envelope_digest(payload) if version else None,
+                    key=self._key,
+                    expires_in=expires,
+                )
+                group.create_task(
+                    client.publish(freshness_topic(service), record, qos=1, retain=True)
+                )
+        if entries:
+            self._metrics.published.labels(kind="freshness").inc(len(entries))
+
+    async def _refresh(self, client: aiomqtt.Client) -> None:
+        """The interval's work: the same envelope bytes again, then a new record each."""
+        entries = dict(self._published)
+        async with asyncio.TaskGroup() as group:
+            for service, (_, _, payload) in sorted(entries.items()):
+                group.create_task(
+                    client.publish(updated_topic(service), payload, qos=1, retain=True)
+                )
+        if entries:
+            self._metrics.published.labels(kind="refresh").inc(len(entries))
+        await self._publish_records(client, {**self._unconfigured(), **entries})
+
+    def _unconfigured(self) -> dict[str, tuple[int, int, bytes]]:
+        """Registered services without any config: their record says version 0."""
+        if self._services is None:
+            return {}
+        epoch = self._store.epoch_now
+        return {s: (0, epoch, b"") for s in self._services() if s not in self._published}
+
+    async def _idle(self, until: float) -> None:
+        """Wait for a commit, at most until ``until`` (monotonic: the next freshness tick);
+        with marks left over from a storage fault, retry them in time."""
+        deadline = until
+        if self._unmarked:
+            deadline = min(deadline, self._mark_not_before)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), wait)
+            await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - time.monotonic()))
 
     async def _drain_outbox(self, client: aiomqtt.Client) -> None:
         """Publish every unpublished outbox row of the database, in write order."""
@@ -373,8 +552,12 @@ class OutboxPublisher:
         tombstones = self._store.tombstones()
         if tombstones:
             epoch = await self._store.epoch()
-            async with asyncio.TaskGroup() as group:
-                for service, version in tombstones:
+            stones: dict[str, tuple[int, int, bytes]] = {}
+            for service, version in tombstones:
+                done = self._published.get(service)
+                if done is not None and done[:2] == (version, epoch):
+                    payload = done[2]  # the same bytes again (the records name them)
+                else:
                     payload = sign_envelope(
                         service=service,
                         version=version,
@@ -383,10 +566,18 @@ class OutboxPublisher:
                         key=self._key,
                         retired=True,
                     )
+                stones[service] = (version, epoch, payload)
+            async with asyncio.TaskGroup() as group:
+                for service, (_, _, payload) in stones.items():
                     group.create_task(
                         client.publish(updated_topic(service), payload, qos=1, retain=True)
                     )
             self._metrics.published.labels(kind="tombstone").inc(len(tombstones))
+            # From now on the tombstone is what this service's records name and what every
+            # interval republishes (never the config it replaced).
+            self._published.update(stones)
+            await self._publish_records(client, stones)
+        await self._publish_records(client, self._unconfigured())
         self.republished.set()
 
     async def _save_instances_loop(self) -> None:

@@ -87,6 +87,17 @@ class ManagerSettings(BaseSettings):
         description="On shutdown, how long open requests (event streams never end by "
         "themselves) may run before they are cancelled.",
     )
+    freshness_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="How often the signed freshness records are re-signed and each current "
+        "envelope republished (same bytes).",
+    )
+    freshness_expiry_s: float = Field(
+        120.0,
+        gt=0,
+        description="Validity of a freshness record; services report 'stale' after it.",
+    )
     storage_retry_min_s: float = Field(
         0.5, gt=0, description="First retry delay after a storage fault (disk full, I/O error)."
     )
@@ -100,6 +111,12 @@ class ManagerSettings(BaseSettings):
         ge=0,
         description="Below this much free space on the database's file system /readyz is 503.",
     )
+
+    @model_validator(mode="after")
+    def _check_freshness(self) -> Self:
+        if self.freshness_expiry_s <= self.freshness_interval_s:
+            raise ValueError("freshness_expiry_s must be longer than freshness_interval_s")
+        return self
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Self:

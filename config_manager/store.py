@@ -29,7 +29,7 @@ from typing import Any, Final, Self
 
 import aiosqlite
 
-from config_lib import Backoff, stop_tasks
+from config_lib import MAX_POSITION, Backoff, stop_tasks
 
 from .db import PRAGMAS, migrate, now_iso
 from .history import GENESIS, row_hash
@@ -245,6 +245,9 @@ class ConfigStore:
         self._epoch = 0
         self._current: dict[str, StoredVersion] = {}
         self._tokens: dict[str, tuple[float, TokenRecord | None]] = {}
+        # The highest epoch of this manager's own messages seen on the broker (set by the
+        # publisher's read-back): every epoch bump moves above it too.
+        self.fleet_floor: int | None = None
         self._head = GENESIS  # row_hash of the last stored version row
         self._retired: dict[str, str] = {}  # service -> retired_at
 
@@ -425,13 +428,38 @@ class ConfigStore:
     async def epoch(self) -> int:
         return self._epoch
 
+    @property
+    def epoch_now(self) -> int:
+        """The cached epoch, for synchronous callers."""
+        return self._epoch
+
     async def bump_epoch(self) -> int:
-        """Raise the epoch to ``max(old + 1, now)``; returns the new epoch."""
+        """Raise the epoch to ``max(old + 1, now, fleet + 1)``; returns the new epoch.
+
+        ``fleet`` is the highest epoch of the manager's own messages read back from the
+        broker, so a clock that went backwards never makes the epoch go backwards.
+        """
         async with self._op("bump_epoch", writes=True):
-            new = max(self._epoch + 1, int(time.time()))
-            await self.conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))
-            self._epoch = new
+            new = self._next_epoch()
+            await self._set_epoch(new)
         return new
+
+    def _next_epoch(self) -> int:
+        """The epoch of a bump: above the old one, the clock and the fleet's highest."""
+        return max(self._epoch + 1, int(time.time()), (self.fleet_floor or 0) + 1)
+
+    async def raise_epoch_above(self, floor: int) -> int:
+        """Make the epoch at least ``floor + 1`` (and at least ``old + 1``); returns it."""
+        async with self._op("raise_epoch", writes=True):
+            new = max(self._epoch + 1, floor + 1)
+            await self._set_epoch(new)
+        return new
+
+    async def _set_epoch(self, new: int) -> None:
+        if new > MAX_POSITION:
+            raise ValueError(f"epoch {new} would be at or above 2^48: see docs/operations.md")
+        await self.conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))
+        self._epoch = new
 
     # -- configs -------------------------------------------------------------------------
     async def current(self, service: str) -> StoredVersion | None:
@@ -579,7 +607,7 @@ class ConfigStore:
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 if bump_epoch:
-                    epoch = max(self._epoch + 1, int(time.time()))
+                    epoch = self._next_epoch()
                     await conn.execute(
                         "UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),)
                     )

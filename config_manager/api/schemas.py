@@ -104,6 +104,9 @@ class InstancePublic(BaseModel):
     reason: str | None
     detail: str | None = Field(None, description="One sentence on a rejection or failure.")
     time: str | None
+    freshness: str | None = Field(
+        None, description="waiting, stale or fresh: the instance's view of the freshness record."
+    )
     received_at: float
     current: bool = Field(description="True when it runs the service's current version.")
 

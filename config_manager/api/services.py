@@ -63,6 +63,7 @@ async def list_instances(
             "reason": r.reason,
             "detail": r.detail,
             "time": r.time,
+            "freshness": r.freshness,
             "received_at": r.received_at,
             "current": (r.epoch, r.version) == (current.epoch, current.version),
         }

@@ -37,7 +37,7 @@ JSON_VALUE = st.recursive(
     max_leaves=15,
 )
 CONFIGS = st.dictionaries(st.text(max_size=10), JSON_VALUE, max_size=6)
-POSITIVE = st.integers(min_value=0, max_value=2**53 - 1)
+POSITIVE = st.integers(min_value=0, max_value=2**48 - 1)  # MAX_POSITION
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -24,6 +24,9 @@ def lib_settings(tmp_path: Path) -> LibrarySettings:
         reconnect_max_delay=0.5,
         connect_timeout=3.0,
         max_payload_bytes=16 * 1024,
+        # Most tests publish envelopes without freshness records: no startup wait for one
+        # (tests/lib/test_lib_freshness.py sets it).
+        fresh_wait=0.0,
     )
 
 

@@ -299,6 +299,7 @@ async def test_killed_process_is_marked_offline_by_its_will(
         "CONFIG_LIB_LKG_DIR": str(tmp_path / "lkg"),
         "CONFIG_LIB_INSTANCE_ID": "doomed-1",
         "CONFIG_LIB_DATA_DIR": str(tmp_path / "data"),
+        "CONFIG_LIB_FRESH_WAIT": "0",  # no manager here: no freshness record will come
     }
     reports = ReportWatcher(debug_client, service_name, "doomed-1")
     await reports.start()

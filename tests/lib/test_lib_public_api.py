@@ -29,6 +29,10 @@ EXPECTED = {
     "InvalidConfig", "InvalidName", "KeyFileError", "LibraryStateError", "MalformedEnvelope",
     "NoConfig", "NotAuthorised", "Rollback", "SecretError", "ServiceMismatch",
     "ServiceRetired", "StaleEnvelope", "UnknownKey", "Unsigned", "UnsupportedFormat",
+    "Outdated", "DigestMismatch", "BadIssuedAt", "FreshnessError", "OutOfRange", "MAX_POSITION",
+    # signed freshness (TUF's timestamp role)
+    "FreshnessGate", "FreshnessRecord", "FreshnessState", "envelope_digest", "sign_freshness",
+    "verify_freshness", "freshness_topic",
     # keys and secrets
     "DataKey", "SigningKey", "TrustStore", "derive_data_key", "key_id_for", "load_data_key",
     "load_master_key", "load_or_create_master_key", "load_or_create_signing_key",

@@ -199,7 +199,8 @@ async def test_preset_switch_mid_stream_through_signed_config(
         library = ConfigLibrary(
             service=service,
             model=OrchestratorConfig,
-            settings=LibrarySettings(data_dir=tmp_path, initial_wait=5.0),
+            # No manager: no freshness record will come, so no wait for one.
+            settings=LibrarySettings(data_dir=tmp_path, initial_wait=5.0, fresh_wait=0.0),
             trust=keys.trust,
             data_keys=[keys.data_key(service)],
             endpoint=broker.endpoint(service),

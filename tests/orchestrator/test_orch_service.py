@@ -181,6 +181,7 @@ async def test_python_m_workers_orchestrator_runs_with_signed_config(
         "CONFIG_LIB_DATA_KEY": str(data / "keys" / "orchestrator.key"),
         "CONFIG_LIB_INSTANCE_ID": f"orch-main-{secrets.token_hex(3)}",
         "CONFIG_LIB_INITIAL_WAIT": "5",
+        "CONFIG_LIB_FRESH_WAIT": "0",  # no manager: no freshness record will come
         "ORCHESTRATOR_PERSISTENT_SESSION": "false",
     }
     env.pop("ORCHESTRATOR_MQTT_URL", None)

@@ -101,6 +101,7 @@ async def test_signed_updates_mid_stream_applied_reported_and_failed_model_kept(
         mqtt_url=None,
         instance_id=instance,
         initial_wait=5.0,
+        fresh_wait=0.0,  # no manager: no freshness record will come
         reconnect_min_delay=0.05,
         reconnect_max_delay=0.5,
     )
@@ -189,6 +190,7 @@ async def test_python_m_workers_stt_runs_with_signed_config(
         "CONFIG_LIB_DATA_KEY": str(data / "keys" / "stt.key"),
         "CONFIG_LIB_INSTANCE_ID": instance,
         "CONFIG_LIB_INITIAL_WAIT": "5",
+        "CONFIG_LIB_FRESH_WAIT": "0",  # no manager: no freshness record will come
         "STT_PERSISTENT_SESSION": "false",
     }
     session = unique("main")
