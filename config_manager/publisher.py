@@ -316,6 +316,8 @@ class OutboxPublisher:
                 # Handled where it happens (marks and reads are retried); should one still
                 # get here, the session restarts after a backoff instead of the task dying.
                 self.last_error = "; ".join(str(e) for e in errors.exceptions)
+            for client in (publishing, listening):
+                _retrieve_disconnect_error(client)
             self._set_connected(False)
             delay = backoff.next_delay()
             _log.warning(
@@ -617,3 +619,15 @@ class OutboxPublisher:
             report = self._tracker.handle(message.topic.value, raw, time.time())
             if report is not None:
                 self._metrics.applied_reports.labels(status=report.status).inc()
+
+
+def _retrieve_disconnect_error(client: aiomqtt.Client) -> None:
+    """Mark aiomqtt's "connection lost" future as seen.
+
+    On a lost connection ``Client.__aexit__`` returns early without retrieving that
+    future's exception; asyncio would then log "Future exception was never retrieved"
+    for the connection that was not iterating messages when the broker went away.
+    """
+    closed: asyncio.Future[None] = client._disconnected  # aiomqtt has no public accessor
+    if closed.done() and not closed.cancelled():
+        closed.exception()

@@ -26,7 +26,7 @@ from ..settings import ManagerSettings
 from ..store import ConfigStore, IdempotencyClaim
 from ..tokens import Role, hash_token
 from ..writes import ConfigWriter, WriteContext
-from .openapi import declares, header
+from .openapi import MAX_SAFE_INT, declares, header
 
 __all__ = [
     "Admin",
@@ -55,8 +55,6 @@ __all__ = [
 _JSON_TYPES = ("application/json", "application/merge-patch+json")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 MAX_JSON_DEPTH: Final = 64
-# I-JSON (RFC 7493), which RFC 8785 (our signed envelopes) requires: integers within ±(2^53-1).
-MAX_SAFE_INT: Final = 2**53 - 1
 M = TypeVar("M", bound=BaseModel)
 _bearer = HTTPBearer(auto_error=False, description="API token (`scm_...`)")
 

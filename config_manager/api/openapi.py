@@ -51,6 +51,7 @@ DOCUMENT: Final = "document"
 MERGE_PATCH: Final = "merge-patch"
 _CONFIG_BODY: Final = "x-config-body"  # marker read (and removed) by install_openapi
 _COMPONENTS: Final = "#/components/schemas/"
+MAX_SAFE_INT: Final = 2**53 - 1  # I-JSON (RFC 7493): the integers a body may carry
 _PROBLEM_REF: Final = {"$ref": _COMPONENTS + "Problem"}
 
 # When each status is answered, in one place (the OpenAPI descriptions of the problems).
@@ -320,12 +321,40 @@ def merge_patch_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def ijson_integers(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with every integer bounded to the I-JSON range (RFC 7493) the API accepts.
+
+    A body with an integer beyond ±(2^53−1) is refused before validation (400), so the
+    documented contract says so instead of promising any integer.
+    """
+    schema = copy.deepcopy(schema)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            types = node.get("type")
+            if types == "integer" or (isinstance(types, list) and "integer" in types):
+                low = node.get("minimum", -MAX_SAFE_INT)
+                high = node.get("maximum", MAX_SAFE_INT)
+                if isinstance(low, int | float):
+                    node["minimum"] = max(low, -MAX_SAFE_INT)
+                if isinstance(high, int | float):
+                    node["maximum"] = min(high, MAX_SAFE_INT)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
 def _service_components(registry: SchemaRegistry) -> dict[str, Any]:
     components: dict[str, Any] = {}
     for service in registry:
         model = registry.get(service)
         assert model is not None
-        full = secret_schema(model)
+        full = ijson_integers(secret_schema(model))
         document, defs = _relocate(full, f"{service}.config")
         components[_component(f"{service}.config")] = document
         components.update(defs)
