@@ -224,6 +224,11 @@ class SyncInstancePublic(BaseModel):
     detail: str | None
     reported_at: str | None
     age_s: float = Field(description="Seconds since the manager received this report.")
+    freshness: str | None = Field(
+        None,
+        description="What the instance says of its signed freshness record: `fresh`, "
+        "`stale` (record expired or missing: it runs on its last good config) or `waiting`.",
+    )
 
 
 class SyncServicePublic(BaseModel):
@@ -247,6 +252,7 @@ class SyncSummaryPublic(BaseModel):
     rejected: int
     offline: int
     retired: int = 0
+    stale: int = Field(0, description="Instances whose freshness record is stale.")
     invalid_configs: int
 
 

@@ -1,5 +1,5 @@
 """``/api/v1/sync``: the fleet at a glance: per service the current version and what each
-instance runs (in sync, behind, failed, rejected, offline)."""
+instance runs (in sync, behind, failed, rejected, offline) and its freshness state."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ async def sync(writer: WriterDep, tracker: TrackerDep, principal: Viewer) -> dic
     services = []
     now = time.time()
     invalid = 0
+    stale = 0
     for service in writer.registry:
         if not principal.may(service):
             continue
@@ -56,6 +57,7 @@ async def sync(writer: WriterDep, tracker: TrackerDep, principal: Viewer) -> dic
         for report in tracker.for_service(service):
             state = instance_state(report, current_epoch, version)
             summary[state] += 1
+            stale += report.freshness == "stale"
             instances.append(
                 {
                     "instance": report.instance,
@@ -67,6 +69,7 @@ async def sync(writer: WriterDep, tracker: TrackerDep, principal: Viewer) -> dic
                     "detail": report.detail,
                     "reported_at": report.time,
                     "age_s": round(max(0.0, now - report.received_at), 3),
+                    "freshness": report.freshness,
                 }
             )
         services.append(
@@ -89,6 +92,7 @@ async def sync(writer: WriterDep, tracker: TrackerDep, principal: Viewer) -> dic
             "services": len(services),
             "instances": sum(summary.values()),
             **summary,
+            "stale": stale,
             "invalid_configs": invalid,
         },
     }

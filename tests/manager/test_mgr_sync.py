@@ -94,6 +94,15 @@ async def test_sync_shows_in_sync_behind_rejected_and_offline(
         assert on_new.mode == "fast"
         await _until(http, service_name, {"old-1": "in_sync", "new-1": "in_sync"})
 
+        # the manager is up and signs freshness records: both instances report it fresh
+        async def fresh() -> bool:
+            body = (await http.get("/api/v1/sync")).json()
+            entry = next(s for s in body["services"] if s["service"] == service_name)
+            states = {i["instance"]: i["freshness"] for i in entry["instances"]}
+            return states.get("old-1") == "fresh" and states.get("new-1") == "fresh"
+
+        await eventually(fresh, wait_s=20)
+
         # an instance still on version 1 while version 2 is current: behind, then in sync
         await _report(broker, service_name, "laggard", status="applied", version=1, epoch=epoch)
         two = await http.patch(
