@@ -303,7 +303,9 @@ class OutboxPublisher:
             try:
                 async with publishing, listening:
                     self.last_error = None
-                    self._set_connected(True)
+                    # ``connected`` (and so /readyz) waits for the epoch read-back in the
+                    # publish loop: a write accepted before it could be signed at an epoch
+                    # the read-back is about to raise.
                     backoff.reset()
                     _log.info("connected to the broker at %s", self._endpoint)
                     await listening.subscribe(applied_wildcard(), qos=1)
@@ -332,6 +334,7 @@ class OutboxPublisher:
         # The database is the truth at every (re)connection: drain its outbox first, then
         # republish each service's current version (heals a broker that lost its store).
         await self._readback_epoch(client)
+        self._set_connected(True)
         await self._drain_outbox(client)
         await self._republish_current(client)
         interval = self._limits.freshness_interval_s
