@@ -2,7 +2,7 @@
 
 The same tiny.en int8 decode of the same audio gives different words on different x86-64
 CPUs (CTranslate2 runs Intel MKL on Intel CPUs and oneDNN elsewhere; see docs/stt.md), so
-no test may hold Whisper to words or error counts measured on one machine. Instead a test
+no test may hold Whisper to words or error counts read off one machine's output. Instead a test
 decodes the same audio with the same model and options in the same run (``direct_text``,
 ``chunked_baseline``) and allows the code under test at most ``margin`` more word errors
 than that baseline: max(2 words, 10 % of the reference), rounded up.
