@@ -39,6 +39,7 @@ from ._exceptions import (
 )
 from ._keys import SigningKey, TrustStore
 from ._topics import validate_name
+from ._verdicts import PARSED, check_signature
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -231,21 +232,19 @@ def str_field(doc: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def verify_envelope(
-    raw: bytes,
-    *,
-    trust: TrustStore,
-    service: str,
-    last: Position | None = None,
-    limits: Limits = Limits(),
-) -> Envelope:
-    """Verify raw message bytes for ``service``; return the verified envelope or raise.
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """What the pure checks read from an envelope's bytes (cached per exact bytes)."""
 
-    Checks, in order: size, UTF-8 JSON object, format, shape, key id, signature,
-    service, then ``(epoch, version)`` against ``last`` (the last accepted position):
-    older raises :class:`Rollback`, equal raises :class:`Duplicate`.
-    """
-    doc = parse_document(raw, limits)
+    envelope: Envelope
+    signature: bytes
+    content: bytes | None  # the signed canonical form; None if it cannot be made
+    canon_error: str = ""
+
+
+def _parse_envelope(raw: bytes) -> _Parsed:
+    """Every check that depends on the bytes alone (not size, trust, service or position)."""
+    doc = parse_document(raw, _NO_LIMIT)
     fmt = doc.get("format")
     if isinstance(fmt, bool) or not isinstance(fmt, int):
         raise MalformedEnvelope("'format' must be an integer")
@@ -285,30 +284,14 @@ def verify_envelope(
     if not isinstance(sig_text, str):
         raise MalformedEnvelope("'signature' must be a base64 string")
     signature = decode_signature(sig_text)
-
-    public_key = trust.get(key_id)  # raises UnknownKey
     unsigned = {k: v for k, v in doc.items() if k != "signature"}
+    content: bytes | None = None
+    canon_error = ""
     try:
         content = canonical_bytes(unsigned)
     except rfc8785.CanonicalizationError as exc:
-        raise MalformedEnvelope(f"envelope cannot be canonicalised: {exc}") from None
-    try:
-        public_key.verify(signature, content)
-    except InvalidSignature:
-        raise BadSignature(f"signature does not verify with key {key_id}") from None
-
-    if signed_service != service:
-        raise ServiceMismatch(f"envelope is signed for {signed_service!r}, expected {service!r}")
-    position = (epoch, version)
-    if last is not None:
-        if position == tuple(last):
-            raise Duplicate(f"version {version} (epoch {epoch}) is already in force")
-        if position < tuple(last):
-            raise Rollback(
-                f"version {version} (epoch {epoch}) is older than the accepted "
-                f"version {last[1]} (epoch {last[0]})"
-            )
-    return Envelope(
+        canon_error = str(exc)
+    envelope = Envelope(
         service=signed_service,
         version=version,
         epoch=epoch,
@@ -318,3 +301,60 @@ def verify_envelope(
         raw=bytes(raw),
         retired=retired,
     )
+    return _Parsed(envelope, signature, content, canon_error)
+
+
+_NO_LIMIT: Final = Limits(max_bytes=2**63)  # the caller checks the size first
+
+
+def verify_envelope(
+    raw: bytes,
+    *,
+    trust: TrustStore,
+    service: str,
+    last: Position | None = None,
+    limits: Limits = Limits(),
+) -> Envelope:
+    """Verify raw message bytes for ``service``; return the verified envelope or raise.
+
+    Checks, in order: size, UTF-8 JSON object, format, shape, key id, signature,
+    service, then ``(epoch, version)`` against ``last`` (the last accepted position):
+    older raises :class:`Rollback`, equal raises :class:`Duplicate`.
+    """
+    raw = bytes(raw)
+    if len(raw) > limits.max_bytes:
+        raise EnvelopeTooLarge(f"message is {len(raw)} bytes, the limit is {limits.max_bytes}")
+    # The pure part, once per exact bytes in this process (config_lib._verdicts).
+    parsed = PARSED.get("envelope", raw)
+    if not isinstance(parsed, _Parsed):
+        parsed = _parse_envelope(raw)
+        PARSED.put("envelope", raw, parsed)
+    envelope = parsed.envelope
+    key_id = envelope.key_id
+    public_key = trust.get(key_id)  # raises UnknownKey; asked for every message
+    if parsed.content is None:
+        raise MalformedEnvelope(f"envelope cannot be canonicalised: {parsed.canon_error}")
+    try:
+        check_signature(public_key, parsed.signature, parsed.content, raw=raw)
+    except InvalidSignature:
+        raise BadSignature(f"signature does not verify with key {key_id}") from None
+
+    if envelope.service != service:
+        raise ServiceMismatch(f"envelope is signed for {envelope.service!r}, expected {service!r}")
+    check_order(envelope.position, last)
+    return envelope
+
+
+def check_order(position: Position, last: Position | None) -> None:
+    """Refuse ``position`` if it equals (:class:`Duplicate`) or precedes (:class:`Rollback`)
+    ``last``, the last accepted position."""
+    if last is None:
+        return
+    epoch, version = position
+    if position == tuple(last):
+        raise Duplicate(f"version {version} (epoch {epoch}) is already in force")
+    if position < tuple(last):
+        raise Rollback(
+            f"version {version} (epoch {epoch}) is older than the accepted "
+            f"version {last[1]} (epoch {last[0]})"
+        )

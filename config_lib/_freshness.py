@@ -47,6 +47,7 @@ from ._exceptions import (
     BadIssuedAt,
     BadSignature,
     DigestMismatch,
+    EnvelopeTooLarge,
     FreshnessError,
     InvalidName,
     MalformedEnvelope,
@@ -57,6 +58,7 @@ from ._exceptions import (
 )
 from ._keys import SigningKey, TrustStore
 from ._topics import validate_name
+from ._verdicts import PARSED, check_signature
 
 __all__ = [
     "FRESHNESS_MAX_BYTES",
@@ -174,7 +176,38 @@ def verify_freshness(
     (``too_large``, ``malformed``, ``unsupported_format``, ``unsigned``, ``unknown_key``,
     ``bad_signature``, ``service_mismatch``). Time rules are :class:`FreshnessGate`'s.
     """
-    doc = parse_document(raw, limits)
+    raw = bytes(raw)
+    if len(raw) > limits.max_bytes:
+        raise EnvelopeTooLarge(f"message is {len(raw)} bytes, the limit is {limits.max_bytes}")
+    # The pure part, once per exact bytes in this process (config_lib._verdicts).
+    parsed = PARSED.get("freshness", raw)
+    if not isinstance(parsed, _ParsedRecord):
+        parsed = _parse_record(raw)
+        PARSED.put("freshness", raw, parsed)
+    record = parsed.record
+    public_key = trust.get(record.key_id)  # raises UnknownKey; asked for every record
+    try:
+        check_signature(public_key, parsed.signature, parsed.content, raw=raw)
+    except InvalidSignature:
+        raise BadSignature(f"record signature does not verify with key {record.key_id}") from None
+    if record.service != service:
+        raise ServiceMismatch(f"record is signed for {record.service!r}, expected {service!r}")
+    return record
+
+
+@dataclass(frozen=True, slots=True)
+class _ParsedRecord:
+    record: FreshnessRecord
+    signature: bytes
+    content: bytes
+
+
+_NO_LIMIT: Final = Limits(max_bytes=2**63)  # the caller checks the size first
+
+
+def _parse_record(raw: bytes) -> _ParsedRecord:
+    """Every check of a record that depends on its bytes alone."""
+    doc = parse_document(raw, _NO_LIMIT)
     fmt = doc.get("format")
     if isinstance(fmt, bool) or not isinstance(fmt, int):
         raise MalformedEnvelope("'format' must be an integer")
@@ -199,19 +232,12 @@ def verify_freshness(
     if not isinstance(sig_text, str):
         raise MalformedEnvelope("'signature' must be a base64 string")
     signature = decode_signature(sig_text)
-    public_key = trust.get(key_id)  # raises UnknownKey
     unsigned = {k: v for k, v in doc.items() if k != "signature"}
     try:
         content = canonical_bytes(unsigned)
     except rfc8785.CanonicalizationError as exc:  # pragma: no cover - shape checked above
         raise MalformedEnvelope(f"record cannot be canonicalised: {exc}") from None
-    try:
-        public_key.verify(signature, content)
-    except InvalidSignature:
-        raise BadSignature(f"record signature does not verify with key {key_id}") from None
-    if signed_service != service:
-        raise ServiceMismatch(f"record is signed for {signed_service!r}, expected {service!r}")
-    return FreshnessRecord(
+    record = FreshnessRecord(
         service=signed_service,
         epoch=epoch,
         version=version,
@@ -219,8 +245,9 @@ def verify_freshness(
         issued_at=issued,
         expires_at=expires,
         key_id=key_id,
-        raw=bytes(raw),
+        raw=raw,
     )
+    return _ParsedRecord(record, signature, content)
 
 
 class FreshnessGate:

@@ -1,0 +1,101 @@
+"""Process-wide memory of pure verdicts on exact message bytes (see docs/config_lib.md).
+
+A process running many ConfigLibrary instances (or one that sees the same retained
+message again after a reconnect) receives the same bytes many times. Parsing, the
+RFC 8785 canonical form and the Ed25519 check are pure functions of those bytes (and of
+the public key), so their results are remembered here, keyed by the exact bytes:
+
+* :data:`PARSED` — bytes that parsed into a well-formed envelope or record, with what was
+  read from them (only successes are kept; a refusal is computed again each time);
+* :func:`check_signature` — "this Ed25519 public key verifies this signature over this
+  content", keyed by the raw public key and the exact message bytes.
+
+What depends on the library stays outside and runs for every message of every
+instance: the size limit, the trust store lookup of the key id (so a key removed from a
+trust store, or a changed keyset, takes effect at once: nothing cached says a key is
+trusted), the service, replay and freshness rules, decryption and validation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Final, Generic, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+__all__ = ["PARSED", "BytesCache", "check_signature", "clear"]
+
+V = TypeVar("V")
+# A few recent configs and records per service is all a process sees more than once.
+MAX_ENTRIES: Final = 256
+
+
+class BytesCache(Generic[V]):
+    """A small thread-safe LRU map from exact bytes (plus a tag) to a value."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._max = max_entries
+        self._items: OrderedDict[tuple[str, bytes], V] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, tag: str, raw: bytes) -> V | None:
+        key = (tag, raw)
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, tag: str, raw: bytes, value: V) -> None:
+        with self._lock:
+            self._items[(tag, raw)] = value
+            self._items.move_to_end((tag, raw))
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+
+    def get_or_make(self, tag: str, raw: bytes, make: Callable[[bytes], V]) -> V:
+        """The cached value, else ``make(raw)`` cached (an exception is not cached)."""
+        value = self.get(tag, raw)
+        if value is None:
+            value = make(raw)
+            self.put(tag, raw, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+PARSED: Final[BytesCache[object]] = BytesCache()
+_SIGNATURES: Final[BytesCache[bool]] = BytesCache()
+
+
+def check_signature(
+    public_key: Ed25519PublicKey, signature: bytes, content: bytes, *, raw: bytes
+) -> None:
+    """``public_key.verify(signature, content)``, remembered per (key, ``raw``).
+
+    ``raw`` are the exact message bytes ``signature`` and ``content`` were read from (a
+    pure function of them). Raises ``InvalidSignature``; only a valid signature is kept.
+    """
+    tag = public_key.public_bytes_raw().hex()
+    if _SIGNATURES.get(tag, raw):
+        return
+    public_key.verify(signature, content)
+    _SIGNATURES.put(tag, raw, True)
+
+
+def clear() -> None:
+    """Forget every remembered verdict (tests; never needed for correctness)."""
+    PARSED.clear()
+    _SIGNATURES.clear()
