@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel
 
@@ -104,6 +104,8 @@ class ConfigState(Generic[M]):
         # A tuple replaced on every change: registering from another thread (the threaded
         # adapter) never races with an apply iterating over it.
         self._callbacks: tuple[ChangeCallback[M], ...] = ()
+        self._values: Mapping[str, Any] | None = None
+        self._values_of: M | None = None
 
     @property
     def version(self) -> int | None:
@@ -184,10 +186,11 @@ class ConfigState(Generic[M]):
         if old is None:  # first config of a service that had none: nothing to change from
             self._commit(accepted)
             return Decision("applied", accepted=accepted)
+        old_values = self._values if self._values_of is old else None
         change = ConfigChange(
             old=old,
             new=new,
-            changed=changed_fields(old, new),
+            changed=changed_fields(old, new, old_values=old_values, new_values=accepted.values),
             version=version,
             epoch=epoch,
             source="broker",
@@ -217,6 +220,8 @@ class ConfigState(Generic[M]):
         return Decision("applied", accepted=accepted, change=change)
 
     def _commit(self, accepted: Accepted[M]) -> None:
+        # The dump of the config in force, if known: the next diff needs only the new one.
+        self._values, self._values_of = accepted.values, accepted.config
         self.current = accepted.config
         self.position = accepted.position
         self.source = "broker"

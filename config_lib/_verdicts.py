@@ -8,7 +8,13 @@ the public key), so their results are remembered here, keyed by the exact bytes:
 * :data:`PARSED` — bytes that parsed into a well-formed envelope or record, with what was
   read from them (only successes are kept; a refusal is computed again each time);
 * :func:`check_signature` — "this Ed25519 public key verifies this signature over this
-  content", keyed by the raw public key and the exact message bytes.
+  content", keyed by the raw public key and the exact message bytes;
+* :data:`VALIDATED` — for a *frozen* pydantic model only, the config validated from an
+  envelope's bytes after decryption with given data keys, keyed by (model, data keys,
+  bytes): libraries of one service in one process share the immutable instance. Only
+  successes are kept, and only after the envelope passed every other check of the
+  library asking; a model whose validators depend on more than the values (a file that
+  must exist...) sees them run once per process for the same bytes.
 
 What depends on the library stays outside and runs for every message of every
 instance: the size limit, the trust store lookup of the key id (so a key removed from a
@@ -20,12 +26,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Final, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-__all__ = ["PARSED", "BytesCache", "check_signature", "clear"]
+__all__ = ["PARSED", "VALIDATED", "BytesCache", "check_signature", "clear"]
 
 V = TypeVar("V")
 # A few recent configs and records per service is all a process sees more than once.
@@ -37,12 +43,12 @@ class BytesCache(Generic[V]):
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._max = max_entries
-        self._items: OrderedDict[tuple[str, bytes], V] = OrderedDict()
+        self._items: OrderedDict[tuple[Hashable, bytes], V] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, tag: str, raw: bytes) -> V | None:
+    def get(self, tag: Hashable, raw: bytes) -> V | None:
         key = (tag, raw)
         with self._lock:
             value = self._items.get(key)
@@ -53,14 +59,14 @@ class BytesCache(Generic[V]):
             self.hits += 1
             return value
 
-    def put(self, tag: str, raw: bytes, value: V) -> None:
+    def put(self, tag: Hashable, raw: bytes, value: V) -> None:
         with self._lock:
             self._items[(tag, raw)] = value
             self._items.move_to_end((tag, raw))
             while len(self._items) > self._max:
                 self._items.popitem(last=False)
 
-    def get_or_make(self, tag: str, raw: bytes, make: Callable[[bytes], V]) -> V:
+    def get_or_make(self, tag: Hashable, raw: bytes, make: Callable[[bytes], V]) -> V:
         """The cached value, else ``make(raw)`` cached (an exception is not cached)."""
         value = self.get(tag, raw)
         if value is None:
@@ -77,6 +83,8 @@ class BytesCache(Generic[V]):
 
 
 PARSED: Final[BytesCache[object]] = BytesCache()
+# Validated configs of frozen models, per (model, data keys) and exact envelope bytes.
+VALIDATED: Final[BytesCache[object]] = BytesCache()
 _SIGNATURES: Final[BytesCache[bool]] = BytesCache()
 
 
@@ -98,4 +106,5 @@ def check_signature(
 def clear() -> None:
     """Forget every remembered verdict (tests; never needed for correctness)."""
     PARSED.clear()
+    VALIDATED.clear()
     _SIGNATURES.clear()

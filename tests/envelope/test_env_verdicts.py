@@ -6,21 +6,30 @@ still decide; only the pure work (parse, canonical form, Ed25519) is shared.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from config_lib import (
     BadSignature,
+    ConfigPipeline,
+    DataKey,
     Duplicate,
     EnvelopeTooLarge,
+    InvalidConfig,
     Limits,
     Rollback,
+    SecretError,
     ServiceMismatch,
     SigningKey,
     TrustStore,
     UnknownKey,
+    derive_data_key,
+    encrypt_secrets,
     sign_envelope,
     verify_envelope,
 )
@@ -116,3 +125,43 @@ def test_freshness_records_use_the_same_rules_after_caching() -> None:
         verify_freshness(record, trust=trust, service="orchestrator")
     with pytest.raises(EnvelopeTooLarge):
         verify_freshness(record, trust=trust, service="stt", limits=Limits(max_bytes=10))
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    token: SecretStr
+    beam_size: int = Field(default=5, le=10)
+
+
+class _Strict(_Frozen):
+    beam_size: int = Field(default=5, le=3)
+
+
+class _Mutable(BaseModel):
+    token: SecretStr
+    beam_size: int = 5
+
+
+def test_validated_configs_are_shared_only_for_the_same_model_and_data_keys() -> None:
+    key = SigningKey.generate()
+    trust = TrustStore([key.public_key])
+    right, wrong = (derive_data_key(secrets.token_bytes(32), "stt") for _ in range(2))
+    values = encrypt_secrets(
+        _Frozen(token=SecretStr("t0k3n"), beam_size=7), service="stt", key=right
+    )
+    raw = sign_envelope(service="stt", version=1, epoch=1, config=values, key=key)
+
+    def pipeline(model: type[BaseModel], keys: list[DataKey]) -> ConfigPipeline[Any]:
+        return ConfigPipeline(service="stt", model=model, trust=trust, data_keys=keys)
+
+    first = pipeline(_Frozen, [right]).accept(raw)
+    again = pipeline(_Frozen, [right]).accept(raw)
+    assert again.config is first.config  # frozen: one shared instance per process
+    assert again.values == first.config.model_dump()
+    with pytest.raises(SecretError):  # another library's data key: decrypted again, refused
+        pipeline(_Frozen, [wrong]).accept(raw)
+    with pytest.raises(InvalidConfig):  # another model: validated again, refused
+        pipeline(_Strict, [right]).accept(raw)
+    mutable = [pipeline(_Mutable, [right]).accept(raw) for _ in range(2)]
+    assert mutable[0].config is not mutable[1].config  # never shared
+    assert mutable[0].config.token.get_secret_value() == "t0k3n"
