@@ -16,6 +16,7 @@ from ._envelope import (
     Limits,
     Position,
     canonical_bytes,
+    check_ciphertexts,
     sign_envelope,
     verify_envelope,
 )
@@ -149,6 +150,7 @@ __all__ = [
     "applied_topic",
     "applied_wildcard",
     "canonical_bytes",
+    "check_ciphertexts",
     "decrypt_secrets",
     "default_instance_id",
     "derive_data_key",

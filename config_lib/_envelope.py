@@ -53,6 +53,7 @@ __all__ = [
     "Limits",
     "Position",
     "canonical_bytes",
+    "check_ciphertexts",
     "sign_envelope",
     "verify_envelope",
 ]
