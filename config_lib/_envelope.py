@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -209,7 +208,6 @@ def sign_envelope(
 _SCAN_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
 _BRACKETS: Final = re.compile(r"[\[\]{}]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
-_MAX_INT_DIGITS: Final = 17  # "-9007199254740991" is 17 characters
 
 
 def nesting_depth(text: str) -> int:
@@ -239,21 +237,6 @@ def _reject_constant(name: str) -> Any:
     raise MalformedEnvelope(f"{name} is not valid JSON")
 
 
-def _parse_int(text: str) -> int:
-    # I-JSON (RFC 7493): integers within +-(2^53-1); checked on the text first, so Python's
-    # limit on digit strings never shows.
-    if len(text) > _MAX_INT_DIGITS or abs(number := int(text)) > MAX_INT:
-        raise MalformedEnvelope("an integer is outside +-(2^53-1) (I-JSON)")
-    return number
-
-
-def _parse_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise MalformedEnvelope("a number is too large for a double (I-JSON)")
-    return number
-
-
 def _check_strings(value: Any) -> None:
     """Refuse strings (members' names too) holding an escaped lone surrogate (I-JSON)."""
     if isinstance(value, str):
@@ -268,8 +251,14 @@ def _check_strings(value: Any) -> None:
             _check_strings(item)
 
 
-def parse_document(raw: bytes, limits: Limits) -> dict[str, Any]:
-    """Steps 1-2 of verification: size, UTF-8, nesting depth, strict I-JSON, an object."""
+def parse_document(raw: bytes, limits: Limits) -> tuple[dict[str, Any], bytes]:
+    """Steps P1-P5 of verification: size, UTF-8, nesting depth, strict I-JSON, an object.
+
+    Returns the document and the RFC 8785 form of every member but ``signature`` (what a
+    signature covers): canonicalising here is how numbers outside I-JSON (integers beyond
+    +-(2^53-1), doubles that overflow) are refused at P4, at no extra cost for a valid
+    message, whose canonical form is needed anyway.
+    """
     if len(raw) > limits.max_bytes:
         raise EnvelopeTooLarge(f"message is {len(raw)} bytes, the limit is {limits.max_bytes}")
     try:
@@ -280,11 +269,7 @@ def parse_document(raw: bytes, limits: Limits) -> dict[str, Any]:
         raise TooDeep(f"message is nested deeper than {MAX_DEPTH} levels")
     try:
         doc = json.loads(
-            text,
-            object_pairs_hook=_reject_duplicate_keys,
-            parse_constant=_reject_constant,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
         )
     except (ValueError, RecursionError) as exc:
         if isinstance(exc, MalformedEnvelope):
@@ -294,7 +279,14 @@ def parse_document(raw: bytes, limits: Limits) -> dict[str, Any]:
         _check_strings(doc)
     if not isinstance(doc, dict):
         raise MalformedEnvelope("message must be a JSON object")
-    return doc
+    signature = doc.get("signature")
+    try:
+        if not isinstance(signature, str | None):
+            canonical_bytes(signature)  # numbers in a (wrong-typed) signature count too
+        content = canonical_bytes({k: v for k, v in doc.items() if k != "signature"})
+    except rfc8785.CanonicalizationError as exc:
+        raise MalformedEnvelope(f"a number is outside I-JSON (RFC 7493): {exc}") from None
+    return doc, content
 
 
 def int_field(doc: Mapping[str, Any], name: str) -> int:
@@ -344,21 +336,16 @@ def check_header(
     return signed_service
 
 
-def check_signature(doc: Mapping[str, Any], *, trust: TrustStore, what: str) -> str:
+def check_signature(doc: Mapping[str, Any], content: bytes, *, trust: TrustStore, what: str) -> str:
     """Steps 6-8 shared by every signed message: ``signature`` is canonical base64 of 64
-    bytes, ``key_id`` is trusted, and the signature verifies over the RFC 8785 form of
-    every other member. Returns the key id."""
+    bytes, ``key_id`` is trusted, and the signature verifies over ``content`` (the RFC 8785
+    form of every other member, from :func:`parse_document`). Returns the key id."""
     key_id = str_field(doc, "key_id")
     sig_text = doc["signature"]
     if not isinstance(sig_text, str):
         raise MalformedEnvelope("'signature' must be a base64 string")
     signature = decode_signature(sig_text)
     public_key = trust.get(key_id)  # raises UnknownKey
-    unsigned = {k: v for k, v in doc.items() if k != "signature"}
-    try:
-        content = canonical_bytes(unsigned)
-    except rfc8785.CanonicalizationError as exc:  # pragma: no cover - parse_document checks
-        raise MalformedEnvelope(f"{what} cannot be canonicalised: {exc}") from None
     try:
         public_key.verify(signature, content)
     except InvalidSignature:
@@ -396,7 +383,7 @@ def verify_envelope(
     service, then ``(epoch, version)`` against ``last`` (the last accepted position):
     older raises :class:`Rollback`, equal raises :class:`Duplicate`.
     """
-    doc = parse_document(raw, limits)
+    doc, content = parse_document(raw, limits)
     signed_service = check_header(doc, what="envelope", fields=_FIELDS, optional=_OPTIONAL_FIELDS)
     version = int_field(doc, "version")
     epoch = int_field(doc, "epoch")
@@ -411,7 +398,7 @@ def verify_envelope(
         raise MalformedEnvelope("a tombstone ('retired': true) must carry an empty config")
     if b"encrypted" in raw or b"\\u" in raw:  # else no member can be named "encrypted"
         check_ciphertexts(doc["config"])
-    key_id = check_signature(doc, trust=trust, what="envelope")
+    key_id = check_signature(doc, content, trust=trust, what="envelope")
 
     if signed_service != service:
         raise ServiceMismatch(f"envelope is signed for {signed_service!r}, expected {service!r}")

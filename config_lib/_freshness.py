@@ -167,10 +167,10 @@ def verify_freshness(
     (``too_large``, ``malformed``, ``unsupported_format``, ``unsigned``, ``unknown_key``,
     ``bad_signature``, ``service_mismatch``). Time rules are :class:`FreshnessGate`'s.
     """
-    doc = parse_document(raw, limits)
+    doc, content = parse_document(raw, limits)
     signed_service = check_header(doc, what="freshness record", fields=_FIELDS)
     epoch, version, digest, issued, expires = _check_shape(doc)
-    key_id = check_signature(doc, trust=trust, what="freshness record")
+    key_id = check_signature(doc, content, trust=trust, what="freshness record")
     if signed_service != service:
         raise ServiceMismatch(f"record is signed for {signed_service!r}, expected {service!r}")
     return FreshnessRecord(

@@ -239,6 +239,28 @@ def envelope_cases(ctx: Ctx) -> list[Case]:
         refuse("two-objects", E, valid + valid, "malformed"),
         refuse("trailing-comma", E, valid[:-1] + ", }", "malformed"),
         refuse("comment", E, valid.replace("{", "{/* c */", 1), "malformed"),
+        refuse(
+            "big-integer-before-unknown-key",
+            E,
+            ctx.envelope(key=ctx.untrusted).replace('"beam_size": 5', f'"beam_size": {2**53}'),
+            "malformed",
+        ),
+        refuse(
+            "overflowing-signature-number-before-format",
+            E,
+            dumps({**unsigned, "format": 2, "signature": 0}).replace(
+                '"signature": 0', '"signature": 1e400'
+            ),
+            "malformed",
+        ),
+        refuse(
+            "lone-surrogate-in-signature",
+            E,
+            dumps({**unsigned, "signature": "x"}).replace(
+                '"signature": "x"', '"signature": "\\ud800"'
+            ),
+            "malformed",
+        ),
         refuse("byte-order-mark", E, "\ufeff" + valid, "malformed"),
         refuse("unterminated-string", E, '{"format": 1, "service": "stt', "malformed"),
         *[
