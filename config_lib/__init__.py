@@ -36,6 +36,7 @@ from ._exceptions import (
     NotAuthorised,
     Outdated,
     OutOfRange,
+    ReportError,
     Rollback,
     SecretError,
     ServiceMismatch,
@@ -70,7 +71,14 @@ from ._keys import (
 from ._metrics import ConfigMetrics, prometheus_collector
 from ._mqtt import MqttEndpoint
 from ._pipeline import Accepted, ConfigPipeline
-from ._report import AppliedReport
+from ._report import (
+    REPORT_MAX_BYTES,
+    AppliedReport,
+    VerifiedReport,
+    load_or_create_report_key,
+    sign_report,
+    verify_report,
+)
 from ._secrets import MASK, decrypt_secrets, encrypt_secrets, is_encrypted, mask_secrets
 from ._settings import LibrarySettings, default_instance_id
 from ._sources import env_prefix
@@ -95,6 +103,7 @@ __all__ = [
     "MASK",
     "MAX_POSITION",
     "NAME_ALPHABET",
+    "REPORT_MAX_BYTES",
     "Accepted",
     "AppliedReport",
     "Backoff",
@@ -129,6 +138,7 @@ __all__ = [
     "OutOfRange",
     "Outdated",
     "Position",
+    "ReportError",
     "Rollback",
     "SecretError",
     "ServiceMismatch",
@@ -140,6 +150,7 @@ __all__ = [
     "UnknownKey",
     "Unsigned",
     "UnsupportedFormat",
+    "VerifiedReport",
     "applied_topic",
     "applied_wildcard",
     "canonical_bytes",
@@ -156,6 +167,7 @@ __all__ = [
     "load_data_key",
     "load_master_key",
     "load_or_create_master_key",
+    "load_or_create_report_key",
     "load_or_create_signing_key",
     "load_signing_key",
     "mask_secrets",
@@ -167,11 +179,13 @@ __all__ = [
     "save_data_key",
     "sign_envelope",
     "sign_freshness",
+    "sign_report",
     "stop_tasks",
     "sync_module_constants",
     "updated_topic",
     "validate_name",
     "verify_envelope",
     "verify_freshness",
+    "verify_report",
     "write_atomic",
 ]
