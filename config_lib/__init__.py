@@ -39,6 +39,7 @@ from ._exceptions import (
     NotAuthorised,
     Outdated,
     OutOfRange,
+    ReportError,
     Rollback,
     SecretError,
     ServiceMismatch,
@@ -74,7 +75,14 @@ from ._keys import (
 from ._metrics import ConfigMetrics, prometheus_collector
 from ._mqtt import MqttEndpoint
 from ._pipeline import Accepted, ConfigPipeline
-from ._report import AppliedReport
+from ._report import (
+    REPORT_MAX_BYTES,
+    AppliedReport,
+    VerifiedReport,
+    load_or_create_report_key,
+    sign_report,
+    verify_report,
+)
 from ._secrets import MASK, decrypt_secrets, encrypt_secrets, is_encrypted, mask_secrets
 from ._settings import LibrarySettings, default_instance_id
 from ._sources import env_prefix
@@ -100,6 +108,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_POSITION",
     "NAME_ALPHABET",
+    "REPORT_MAX_BYTES",
     "Accepted",
     "AppliedReport",
     "Backoff",
@@ -135,6 +144,7 @@ __all__ = [
     "OutOfRange",
     "Outdated",
     "Position",
+    "ReportError",
     "Rollback",
     "SecretError",
     "ServiceMismatch",
@@ -147,6 +157,7 @@ __all__ = [
     "UnknownKey",
     "Unsigned",
     "UnsupportedFormat",
+    "VerifiedReport",
     "applied_topic",
     "applied_wildcard",
     "canonical_bytes",
@@ -164,6 +175,7 @@ __all__ = [
     "load_data_key",
     "load_master_key",
     "load_or_create_master_key",
+    "load_or_create_report_key",
     "load_or_create_signing_key",
     "load_signing_key",
     "mask_secrets",
@@ -175,11 +187,13 @@ __all__ = [
     "save_data_key",
     "sign_envelope",
     "sign_freshness",
+    "sign_report",
     "stop_tasks",
     "sync_module_constants",
     "updated_topic",
     "validate_name",
     "verify_envelope",
     "verify_freshness",
+    "verify_report",
     "write_atomic",
 ]

@@ -23,6 +23,7 @@ Every exception the library raises on purpose derives from :class:`ConfigLibErro
     │   ├── DigestMismatch       at the record's position but not the bytes the record names
     │   ├── BadIssuedAt          ``issued_at`` is in the future or disagrees with the record
     │   └── FreshnessError       a freshness record was refused (``reason`` says why)
+    ├── ReportError              a received applied report is forged (``reason`` says why)
     ├── SecretError              a secret field could not be decrypted (tampered, moved, wrong key)
     ├── InvalidConfig            verified, but the values fail the service's model validation
     ├── NoConfig                 no valid config from the broker, the LKG file, env or defaults
@@ -54,6 +55,7 @@ __all__ = [
     "NotAuthorised",
     "OutOfRange",
     "Outdated",
+    "ReportError",
     "Rollback",
     "SecretError",
     "ServiceMismatch",
@@ -212,6 +214,20 @@ class ServiceRetired(ConfigLibError):
     def __init__(self, message: str, *, position: tuple[int, int]) -> None:
         super().__init__(message)
         self.position = position
+
+
+class ReportError(ConfigLibError):
+    """An applied report failed verification (docs/protocol.md, "Report signature"): it is
+    shown as forged. ``reason`` is the code (set per instance): ``too_large``,
+    ``malformed``, ``unsigned``, ``bad_signature``, ``identity_mismatch``, and at the
+    manager ``key_mismatch`` and ``replayed``."""
+
+    reason = "forged"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class SecretError(ConfigLibError):

@@ -36,10 +36,12 @@ from config_lib import (
     derive_data_key,
     sign_envelope,
     sign_freshness,
+    sign_report,
 )
 from config_lib._secrets import _aad
 
 OUT = Path(__file__).with_name("envelopes.json")
+REPORTS_OUT = Path(__file__).with_name("reports.json")
 SERVICE = "stt"
 ISSUED = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 EPOCH = 1795000000
@@ -1181,6 +1183,114 @@ def build() -> dict[str, Any]:
 
 def main() -> None:
     OUT.write_text(json.dumps(build(), indent=2, ensure_ascii=False) + "\n")
+    REPORTS_OUT.write_text(json.dumps(report_vectors(), indent=2) + "\n")
+
+
+def report_vectors() -> dict[str, Any]:
+    """Applied-report cases (docs/protocol.md, "Report signature"): each names its verdict.
+
+    A verifier runs the five checks of the signature (``too_large``, ``malformed``,
+    ``unsigned``, ``bad_signature``, ``identity_mismatch``, in that order) against the
+    topic's ``service``/``instance``, then the manager's two: the key must be ``pinned``
+    (null: nothing pinned yet, the key is pinned on first use) else ``key_mismatch``; the
+    ``time`` must not be older than ``high`` (the latest genuine report's), unless the
+    status is ``offline``, else ``replayed``.
+    """
+    instance_key, instance_doc = _key(3)
+    other_key, other_doc = _key(4)
+    pub = {"instance": instance_doc, "other": other_doc}
+    for doc in pub.values():
+        doc["public_b64"] = base64.b64encode(bytes.fromhex(doc["public_hex"])).decode()
+    report: dict[str, Any] = {
+        "instance": "host1-stt", "service": "stt", "status": "applied", "version": 7,
+        "epoch": 1795000000, "source": "broker", "reason": None, "detail": None,
+        "attempted_version": 7, "attempted_epoch": 1795000000, "freshness": "fresh",
+        "time": "2026-11-23T12:00:05.000000Z",
+    }  # fmt: skip
+    pinned = pub["instance"]["public_b64"]
+    high = "2026-11-23T12:00:05.000000Z"
+
+    def signed(key: SigningKey = instance_key, **changes: Any) -> str:
+        return sign_report({**report, **changes}, key).decode()
+
+    valid = signed()
+    doc = json.loads(valid)
+
+    def edited(**changes: Any) -> str:
+        """The valid report with members changed (or removed: _DROP) after signing."""
+        out = {**doc, **changes}
+        return json.dumps({k: v for k, v in out.items() if v is not _DROP})
+
+    def case(name: str, message: str, expect: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "message": message, "pinned": pinned, "high": high,
+                "expect": expect, **extra}  # fmt: skip
+
+    other_pub = pub["other"]["public_b64"]
+    cases = [
+        case("valid", valid, "ok"),
+        case("valid-first-use", signed(key=other_key), "ok", pinned=None, high=None),
+        case("valid-newer", signed(time="2026-11-23T12:00:06.000000Z", version=8), "ok"),
+        case(
+            "valid-offline-will-older",
+            signed(status="offline", reason="connection_lost", time="2026-11-23T12:00:00.000000Z"),
+            "ok",
+        ),
+        case("valid-unicode-detail", signed(status="failed", detail="modèle absent ✓"), "ok"),
+        case("valid-extra-member", signed(host_note="added by a later release"), "ok"),
+        case("too-large", valid, "too_large", max_bytes=100),
+        case("not-json", valid[:-1], "malformed"),
+        case("not-an-object", "[" + valid + "]", "malformed"),
+        case("duplicate-member", valid[:-1] + ', "status": "rejected"}', "malformed"),
+        case("nan", valid.replace('"version": 7', '"version": NaN'), "malformed"),
+        case("time-other-form", edited(time="2026-11-23 12:00:05Z"), "malformed"),
+        case("missing-status", edited(status=_DROP), "malformed"),
+        case("instance-not-a-string", edited(instance=7), "malformed"),
+        case("public-key-missing", edited(public_key=_DROP), "malformed"),
+        case("unsigned", edited(signature=_DROP), "unsigned"),
+        case("empty-signature", edited(signature=""), "unsigned"),
+        case("legacy-unsigned", json.dumps(report), "unsigned"),
+        case("tampered-status", edited(status="rejected"), "bad_signature"),
+        case("tampered-version", edited(version=8), "bad_signature"),
+        case(
+            "public-key-swapped",
+            edited(public_key=other_pub, key_id=other_doc["key_id"]),
+            "bad_signature",
+        ),
+        case("key-id-not-of-public-key", edited(key_id=other_doc["key_id"]), "bad_signature"),
+        case(
+            "public-key-short",
+            edited(public_key=base64.b64encode(b"x" * 31).decode()),
+            "bad_signature",
+        ),
+        case("signature-not-base64", edited(signature="!" * 88), "bad_signature"),
+        case("signature-unpadded", edited(signature=doc["signature"].rstrip("=")), "bad_signature"),
+        case(
+            "signature-other-key",
+            edited(signature=json.loads(signed(key=other_key))["signature"]),
+            "bad_signature",
+        ),
+        case("other-instance-id", signed(instance="host2-stt"), "identity_mismatch"),
+        case("other-service", signed(service="orchestrator"), "identity_mismatch"),
+        case("other-key-for-this-instance", signed(key=other_key), "key_mismatch"),
+        case("replayed-older", signed(time="2026-11-23T12:00:04.999999Z", version=6), "replayed"),
+        case(
+            "replayed-older-rejected",
+            signed(status="rejected", reason="bad_signature", time="2026-11-23T12:00:01.000000Z"),
+            "replayed",
+        ),
+    ]
+    return {
+        "comment": "Generated by tests/vectors/generate.py; see docs/protocol.md, "
+        "'Report signature'. Each case arrives on config/applied/<service>/<instance>.",
+        "service": "stt",
+        "instance": "host1-stt",
+        "max_bytes": 16384,
+        "keys": pub,
+        "cases": cases,
+    }
+
+
+_DROP = object()  # edited(): remove this member
 
 
 if __name__ == "__main__":
