@@ -51,12 +51,12 @@ from ._exceptions import (
     ServiceRetired,
 )
 from ._freshness import FreshnessGate, FreshnessRecord, FreshnessState, verify_freshness
-from ._keys import DataKey, TrustStore
+from ._keys import DataKey, SigningKey, TrustStore
 from ._lkg import LkgStore
 from ._metrics import ConfigMetrics
 from ._mqtt import MqttEndpoint
 from ._pipeline import Accepted, ConfigPipeline
-from ._report import AppliedReport
+from ._report import AppliedReport, load_or_create_report_key
 from ._settings import LibrarySettings
 from ._sources import env_prefix, from_defaults, from_env, has_env
 from ._state import ChangeCallback, ConfigState, Decision
@@ -151,6 +151,8 @@ class ConfigLibrary(Generic[M]):
         self._changed = asyncio.Condition()
         self._handled = 0
         self._report: AppliedReport | None = None
+        # The instance's own key: every applied report it publishes is signed with it.
+        self._report_key: SigningKey | None = None
         self._session_connected = False
         self._broker_error: NotAuthorised | None = None
         self._requests_refused = False  # the broker closed the connection on config/report/
@@ -220,6 +222,12 @@ class ConfigLibrary(Generic[M]):
         or the password heals it without a restart.
         """
         return self._broker_error
+
+    @property
+    def report_key_id(self) -> str | None:
+        """Id of the key this instance signs its applied reports with (set once entered);
+        the manager's instance view shows the id it pinned, to compare."""
+        return None if self._report_key is None else self._report_key.key_id
 
     @property
     def last_report(self) -> AppliedReport | None:
@@ -323,6 +331,9 @@ class ConfigLibrary(Generic[M]):
             trust=trust,
             data_keys=data_keys,
             limits=self.settings.limits,
+        )
+        self._report_key = load_or_create_report_key(
+            self.settings.report_key_path(self.service, self.instance_id)
         )
         self._state = self._initial_state(pipeline)
         self._settled = self._state.position
@@ -435,7 +446,11 @@ class ConfigLibrary(Generic[M]):
             offline = self._report.stamped(status="offline", reason="stopped")
             try:
                 await client.publish(
-                    self._applied_topic, offline.to_bytes(), qos=1, retain=True, timeout=1.0
+                    self._applied_topic,
+                    offline.to_bytes(self._report_key),
+                    qos=1,
+                    retain=True,
+                    timeout=1.0,
                 )
             except aiomqtt.MqttError as exc:
                 logger.debug("offline report not sent: %s", exc)
@@ -573,7 +588,7 @@ class ConfigLibrary(Generic[M]):
         s = self.settings
         will = aiomqtt.Will(
             self._applied_topic,
-            self._make_report("offline", reason="connection_lost").to_bytes(),
+            self._make_report("offline", reason="connection_lost").to_bytes(self._report_key),
             qos=1,
             retain=True,
         )
@@ -1069,7 +1084,7 @@ class ConfigLibrary(Generic[M]):
             return  # republished on the next connection; nothing after the offline report
         await client.publish(
             self._applied_topic,
-            report.to_bytes(),
+            report.to_bytes(self._report_key),
             qos=qos,
             retain=True,
             timeout=self.settings.connect_timeout,

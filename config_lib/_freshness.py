@@ -27,38 +27,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-import rfc8785
-from cryptography.exceptions import InvalidSignature
-
 from ._envelope import (
     FORMAT_VERSION,
     Envelope,
     Limits,
     Position,
     canonical_bytes,
-    decode_signature,
+    check_header,
+    check_signature,
     format_time,
     int_field,
-    parse_document,
+    parse_shared,
     parse_time,
-    str_field,
 )
 from ._exceptions import (
     BadIssuedAt,
-    BadSignature,
     DigestMismatch,
-    EnvelopeTooLarge,
     FreshnessError,
-    InvalidName,
     MalformedEnvelope,
     Outdated,
     ServiceMismatch,
-    Unsigned,
-    UnsupportedFormat,
 )
 from ._keys import SigningKey, TrustStore
 from ._topics import validate_name
-from ._verdicts import PARSED, check_signature
 
 __all__ = [
     "FRESHNESS_MAX_BYTES",
@@ -176,68 +167,13 @@ def verify_freshness(
     (``too_large``, ``malformed``, ``unsupported_format``, ``unsigned``, ``unknown_key``,
     ``bad_signature``, ``service_mismatch``). Time rules are :class:`FreshnessGate`'s.
     """
-    raw = bytes(raw)
-    if len(raw) > limits.max_bytes:
-        raise EnvelopeTooLarge(f"message is {len(raw)} bytes, the limit is {limits.max_bytes}")
-    # The pure part, once per exact bytes in this process (config_lib._verdicts).
-    parsed = PARSED.get("freshness", raw)
-    if not isinstance(parsed, _ParsedRecord):
-        parsed = _parse_record(raw)
-        PARSED.put("freshness", raw, parsed)
-    record = parsed.record
-    public_key = trust.get(record.key_id)  # raises UnknownKey; asked for every record
-    try:
-        check_signature(public_key, parsed.signature, parsed.content, raw=raw)
-    except InvalidSignature:
-        raise BadSignature(f"record signature does not verify with key {record.key_id}") from None
-    if record.service != service:
-        raise ServiceMismatch(f"record is signed for {record.service!r}, expected {service!r}")
-    return record
-
-
-@dataclass(frozen=True, slots=True)
-class _ParsedRecord:
-    record: FreshnessRecord
-    signature: bytes
-    content: bytes
-
-
-_NO_LIMIT: Final = Limits(max_bytes=2**63)  # the caller checks the size first
-
-
-def _parse_record(raw: bytes) -> _ParsedRecord:
-    """Every check of a record that depends on its bytes alone."""
-    doc = parse_document(raw, _NO_LIMIT)
-    fmt = doc.get("format")
-    if isinstance(fmt, bool) or not isinstance(fmt, int):
-        raise MalformedEnvelope("'format' must be an integer")
-    if fmt != FORMAT_VERSION:
-        raise UnsupportedFormat(f"record format {fmt} is not supported (this library speaks 1)")
-    if "signature" not in doc or doc["signature"] in ("", None):
-        raise Unsigned("freshness record has no signature")
-    missing = [f for f in _FIELDS if f not in doc]
-    if missing:
-        raise MalformedEnvelope(f"freshness record lacks {', '.join(map(repr, missing))}")
-    extra = sorted(set(doc) - set(_FIELDS))
-    if extra:
-        raise MalformedEnvelope(f"unexpected record field(s) {', '.join(map(repr, extra))}")
-    signed_service = str_field(doc, "service")
-    try:
-        validate_name(signed_service)
-    except InvalidName as exc:
-        raise MalformedEnvelope(str(exc)) from None
+    doc, content = parse_shared(bytes(raw), limits)
+    signed_service = check_header(doc, what="freshness record", fields=_FIELDS)
     epoch, version, digest, issued, expires = _check_shape(doc)
-    key_id = str_field(doc, "key_id")
-    sig_text = doc["signature"]
-    if not isinstance(sig_text, str):
-        raise MalformedEnvelope("'signature' must be a base64 string")
-    signature = decode_signature(sig_text)
-    unsigned = {k: v for k, v in doc.items() if k != "signature"}
-    try:
-        content = canonical_bytes(unsigned)
-    except rfc8785.CanonicalizationError as exc:  # pragma: no cover - shape checked above
-        raise MalformedEnvelope(f"record cannot be canonicalised: {exc}") from None
-    record = FreshnessRecord(
+    key_id = check_signature(doc, content, trust=trust, what="freshness record")
+    if signed_service != service:
+        raise ServiceMismatch(f"record is signed for {signed_service!r}, expected {service!r}")
+    return FreshnessRecord(
         service=signed_service,
         epoch=epoch,
         version=version,
@@ -245,9 +181,8 @@ def _parse_record(raw: bytes) -> _ParsedRecord:
         issued_at=issued,
         expires_at=expires,
         key_id=key_id,
-        raw=raw,
+        raw=bytes(raw),
     )
-    return _ParsedRecord(record, signature, content)
 
 
 class FreshnessGate:

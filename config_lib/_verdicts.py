@@ -5,10 +5,13 @@ message again after a reconnect) receives the same bytes many times. Parsing, th
 RFC 8785 canonical form and the Ed25519 check are pure functions of those bytes (and of
 the public key), so their results are remembered here, keyed by the exact bytes:
 
-* :data:`PARSED` — bytes that parsed into a well-formed envelope or record, with what was
-  read from them (only successes are kept; a refusal is computed again each time);
-* :func:`check_signature` — "this Ed25519 public key verifies this signature over this
-  content", keyed by the raw public key and the exact message bytes;
+* :data:`PARSED` — the strict parse of a signed message (steps P1-P5 of
+  docs/protocol.md: UTF-8, depth, I-JSON, an object) and the RFC 8785 form its signature
+  covers, per exact bytes (only successes are kept; a refusal is computed again each
+  time). Every later check (shape, fields, key, signature, service, order) still runs
+  on it for every message; the document is shared and never changed;
+* :func:`verify_once` — "this Ed25519 public key verifies this signature over this
+  content", keyed by the raw public key, the signature and the content;
 * :data:`VALIDATED` — for a *frozen* pydantic model only, the config validated from an
   envelope's bytes after decryption with given data keys, keyed by (model, data keys,
   bytes): libraries of one service in one process share the immutable instance. Only
@@ -17,9 +20,10 @@ the public key), so their results are remembered here, keyed by the exact bytes:
   must exist...) sees them run once per process for the same bytes.
 
 What depends on the library stays outside and runs for every message of every
-instance: the size limit, the trust store lookup of the key id (so a key removed from a
-trust store, or a changed keyset, takes effect at once: nothing cached says a key is
-trusted), the service, replay and freshness rules, decryption and validation.
+instance: the size limit, the shape checks, the trust store lookup of the key id (so a
+key removed from a trust store, or a changed keyset, takes effect at once: nothing
+cached says a key is trusted), the service, replay and freshness rules, decryption and
+validation.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Final, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-__all__ = ["PARSED", "VALIDATED", "BytesCache", "check_signature", "clear"]
+__all__ = ["PARSED", "VALIDATED", "BytesCache", "clear", "verify_once"]
 
 V = TypeVar("V")
 # A few recent configs and records per service is all a process sees more than once.
@@ -88,19 +92,17 @@ VALIDATED: Final[BytesCache[object]] = BytesCache()
 _SIGNATURES: Final[BytesCache[bool]] = BytesCache()
 
 
-def check_signature(
-    public_key: Ed25519PublicKey, signature: bytes, content: bytes, *, raw: bytes
-) -> None:
-    """``public_key.verify(signature, content)``, remembered per (key, ``raw``).
+def verify_once(public_key: Ed25519PublicKey, signature: bytes, content: bytes) -> None:
+    """``public_key.verify(signature, content)``, remembered per (key, signature, content).
 
-    ``raw`` are the exact message bytes ``signature`` and ``content`` were read from (a
-    pure function of them). Raises ``InvalidSignature``; only a valid signature is kept.
+    A pure fact of the three: nothing about whether the key is trusted. Raises
+    ``InvalidSignature``; only a valid signature is kept.
     """
-    tag = public_key.public_bytes_raw().hex()
-    if _SIGNATURES.get(tag, raw):
+    tag = public_key.public_bytes_raw() + signature
+    if _SIGNATURES.get(tag, content):
         return
     public_key.verify(signature, content)
-    _SIGNATURES.put(tag, raw, True)
+    _SIGNATURES.put(tag, content, True)
 
 
 def clear() -> None:
