@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel
 
@@ -1082,12 +1083,18 @@ class ConfigLibrary(Generic[M]):
         client = self._client
         if client is None or self._lifecycle is _Lifecycle.CLOSED:
             return  # republished on the next connection; nothing after the offline report
+        body = report.to_bytes(self._report_key)
+        if qos == 0:
+            # Fire and forget, as QoS 0 is: hand the packet to paho's queue and go on.
+            # aiomqtt's publish() would wait until paho has written it to the socket (a
+            # task, a timer and a few loop turns per report); the session's socket
+            # callbacks write it just the same, in order.
+            info = client._client.publish(self._applied_topic, body, 0, True)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise aiomqtt.MqttCodeError(info.rc, "Could not publish the applied report")
+            return
         await client.publish(
-            self._applied_topic,
-            report.to_bytes(self._report_key),
-            qos=qos,
-            retain=True,
-            timeout=self.settings.connect_timeout,
+            self._applied_topic, body, qos=qos, retain=True, timeout=self.settings.connect_timeout
         )
 
     def _refresh_trust(self, pipeline: ConfigPipeline[M]) -> None:
