@@ -704,11 +704,13 @@ class ConfigLibrary(Generic[M]):
                 async for message in client.messages:
                     if self._lifecycle is not _Lifecycle.OPEN:
                         return  # closing: a cancellation was swallowed, stop anyway
-                    if message.topic.matches(self._topic):
+                    # Exact topics (no wildcards subscribed): a string comparison.
+                    topic = message.topic.value
+                    if topic == self._topic:
                         await self._handle(message.payload)
-                    elif message.topic.matches(self._freshness_topic):
+                    elif topic == self._freshness_topic:
                         await self._handle_record(message.payload)
-                    elif message.topic.matches(request_topic):
+                    elif topic == request_topic:
                         # Asked to report again: the latest report, as it is (no payload
                         # is read; only the manager may publish here).
                         await self._publish(self._report or self._make_report("applied"), qos=1)
