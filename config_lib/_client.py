@@ -1042,7 +1042,7 @@ class ConfigLibrary(Generic[M]):
             return None
         path = self._lkg.path
         try:
-            await asyncio.to_thread(self._lkg.save, raw)
+            await asyncio.get_running_loop().run_in_executor(None, self._lkg.save, raw)
         except OSError as exc:
             self._metrics.lkg_save_failed += 1
             self._lkg_unsaved = raw
