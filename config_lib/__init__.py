@@ -30,6 +30,7 @@ from ._exceptions import (
     InvalidConfig,
     InvalidName,
     KeyFileError,
+    KeysetError,
     LibraryStateError,
     MalformedEnvelope,
     NoConfig,
@@ -44,6 +45,7 @@ from ._exceptions import (
     UnknownKey,
     Unsigned,
     UnsupportedFormat,
+    VoidEpoch,
 )
 from ._files import write_atomic
 from ._freshness import (
@@ -67,6 +69,7 @@ from ._keys import (
     load_signing_key,
     save_data_key,
 )
+from ._keyset import KEYSET_MAX_BYTES, Keyset, sign_keyset, verify_keyset
 from ._metrics import ConfigMetrics, prometheus_collector
 from ._mqtt import MqttEndpoint
 from ._pipeline import Accepted, ConfigPipeline
@@ -77,6 +80,7 @@ from ._sources import env_prefix
 from ._tasks import stop_tasks
 from ._threaded import ThreadedConfig, initialize_and_subscribe, sync_module_constants
 from ._topics import (
+    KEYSET_TOPIC,
     NAME_ALPHABET,
     applied_topic,
     applied_wildcard,
@@ -92,6 +96,8 @@ from ._topics import (
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "FORMAT_VERSION",
+    "KEYSET_MAX_BYTES",
+    "KEYSET_TOPIC",
     "MASK",
     "MAX_POSITION",
     "NAME_ALPHABET",
@@ -119,6 +125,8 @@ __all__ = [
     "InvalidConfig",
     "InvalidName",
     "KeyFileError",
+    "Keyset",
+    "KeysetError",
     "LibrarySettings",
     "LibraryStateError",
     "Limits",
@@ -140,6 +148,7 @@ __all__ = [
     "UnknownKey",
     "Unsigned",
     "UnsupportedFormat",
+    "VoidEpoch",
     "applied_topic",
     "applied_wildcard",
     "canonical_bytes",
@@ -167,11 +176,13 @@ __all__ = [
     "save_data_key",
     "sign_envelope",
     "sign_freshness",
+    "sign_keyset",
     "stop_tasks",
     "sync_module_constants",
     "updated_topic",
     "validate_name",
     "verify_envelope",
     "verify_freshness",
+    "verify_keyset",
     "write_atomic",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 import socket
 import time
@@ -38,7 +39,7 @@ from pydantic import BaseModel
 
 from ._backoff import Backoff
 from ._change import ConfigSource
-from ._envelope import Envelope, Position
+from ._envelope import Envelope, Position, verify_envelope
 from ._exceptions import (
     ConfigLibError,
     InvalidConfig,
@@ -48,8 +49,10 @@ from ._exceptions import (
     NotAuthorised,
     ServiceRetired,
 )
+from ._files import write_atomic
 from ._freshness import FreshnessGate, FreshnessRecord, FreshnessState, verify_freshness
 from ._keys import DataKey, TrustStore
+from ._keyset import Keyset, verify_keyset
 from ._lkg import LkgStore
 from ._metrics import ConfigMetrics
 from ._mqtt import MqttEndpoint
@@ -60,6 +63,7 @@ from ._sources import env_prefix, from_defaults, from_env, has_env
 from ._state import ChangeCallback, ConfigState, Decision
 from ._tasks import stop_tasks
 from ._topics import (
+    KEYSET_TOPIC,
     applied_topic,
     freshness_topic,
     report_request_topic,
@@ -83,10 +87,13 @@ class _Lifecycle(enum.Enum):
 class ConfigLibrary(Generic[M]):
     """Subscribe to ``config/updated/<service>``, verify, validate and hot-apply.
 
-    Keyword-only. ``trust``, ``data_keys`` and ``endpoint`` override what ``settings``
-    would load (handy in tests); ``endpoint`` None with ``settings.mqtt_url`` None runs
-    without a broker. An async context manager that owns its one background task (the
-    MQTT session with reconnects); it cannot be entered twice.
+    Keyword-only. ``trust``, ``root``, ``data_keys`` and ``endpoint`` override what
+    ``settings`` would load (handy in tests). With a root key (``root``, or
+    ``settings.root_path()``) the trusted signing keys are those of the root-signed keyset
+    in force (``config/keyset``, kept beside the LKG file), not a trust store file.
+    ``endpoint`` None with ``settings.mqtt_url`` None runs without a broker. An async
+    context manager that owns its one background task (the MQTT session with reconnects);
+    it cannot be entered twice.
     """
 
     def __init__(
@@ -100,6 +107,7 @@ class ConfigLibrary(Generic[M]):
         endpoint: MqttEndpoint | None = None,
         instance_id: str | None = None,
         require_fresh: bool | None = None,
+        root: TrustStore | None = None,
     ) -> None:
         self.service = validate_name(service)
         self.model = model
@@ -108,6 +116,12 @@ class ConfigLibrary(Generic[M]):
             instance_id or self.settings.resolved_instance_id(), "instance"
         )
         self._trust = trust
+        self._root = root
+        # Keyset mode (a root key is configured): the keyset in force and where it is kept.
+        self._keyset: Keyset | None = None
+        self._keyset_path: Path | None = None
+        # The exact bytes of the envelope in force (a re-signed copy rewrites the LKG).
+        self._in_force_raw: bytes | None = None
         self._data_keys = list(data_keys) if data_keys is not None else None
         self._endpoint = endpoint if endpoint is not None else self.settings.endpoint(service)
         self._topic = updated_topic(service)
@@ -192,6 +206,11 @@ class ConfigLibrary(Generic[M]):
         return self._gate.record
 
     @property
+    def keyset(self) -> Keyset | None:
+        """The root-signed keyset in force (None without a root key, or before the first)."""
+        return self._keyset
+
+    @property
     def metrics(self) -> ConfigMetrics:
         """Counters: received, applied, duplicate, failed, rejected[reason]."""
         return self._metrics
@@ -263,6 +282,21 @@ class ConfigLibrary(Generic[M]):
         """Wait until :attr:`freshness` is ``state``; raises TimeoutError after ``timeout``."""
         await self._wait(lambda: self._freshness == state, timeout)
 
+    async def wait_for_keyset(
+        self,
+        version: int,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109 - a bounded wait is the point of this helper
+    ) -> Keyset:
+        """Wait until a keyset of ``version`` or newer is in force (a root key is set)."""
+
+        def reached() -> bool:
+            return self._keyset is not None and self._keyset.version >= version
+
+        await self._wait(reached, timeout)
+        assert self._keyset is not None
+        return self._keyset
+
     async def wait_for_received(
         self,
         count: int,
@@ -292,7 +326,12 @@ class ConfigLibrary(Generic[M]):
         if self._lifecycle is not _Lifecycle.NEW:
             raise LibraryStateError("a ConfigLibrary can be entered only once")
         self._lifecycle = _Lifecycle.OPEN
-        if self._trust is not None:
+        root_file = None if self._root is not None else self.settings.root_path()
+        if root_file is not None:
+            self._root = TrustStore.load(root_file)
+        if self._root is not None:
+            trust = self._load_keyset(self._root)
+        elif self._trust is not None:
             trust = self._trust
         else:
             self._trust_file = self.settings.trust_path()
@@ -429,6 +468,116 @@ class ConfigLibrary(Generic[M]):
             await self._tg.__aexit__(None, None, None)
         self._client = None
 
+    # -- keyset ---------------------------------------------------------------------
+
+    def _load_keyset(self, root: TrustStore) -> TrustStore:
+        """The keyset kept beside the LKG file (verified with the root; an expired one still
+        loads: it was in force), or an empty trust store until the broker's arrives."""
+        self._keyset_path = path = self.settings.keyset_path(self.service)
+        if path is not None and path.exists():
+            try:
+                self._keyset = verify_keyset(path.read_bytes(), root=root)
+            except (ConfigLibError, OSError) as exc:
+                logger.warning(
+                    "kept keyset refused, waiting for the broker's: service=%s path=%s "
+                    "reason=%s detail=%s",
+                    self.service,
+                    path,
+                    getattr(exc, "reason", "unreadable"),
+                    exc,
+                    extra={"service": self.service, "keyset_path": str(path)},
+                )
+        return self._keyset.trust if self._keyset is not None else TrustStore()
+
+    async def _handle_keyset(self, payload: Any) -> None:
+        """A keyset: verify with the root, keep it if newer, trust exactly its keys."""
+        if not payload or self._root is None:
+            return
+        state = self._require_state()
+        raw = payload if isinstance(payload, bytes) else str(payload).encode()
+        self._metrics.keysets_received += 1
+        try:
+            await self._accept_keyset(state, raw, self._root)
+        finally:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _accept_keyset(self, state: ConfigState[M], raw: bytes, root: TrustStore) -> None:
+        try:
+            keyset = verify_keyset(raw, root=root, current=self._keyset, now=datetime.now(UTC))
+        except ConfigLibError as exc:
+            self._metrics.keysets_rejected[exc.reason] += 1
+            if exc.reason != "keyset_duplicate":
+                logger.warning(
+                    "keyset refused: service=%s reason=%s detail=%s",
+                    self.service,
+                    exc.reason,
+                    exc,
+                    extra={**self._log_fields(), "reason": exc.reason},
+                )
+            return
+        async with self._apply_lock:
+            self._keyset = keyset
+            state.pipeline.trust = keyset.trust
+            if self._keyset_path is not None:
+                try:
+                    await asyncio.to_thread(write_atomic, self._keyset_path, raw, mode=0o600)
+                except OSError as exc:
+                    logger.error(
+                        "keyset not written (kept in memory): service=%s path=%s error=%s",
+                        self.service,
+                        self._keyset_path,
+                        exc.strerror,
+                        extra=self._log_fields(),
+                    )
+        logger.info(
+            "keyset accepted: service=%s version=%s keys=%s expires_at=%s",
+            self.service,
+            keyset.version,
+            ",".join(keyset.trust),
+            keyset.expires_at.isoformat(),
+            extra={**self._log_fields(), "keyset_version": keyset.version},
+        )
+
+    async def _resigned(self, raw: bytes) -> None:
+        """A duplicate with other bytes: if it is the config in force re-signed (same
+        position, same config, a trusted key), rewrite the LKG file with it so that the
+        retired key can be dropped. Callbacks are not run: nothing changed."""
+        state = self._require_state()
+        kept = self._in_force_raw
+        if kept is None or raw == kept or state.position is None:
+            return
+        try:
+            envelope = verify_envelope(
+                raw, trust=state.pipeline.trust, service=self.service, limits=state.pipeline.limits
+            )
+            self._gate.check_issued_at(envelope, datetime.now(UTC))
+        except ConfigLibError:
+            return  # cannot happen for a verified duplicate but for the clock: keep the old
+        if envelope.position != state.position or envelope.retired:
+            return
+        if json.loads(kept).get("config") != envelope.config:
+            logger.warning(
+                "a different config signed at the version in force was ignored: service=%s "
+                "version=%s key=%s",
+                self.service,
+                envelope.version,
+                envelope.key_id,
+                extra=self._log_fields(),
+            )
+            self._metrics.rejected["conflicting_duplicate"] += 1
+            return
+        self._in_force_raw = raw
+        self._metrics.resigned += 1
+        logger.info(
+            "config in force re-signed: service=%s version=%s key=%s (LKG rewritten)",
+            self.service,
+            envelope.version,
+            envelope.key_id,
+            extra={**self._log_fields(), "key_id": envelope.key_id},
+        )
+        await self._save_lkg(raw)
+
     # -- startup sources ------------------------------------------------------------
 
     def _initial_state(self, pipeline: ConfigPipeline[M]) -> ConfigState[M]:
@@ -437,6 +586,7 @@ class ConfigLibrary(Generic[M]):
             self._lkg = LkgStore(path, pipeline)
             lkg = self._lkg.load()
             if lkg is not None:
+                self._in_force_raw = lkg.envelope.raw
                 return ConfigState(
                     pipeline,
                     current=lkg.config,
@@ -572,6 +722,23 @@ class ConfigLibrary(Generic[M]):
                     ) from None
                 raise
             try:
+                # The keyset first (with a root key): its retained message then arrives
+                # before the config it lets us verify.
+                if self._root is not None:
+                    try:
+                        granted = await _unless_closed(
+                            client, client.subscribe(KEYSET_TOPIC, qos=1)
+                        )
+                    except _ConnectionClosed:
+                        granted = None
+                    if granted is None or any(_refused(code) for code in granted):
+                        raise NotAuthorised(
+                            f"the broker refused MQTT user {user!r} a subscription to "
+                            f"{KEYSET_TOPIC}: the ACL must let every service read it "
+                            "('pattern read config/keyset')",
+                            operation="subscribe",
+                            topic=KEYSET_TOPIC,
+                        )
                 # The config, then its freshness record (their order of arrival does not
                 # matter: at startup envelopes are held until a record decides).
                 for topic in (self._topic, self._freshness_topic):
@@ -662,6 +829,8 @@ class ConfigLibrary(Generic[M]):
                         return  # closing: a cancellation was swallowed, stop anyway
                     if message.topic.matches(self._topic):
                         await self._handle(message.payload)
+                    elif message.topic.matches(KEYSET_TOPIC):
+                        await self._handle_keyset(message.payload)
                     elif message.topic.matches(self._freshness_topic):
                         await self._handle_record(message.payload)
                     elif message.topic.matches(request_topic):
@@ -697,6 +866,8 @@ class ConfigLibrary(Generic[M]):
                     decision = await state.offer(raw, check=self._check_fresh)
                     await self._update_freshness(publish=False)
                     await self._act_on(decision)
+                    if decision.status == "duplicate":
+                        await self._resigned(raw)
         finally:
             self._handled += 1
             self._settled = state.position
@@ -923,6 +1094,7 @@ class ConfigLibrary(Generic[M]):
             ",".join(changed) or "-",
             extra={**fields, "changed": changed},
         )
+        self._in_force_raw = decision.accepted.envelope.raw
         problem = await self._save_lkg(decision.accepted.envelope.raw)
         lkg: dict[str, str] = {"reason": "lkg_not_saved", "detail": problem} if problem else {}
         await self._publish(self._make_report("applied", **attempted, **lkg))

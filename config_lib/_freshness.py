@@ -274,13 +274,17 @@ class FreshnessGate:
         record = self.record
         return record if record is not None and not record.expired(now) else None
 
-    def check(self, envelope: Envelope, now: datetime) -> None:
-        """Raise if ``envelope`` may not be applied given the records seen (see class doc)."""
+    def check_issued_at(self, envelope: Envelope, now: datetime) -> None:
+        """Raise :class:`BadIssuedAt` if ``envelope`` is dated later than ``now + skew``."""
         if envelope.issued_at > now + self.skew:
             raise BadIssuedAt(
                 f"envelope issued at {format_time(envelope.issued_at)}, later than now + "
                 f"{self.skew.total_seconds():.0f}s"
             )
+
+    def check(self, envelope: Envelope, now: datetime) -> None:
+        """Raise if ``envelope`` may not be applied given the records seen (see class doc)."""
+        self.check_issued_at(envelope, now)
         floor = self.floor
         if floor is not None and envelope.position < floor:
             raise Outdated(

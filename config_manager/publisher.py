@@ -21,6 +21,13 @@ reports, which service users can write) and, if any names a position above the
 database's, raises the database's epoch above the highest epoch seen. So a recreated
 database, or a clock that went backwards, still reaches every running instance.
 
+Keyset (docs/protocol.md, *Keyset*): at every (re)connection, before any envelope, it
+publishes the root-signed keyset retained on ``config/keyset``. :meth:`rotate` hands it
+a new signing key and keyset (the operator's ``python -m config_manager keys`` command,
+noticed by :class:`~config_manager.keyring.KeyWatcher`): it publishes the new keyset,
+then re-signs every current envelope under the new key (same version, same epoch) with
+its freshness record, so services rewrite their LKG files and the old key can be dropped.
+
 It refuses to sign a version that skips ahead of the last one it signed in the same
 epoch (a version is always previous + 1; a rollback is a new version): the publisher
 stops with :class:`SigningRefused` rather than sign it.
@@ -48,8 +55,10 @@ from typing import Any, Self
 import aiomqtt
 
 from config_lib import (
+    KEYSET_TOPIC,
     Backoff,
     ConfigLibError,
+    Keyset,
     MqttEndpoint,
     SigningKey,
     TrustStore,
@@ -109,6 +118,7 @@ class OutboxPublisher:
         limits: PublisherLimits = PublisherLimits(),
         services: Callable[[], Iterable[str]] | None = None,
         trust: TrustStore | None = None,
+        keyset: bytes | None = None,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
@@ -130,6 +140,9 @@ class OutboxPublisher:
         self._published: dict[str, tuple[int, int, bytes]] = {}
         self._services = services  # registered services: a record even before any config
         self._trust = trust if trust is not None else TrustStore([signing_key.public_key])
+        self._keyset = keyset  # the root-signed keyset's exact bytes, published as they are
+        self._rotation: tuple[SigningKey, Keyset | None, TrustStore] | None = None
+        self.rotated = asyncio.Event()  # set when a rotation has been published
         self._last_signed: dict[str, tuple[int, int]] = {}  # service -> (epoch, version)
         self.fleet_epoch: int | None = None  # highest epoch of our own messages on the broker
         self._task: asyncio.Task[None] | None = None
@@ -201,6 +214,41 @@ class OutboxPublisher:
                 )
         if not force[1].done():
             force[1].set_result(None)
+
+    def rotate(self, key: SigningKey, keyset: Keyset | None, trust: TrustStore) -> None:
+        """Sign with ``key`` from now on; publish ``keyset`` and re-sign every current
+        envelope (done by the publishing loop, between two batches)."""
+        self._rotation = (key, keyset, trust)
+        self.rotated.clear()
+        self._wake.set()
+
+    async def _rotate(self, client: aiomqtt.Client) -> None:
+        """Carry out a pending rotation (only with an empty queue)."""
+        rotation, self._rotation = self._rotation, None
+        if rotation is None:
+            return
+        key, keyset, trust = rotation
+        old = self._key.key_id
+        self._key, self._trust = key, trust
+        if keyset is not None:
+            self._keyset = keyset.raw
+            await self._publish_keyset(client)
+        # Everything signed so far is signed again under the new key (same positions).
+        self._presigned.clear()
+        self._published.clear()
+        await self._republish_current(client)
+        _log.warning(
+            "signing key rotated: %s -> %s (keyset version %s); current configs re-signed",
+            old,
+            key.key_id,
+            keyset.version if keyset is not None else "-",
+        )
+        self.rotated.set()
+
+    async def _publish_keyset(self, client: aiomqtt.Client) -> None:
+        if self._keyset is not None:
+            await client.publish(KEYSET_TOPIC, self._keyset, qos=1, retain=True)
+            self._metrics.published.labels(kind="keyset").inc()
 
     def notify(self, stored: Sequence[StoredVersion] = ()) -> None:
         """A write committed these versions (and their outbox rows): publish them.
@@ -334,6 +382,7 @@ class OutboxPublisher:
         # The database is the truth at every (re)connection: drain its outbox first, then
         # republish each service's current version (heals a broker that lost its store).
         await self._readback_epoch(client)
+        await self._publish_keyset(client)  # before any envelope it lets services verify
         self._set_connected(True)
         await self._drain_outbox(client)
         await self._republish_current(client)
@@ -344,6 +393,7 @@ class OutboxPublisher:
         while True:
             if not self._queue:
                 await self._mark_acknowledged()  # idle: bookkeeping off the write path
+                await self._rotate(client)
                 await self._forced(client)
                 if not self._queue:
                     await self._idle(next_tick)

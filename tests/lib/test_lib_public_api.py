@@ -33,6 +33,9 @@ EXPECTED = {
     # signed freshness (TUF's timestamp role)
     "FreshnessGate", "FreshnessRecord", "FreshnessState", "envelope_digest", "sign_freshness",
     "verify_freshness", "freshness_topic",
+    # the root-signed keyset (signing-key rotation)
+    "Keyset", "KeysetError", "KEYSET_MAX_BYTES", "KEYSET_TOPIC", "VoidEpoch", "sign_keyset",
+    "verify_keyset",
     # keys and secrets
     "DataKey", "SigningKey", "TrustStore", "derive_data_key", "key_id_for", "load_data_key",
     "load_master_key", "load_or_create_master_key", "load_or_create_signing_key",

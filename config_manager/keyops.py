@@ -1,0 +1,231 @@
+"""The operator's key operations (``python -m config_manager keys ...``).
+
+The **root key** is created and kept offline by the operator (``--root-key`` names its
+file, outside the data directory, e.g. on removable media); the manager only ever holds
+its public key (``data_dir/keys/root-public.pem``). With it the operator signs the
+**keyset**, the list of keys allowed to sign configs, which the running manager publishes
+on ``config/keyset`` and services follow. Every operation is audited in the database.
+
+Each function raises :class:`KeyOpError` with a one-line message on bad input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Final
+
+from config_lib import (
+    ConfigLibError,
+    KeyFileError,
+    Keyset,
+    SigningKey,
+    TrustStore,
+    load_signing_key,
+    sign_keyset,
+    verify_keyset,
+    write_atomic,
+)
+
+from .db import audit_sync, connect_sync, migrate
+from .settings import ManagerSettings
+
+__all__ = [
+    "DEFAULT_KEYSET_DAYS",
+    "KeyOpError",
+    "KeysetPlan",
+    "create_root",
+    "current_keyset",
+    "load_root",
+    "rotate_signing",
+    "sign_new_keyset",
+]
+
+DEFAULT_KEYSET_DAYS: Final = 90
+MAX_KEYSET_DAYS: Final = 3650
+
+
+class KeyOpError(Exception):
+    """A key operation refused: the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class KeysetPlan:
+    """What a signed keyset lists (returned for the command's output)."""
+
+    keyset: Keyset
+    signing_key_id: str
+
+
+def _audit(settings: ManagerSettings, action: str, detail: dict[str, object]) -> None:
+    migrate(settings.db_file)
+    conn = connect_sync(settings.db_file)
+    try:
+        audit_sync(conn, actor="cli", action=action, detail=detail)
+    finally:
+        conn.close()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def create_root(settings: ManagerSettings, root_key: Path) -> SigningKey:
+    """Create the root key at ``root_key`` (never overwritten, refused inside the data
+    directory) and add its public key to ``root-public.pem``."""
+    if _inside(root_key, settings.data_dir):
+        raise KeyOpError(
+            f"the root key must stay offline, outside the data directory {settings.data_dir} "
+            f"(e.g. on removable media): {root_key}"
+        )
+    if root_key.exists():
+        raise KeyOpError(f"{root_key} already exists: a root key is never overwritten")
+    root = SigningKey.generate()
+    try:
+        if not write_atomic(root_key, root.private_pem(), mode=0o600, overwrite=False):
+            raise KeyOpError(f"{root_key} already exists: a root key is never overwritten")
+    except OSError as exc:
+        raise KeyOpError(f"cannot write {root_key}: {exc.strerror or exc}") from None
+    public = settings.root_public_key_file
+    roots = TrustStore.load(public) if public.exists() else TrustStore()
+    roots.add(root.public_key)
+    write_atomic(public, roots.to_pem(), mode=0o644)
+    _audit(settings, "keys.root.create", {"root_key_id": root.key_id})
+    return root
+
+
+def load_root(settings: ManagerSettings, root_key: Path) -> SigningKey:
+    """The root key at ``root_key``; it must be one of ``root-public.pem``'s."""
+    try:
+        root = load_signing_key(root_key)
+    except KeyFileError as exc:
+        raise KeyOpError(f"root key: {exc}") from None
+    public = settings.root_public_key_file
+    if not public.exists():
+        raise KeyOpError(
+            f"no root public key {public}: create the root key first "
+            "(python -m config_manager keys create-root --root-key PATH)"
+        )
+    try:
+        roots = TrustStore.load(public)
+    except KeyFileError as exc:
+        raise KeyOpError(str(exc)) from None
+    if root.key_id not in roots:
+        raise KeyOpError(
+            f"{root_key} (key {root.key_id}) is not the root whose public key is in {public} "
+            f"({', '.join(roots)})"
+        )
+    return root
+
+
+def current_keyset(settings: ManagerSettings) -> Keyset | None:
+    """The keyset in ``data_dir/keys/keyset.json``, checked with the root public key."""
+    path = settings.keyset_file
+    if not path.exists():
+        return None
+    public = settings.root_public_key_file
+    try:
+        return verify_keyset(path.read_bytes(), root=TrustStore.load(public))
+    except (ConfigLibError, OSError) as exc:
+        raise KeyOpError(f"the keyset {path} cannot be read or checked: {exc}") from None
+
+
+def _days(days: float) -> timedelta:
+    if not 0 < days <= MAX_KEYSET_DAYS:
+        raise KeyOpError(f"--expires-days must be more than 0 and at most {MAX_KEYSET_DAYS}")
+    return timedelta(days=days)
+
+
+def _signing(settings: ManagerSettings) -> SigningKey:
+    try:
+        return load_signing_key(settings.signing_key_file)
+    except KeyFileError as exc:
+        raise KeyOpError(f"{exc} (run python -m config_manager init first)") from None
+
+
+def sign_new_keyset(
+    settings: ManagerSettings,
+    root: SigningKey,
+    *,
+    expires_days: float = DEFAULT_KEYSET_DAYS,
+    drop: tuple[str, ...] = (),
+    add: tuple[SigningKey, ...] = (),
+    void_epochs_from: int | bool | None = False,
+) -> KeysetPlan:
+    """Sign and write the next keyset version: the keys of the one in force (or the
+    signing key alone for the first), plus ``add`` and the signing key, minus ``drop``.
+
+    ``void_epochs_from`` False keeps the one in force, None clears it, an int sets it.
+    """
+    expires = _days(expires_days)
+    signing = _signing(settings)
+    now = current_keyset(settings)
+    keys = {k: now.trust.get(k) for k in now.trust} if now is not None else {}
+    keys[signing.key_id] = signing.public_key
+    for extra in add:
+        keys[extra.key_id] = extra.public_key
+    for key_id in drop:
+        if key_id not in keys:
+            raise KeyOpError(f"key {key_id} is not in the keyset ({', '.join(sorted(keys))})")
+        if key_id == signing.key_id or any(k.key_id == key_id for k in add):
+            raise KeyOpError(f"key {key_id} signs configs now: it cannot be dropped (rotate first)")
+        del keys[key_id]
+    void = (
+        (now.void_epochs_from if now is not None else None)
+        if void_epochs_from is False
+        else void_epochs_from
+    )
+    assert not isinstance(void, bool)
+    raw = sign_keyset(
+        version=(now.version + 1) if now is not None else 1,
+        keys=keys.values(),
+        root=root,
+        expires_in=expires,
+        void_epochs_from=void,
+    )
+    keyset = verify_keyset(raw, root=TrustStore([root.public_key]))
+    write_atomic(settings.keyset_file, raw, mode=0o644)
+    _audit(
+        settings,
+        "keys.keyset.sign",
+        {
+            "version": keyset.version,
+            "keys": keyset.key_ids,
+            "dropped": list(drop),
+            "expires_at": keyset.expires_at.isoformat(),
+            "void_epochs_from": keyset.void_epochs_from,
+            "root_key_id": root.key_id,
+        },
+    )
+    return KeysetPlan(keyset, signing.key_id)
+
+
+def rotate_signing(
+    settings: ManagerSettings, root: SigningKey, *, expires_days: float = DEFAULT_KEYSET_DAYS
+) -> KeysetPlan:
+    """A new signing key: a keyset listing it beside the old one, written first, then the
+    trust store (for services still on a trust file), then the key itself. The running
+    manager notices, publishes the keyset and re-signs every current config."""
+    old = _signing(settings)
+    new = SigningKey.generate()
+    plan = sign_new_keyset(settings, root, expires_days=expires_days, add=(new,))
+    trust_file = settings.trust_store_file
+    trust = TrustStore.load(trust_file) if trust_file.exists() else TrustStore([old.public_key])
+    trust.add(new.public_key)
+    write_atomic(trust_file, trust.to_pem(), mode=0o644)
+    retired = settings.signing_key_file.parent / "retired" / f"signing-{old.key_id}.pem"
+    with contextlib.suppress(FileExistsError):
+        write_atomic(retired, old.private_pem(), overwrite=False)
+    write_atomic(settings.signing_key_file, new.private_pem())
+    _audit(
+        settings,
+        "keys.signing.rotate",
+        {"from": old.key_id, "to": new.key_id, "keyset_version": plan.keyset.version},
+    )
+    return KeysetPlan(plan.keyset, new.key_id)
