@@ -27,7 +27,18 @@ from config_lib import (
     stop_tasks,
 )
 
-from .api import configs, events, health, history, presets, services, sync, tokens, whoami
+from .api import (
+    configs,
+    events,
+    health,
+    history,
+    keys,
+    presets,
+    services,
+    sync,
+    tokens,
+    whoami,
+)
 from .api.docs import install_docs
 from .api.openapi import install_openapi
 from .bootstrap import startup_problems
@@ -229,6 +240,7 @@ def create_app(
         presets.router,
         tokens.router,
         whoami.router,
+        keys.router,
         events.router,
     ):
         app.include_router(router)

@@ -1,0 +1,185 @@
+"""Signing-key rotation with one command, against a running manager and a running service.
+
+``python -m config_manager keys`` with the offline root key: the running manager notices
+the new keyset and signing key, publishes the keyset and re-signs the current config; the
+running ConfigLibrary (configured with the root public key only) rewrites its LKG file
+without running callbacks. Dropping the old key from the keyset makes a config signed by
+it refused. Bad command-line input gets one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+import pytest
+from mgr_harness import RunningManager, eventually, put, write_keys
+from mgr_models import DemoConfig
+
+from config_lib import (
+    ConfigChange,
+    ConfigLibrary,
+    LibrarySettings,
+    SigningKey,
+    TrustStore,
+    encrypt_secrets,
+    load_signing_key,
+    sign_envelope,
+    updated_topic,
+)
+from config_manager.__main__ import main
+
+
+def _keys(data: Path, *args: str) -> int:
+    return main(["keys", "--data-dir", str(data), *args])
+
+
+async def test_one_command_rotates_the_signing_key_of_a_running_fleet(
+    manager_factory: Callable[..., RunningManager],
+    broker: Any,
+    keys: Any,
+    service_name: str,
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    write_keys(data, keys)
+    root_file = tmp_path / "offline" / "root.pem"
+    assert _keys(data, "create-root", "--root-key", str(root_file)) == 0
+    assert _keys(data, "sign-keyset", "--root-key", str(root_file)) == 0
+    manager = manager_factory(
+        mqtt_url=broker.url("manager"),
+        models={service_name: DemoConfig},
+        data_dir=data,
+        keys_poll_s=0.05,
+    )
+    async with manager.client("editor") as http:
+        assert (await put(http, service_name, {"rate": 22050}, 0)).status_code == 200
+    library = ConfigLibrary(
+        service=service_name,
+        model=DemoConfig,
+        settings=LibrarySettings(data_dir=tmp_path / "lib", initial_wait=3.0, fresh_wait=10.0),
+        root=TrustStore.load(data / "keys" / "root-public.pem"),
+        data_keys=[keys.data_key(service_name)],
+        endpoint=broker.endpoint(service_name),
+        instance_id="rot-1",
+    )
+    lkg = tmp_path / "lib" / "lkg" / f"{service_name}.json"
+    async with library as running:
+        await running.wait_for_version(1)
+        assert running.keyset is not None
+        assert running.keyset.version == 1
+        changes: list[ConfigChange[DemoConfig]] = []
+        running.on_change(changes.append)
+
+        # One command: a new signing key, listed with the old one by keyset version 2.
+        assert _keys(data, "rotate-signing", "--root-key", str(root_file)) == 0
+        new_id = load_signing_key(data / "keys" / "signing.pem").key_id
+        assert new_id != keys.signing.key_id
+        await running.wait_for_keyset(2)
+        await eventually(
+            lambda: _true(lkg.exists() and json.loads(lkg.read_bytes())["key_id"] == new_id)
+        )
+        assert running.version == 1
+        assert changes == []
+        assert running.metrics.resigned >= 1
+        async with manager.client("viewer") as http:
+            shown = (await http.get("/api/v1/keys")).json()
+        assert shown["signing_key_id"] == new_id
+        assert sorted(shown["keyset"]["key_ids"]) == sorted([new_id, keys.signing.key_id])
+
+        # The old key is dropped: a config it signs (a leaked key) is refused.
+        assert (
+            _keys(data, "sign-keyset", "--root-key", str(root_file), "--drop", keys.signing.key_id)
+            == 0
+        )
+        await running.wait_for_keyset(3)
+        values = encrypt_secrets(
+            DemoConfig(rate=8000), service=service_name, key=keys.data_key(service_name)
+        )
+        forged = sign_envelope(
+            service=service_name,
+            version=2,
+            epoch=running.epoch or 0,
+            config=values,
+            key=keys.signing,
+        )
+        async with aiomqtt.Client(**broker.endpoint("manager").client_kwargs()) as client:
+            await client.publish(updated_topic(service_name), forged, qos=1, retain=True)
+        await eventually(lambda: _true(running.metrics.rejected["unknown_key"] >= 1))
+        assert running.version == 1
+
+        # The manager's own next version (new key) is applied.
+        async with manager.client("editor") as http:
+            assert (await put(http, service_name, {"rate": 44100}, 1)).status_code == 200
+        assert (await running.wait_for_version(2)).rate == 44100
+        assert [c.version for c in changes] == [2]
+    async with aiomqtt.Client(**broker.endpoint("manager").client_kwargs()) as client:
+        await client.publish("config/keyset", b"", qos=1, retain=True)  # one topic for all
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_bad_key_commands_get_one_line(
+    tmp_path: Path, keys: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    write_keys(data, keys)
+    root = tmp_path / "offline" / "root.pem"
+
+    assert _keys(data, "create-root", "--root-key", str(data / "root.pem")) == 1
+    assert "outside the data directory" in _one_line(capsys)
+    assert _keys(data, "sign-keyset", "--root-key", str(root)) == 1
+    assert "root key" in _one_line(capsys)
+    assert _keys(data, "create-root", "--root-key", str(root)) == 0
+    capsys.readouterr()
+    assert _keys(data, "create-root", "--root-key", str(root)) == 1
+    assert "never overwritten" in _one_line(capsys)
+    stranger = tmp_path / "stranger.pem"
+    stranger.write_bytes(SigningKey.generate().private_pem())
+    assert _keys(data, "sign-keyset", "--root-key", str(stranger)) == 1
+    assert "is not the root" in _one_line(capsys)
+    assert _keys(data, "sign-keyset", "--root-key", str(root), "--drop", keys.signing.key_id) == 1
+    assert "cannot be dropped" in _one_line(capsys)
+    assert _keys(data, "sign-keyset", "--root-key", str(root), "--drop", "0123456789abcdef") == 1
+    assert "not in the keyset" in _one_line(capsys)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    assert _keys(data, "sign-keyset", "--root-key", str(garbage)) == 1
+    assert "PEM" in _one_line(capsys)
+    for bad in (
+        ["sign-keyset", "--root-key", str(root), "--expires-days", "-1"],
+        ["frobnicate"],
+        [],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            _keys(data, *bad)
+        assert exit_info.value.code == 2
+        _one_line(capsys)
+    # Nothing was half-written: still no keyset.
+    assert not (data / "keys" / "keyset.json").exists()
+    assert _keys(data, "show") == 0
+    assert "no keyset" in capsys.readouterr().out
+
+
+def test_configctl_keys_shows_the_keyset_in_force_without_a_root_key(
+    manager: RunningManager,
+) -> None:
+    with httpx.Client(base_url=manager.base_url) as http:
+        body = http.get(
+            "/api/v1/keys", headers={"Authorization": f"Bearer {manager.tokens['viewer']}"}
+        ).json()
+    assert body["keyset"] is None
+    assert len(body["signing_key_id"]) == 16
