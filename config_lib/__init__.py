@@ -74,7 +74,14 @@ from ._metrics import ConfigMetrics, prometheus_collector
 from ._mqtt import MqttEndpoint
 from ._pipeline import Accepted, ConfigPipeline
 from ._report import AppliedReport
-from ._secrets import MASK, decrypt_secrets, encrypt_secrets, is_encrypted, mask_secrets
+from ._secrets import (
+    MASK,
+    decrypt_secrets,
+    encrypt_secrets,
+    is_encrypted,
+    mask_secrets,
+    reencrypt_secrets,
+)
 from ._settings import LibrarySettings, default_instance_id
 from ._sources import env_prefix
 from ._tasks import stop_tasks
@@ -171,6 +178,7 @@ __all__ = [
     "parse_applied_topic",
     "parse_updated_topic",
     "prometheus_collector",
+    "reencrypt_secrets",
     "report_request_topic",
     "sanitize_name",
     "save_data_key",

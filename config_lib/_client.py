@@ -159,6 +159,10 @@ class ConfigLibrary(Generic[M]):
         # The trust store file, when loaded from settings: reloaded when it changes, so a
         # new signing key can be trusted without a restart (key rotation).
         self._trust_file: Path | None = None
+        # The data key file, when loaded from settings: reloaded when it changes (master
+        # key rotation); keys already loaded are kept for what was encrypted with them.
+        self._data_key_file: Path | None = None
+        self._data_key_stamp: tuple[int, int, int] | None = None
         self._trust_stamp: tuple[int, int, int] | None = None
         # The position in force once its LKG write and report are done (what waiters see).
         self._settled: Position | None = None
@@ -337,11 +341,12 @@ class ConfigLibrary(Generic[M]):
             self._trust_file = self.settings.trust_path()
             self._trust_stamp = _file_stamp(self._trust_file)
             trust = self.settings.load_trust()
-        data_keys = (
-            self._data_keys
-            if self._data_keys is not None
-            else self.settings.load_data_keys(self.service)
-        )
+        if self._data_keys is not None:
+            data_keys = self._data_keys
+        else:
+            self._data_key_file = self.settings.data_key_path(self.service)
+            self._data_key_stamp = _file_stamp(self._data_key_file)
+            data_keys = self.settings.load_data_keys(self.service)
         pipeline = ConfigPipeline(
             service=self.service,
             model=self.model,
@@ -858,6 +863,7 @@ class ConfigLibrary(Generic[M]):
             return
         raw = payload if isinstance(payload, bytes) else str(payload).encode()
         self._refresh_trust(state.pipeline)
+        self._refresh_data_keys(state.pipeline)
         try:
             async with self._apply_lock:
                 if self._holding:
@@ -1184,6 +1190,35 @@ class ConfigLibrary(Generic[M]):
             self.service,
             ",".join(trust),
             extra={"service": self.service, "trust_store": str(path), "keys": list(trust)},
+        )
+
+    def _refresh_data_keys(self, pipeline: ConfigPipeline[M]) -> None:
+        """Reload the data key file if it changed; keep the keys loaded before as well."""
+        path = self._data_key_file
+        if path is None:
+            return
+        stamp = _file_stamp(path)
+        if stamp == self._data_key_stamp:
+            return
+        self._data_key_stamp = stamp
+        try:
+            loaded = self.settings.load_data_keys(self.service)
+        except KeyFileError as exc:
+            logger.warning(
+                "data key file changed but cannot be loaded, keeping the previous keys: "
+                "service=%s error=%s",
+                self.service,
+                exc,
+                extra={"service": self.service},
+            )
+            return
+        known = {k.key_id for k in loaded}
+        pipeline.data_keys = (*loaded, *(k for k in pipeline.data_keys if k.key_id not in known))
+        logger.info(
+            "data keys reloaded: service=%s keys=%s",
+            self.service,
+            ",".join(k.key_id for k in pipeline.data_keys),
+            extra={"service": self.service},
         )
 
     # -- helpers --------------------------------------------------------------------

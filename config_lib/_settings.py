@@ -155,12 +155,26 @@ class LibrarySettings(BaseSettings):
         lkg = self.lkg_path(service)
         return None if lkg is None else lkg.with_name(f"{validate_name(service)}.keyset.json")
 
+    def data_key_path(self, service: str) -> Path:
+        return (
+            self.data_key or self.data_dir / "keys" / "services" / f"{validate_name(service)}.key"
+        )
+
     def load_data_keys(self, service: str) -> list[DataKey]:
-        """The service's data key, or none if no file is configured and the default is absent."""
-        if self.data_key is not None:
-            return [load_data_key(self.data_key, service)]
-        default = self.data_dir / "keys" / "services" / f"{validate_name(service)}.key"
-        return [load_data_key(default, service)] if default.exists() else []
+        """The service's data key, or none if no file is configured and the default is absent.
+
+        After a master-key rotation the previous key sits beside it as
+        ``<name>.previous.key`` (the LKG file may still hold secrets encrypted with it);
+        it is loaded too.
+        """
+        path = self.data_key_path(service)
+        if self.data_key is None and not path.exists():
+            return []
+        keys = [load_data_key(path, service)]
+        previous = path.with_name(f"{path.stem}.previous.key")
+        if previous.exists():
+            keys.append(load_data_key(previous, service))
+        return keys
 
     def endpoint(self, service: str) -> MqttEndpoint | None:
         """Broker endpoint; the user name defaults to the service name. None: no broker."""

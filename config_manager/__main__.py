@@ -137,6 +137,7 @@ def _keys(args: argparse.Namespace) -> int:
         create_root,
         current_keyset,
         load_root,
+        rotate_master,
         rotate_signing,
         sign_new_keyset,
     )
@@ -163,6 +164,19 @@ def _keys(args: argparse.Namespace) -> int:
             print(f"keys: {', '.join(keyset.key_ids)}")
             if keyset.void_epochs_from is not None:
                 print(f"void epochs from: {keyset.void_epochs_from}")
+            return 0
+        if command == "rotate-master":
+            done = rotate_master(settings)
+            print(
+                f"master key {done.old_key_id} -> {done.new_key_id} (old one kept in keys/retired/)"
+            )
+            for service, version in sorted(done.versions.items()):
+                print(f"  {service}: secrets re-encrypted as version {version}")
+            print(
+                f"{len(done.data_key_files)} service data key files replaced (the old key "
+                "kept as <service>.previous.key): give them to the services, then start the "
+                "manager; it publishes the new versions"
+            )
             return 0
         root = load_root(settings, args.root_key)
         if command == "sign-keyset":
@@ -272,6 +286,10 @@ def _parser() -> argparse.ArgumentParser:
             default=90.0,
             help="validity of the new keyset (default 90 days)",
         )
+    keys_sub.add_parser(
+        "rotate-master",
+        help="new master key: every stored secret re-encrypted as a new version (manager stopped)",
+    )
     sign.add_argument(
         "--drop", action="append", metavar="KEY_ID", help="leave this key out (repeatable)"
     )

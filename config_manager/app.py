@@ -45,7 +45,13 @@ from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
 from .events import EventHub
 from .instances import InstanceTracker
-from .keyring import KeyRing, KeyWatcher, SigningState, load_signing_state
+from .keyring import (
+    KeyRing,
+    KeyWatcher,
+    SigningState,
+    load_signing_state,
+    retired_master_files,
+)
 from .lockfile import database_lock, hold_lock
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware, ServerTimingMiddleware
@@ -90,7 +96,10 @@ def _load_keys(settings: ManagerSettings) -> KeyRing:
             f"the signing key {signing.key_id} is not in the trust store "
             f"{settings.trust_store_file}: services would refuse every config"
         )
-    return KeyRing(signing, state.trust(trust), master, keyset=state.keyset)
+    retired = [load_master_key(path) for path in retired_master_files(settings.master_key_file)]
+    return KeyRing(
+        signing, state.trust(trust), master, keyset=state.keyset, retired_masters=retired
+    )
 
 
 def create_app(

@@ -11,7 +11,10 @@ Each function raises :class:`KeyOpError` with a one-line message on bad input.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,22 +26,31 @@ from config_lib import (
     Keyset,
     SigningKey,
     TrustStore,
+    derive_data_key,
+    is_encrypted,
+    load_master_key,
     load_signing_key,
+    reencrypt_secrets,
+    save_data_key,
     sign_keyset,
     verify_keyset,
     write_atomic,
 )
 
 from .db import audit_sync, connect_sync, migrate
+from .keyring import retired_master_files
+from .lockfile import LockHeld, database_lock, hold_lock, lock_holder
 from .settings import ManagerSettings
 
 __all__ = [
     "DEFAULT_KEYSET_DAYS",
     "KeyOpError",
     "KeysetPlan",
+    "MasterRotation",
     "create_root",
     "current_keyset",
     "load_root",
+    "rotate_master",
     "rotate_signing",
     "sign_new_keyset",
 ]
@@ -229,3 +241,120 @@ def rotate_signing(
         {"from": old.key_id, "to": new.key_id, "keyset_version": plan.keyset.version},
     )
     return KeysetPlan(plan.keyset, new.key_id)
+
+
+@dataclass(frozen=True)
+class MasterRotation:
+    """What ``rotate_master`` did."""
+
+    old_key_id: str
+    new_key_id: str
+    versions: dict[str, int]  # service -> the new version holding its re-encrypted secrets
+    data_key_files: list[Path]
+
+
+def _master_id(master: bytes) -> str:
+    """A short, non-secret id of a master key (its data-key id for a fixed label)."""
+    return derive_data_key(master, "master-key-id").key_id
+
+
+def _has_secret(values: object) -> bool:
+    if is_encrypted(values):
+        return True
+    if isinstance(values, dict):
+        return any(_has_secret(v) for v in values.values())
+    if isinstance(values, list):
+        return any(_has_secret(v) for v in values)
+    return False
+
+
+def rotate_master(settings: ManagerSettings) -> MasterRotation:
+    """A new master key: every current config holding secrets is stored again as a new
+    version with its secrets re-encrypted (published by the manager's outbox at its next
+    start), and every service's data key file is replaced (the old one is kept as
+    ``<service>.previous.key`` so services still read what they hold). The old master key
+    moves to ``keys/retired/``: the immutable history stays readable with it.
+
+    The manager must be stopped (it holds the database and the key in memory).
+    """
+    db = settings.db_file
+    lock = database_lock(db)
+    holder = lock_holder(lock)
+    if holder is not None:
+        raise KeyOpError(
+            f"{LockHeld(f'the database {db}', lock, holder)}: stop the manager first "
+            "(services keep running on their configs meanwhile)"
+        )
+    try:
+        old = load_master_key(settings.master_key_file)
+    except KeyFileError as exc:
+        raise KeyOpError(str(exc)) from None
+    retired = [load_master_key(path) for path in retired_master_files(settings.master_key_file)]
+    new = os.urandom(32)
+    old_id, new_id = _master_id(old), _master_id(new)
+    with hold_lock(lock, f"the database {db}"):
+        migrate(db)
+        # 1. The old key is kept (decrypt-only) before anything is encrypted with the new
+        #    one, and the new one is in place before the database refers to it: a crash at
+        #    any point leaves every stored secret readable.
+        archive = settings.master_key_file.parent / "retired" / f"master-{old_id}.key"
+        write_atomic(archive, base64.b64encode(old) + b"\n", overwrite=False)
+        write_atomic(settings.master_key_file, base64.b64encode(new) + b"\n")
+        # 2. Services' data keys: the new one, and the old one beside it.
+        versions = asyncio.run(_reencrypt(settings, old, retired, new, old_id, new_id))
+        files = _write_data_keys(settings, old, new, versions)
+    return MasterRotation(old_id, new_id, versions, files)
+
+
+def _write_data_keys(
+    settings: ManagerSettings, old: bytes, new: bytes, versions: dict[str, int]
+) -> list[Path]:
+    folder = settings.data_dir / "keys" / "services"
+    services = {p.name.removesuffix(".key") for p in folder.glob("*.key")}
+    services = {s for s in services if not s.endswith(".previous")} | set(versions)
+    written: list[Path] = []
+    for service in sorted(services):
+        path = settings.data_key_file(service)
+        previous = path.with_name(f"{service}.previous.key")
+        save_data_key(previous, derive_data_key(old, service), overwrite=True)
+        save_data_key(path, derive_data_key(new, service), overwrite=True)
+        written.append(path)
+    return written
+
+
+async def _reencrypt(
+    settings: ManagerSettings,
+    old: bytes,
+    retired: list[bytes],
+    new: bytes,
+    old_id: str,
+    new_id: str,
+) -> dict[str, int]:
+    from .store import AuditEntry, ConfigStore, NewVersion
+
+    async with ConfigStore(settings.db_file) as store:
+        changes = []
+        for current in await store.current_all():
+            if not _has_secret(current.values):
+                continue
+            service = current.service
+            keys = [derive_data_key(m, service) for m in (old, *retired)]
+            values = reencrypt_secrets(
+                current.values, service=service, keys=keys, key=derive_data_key(new, service)
+            )
+            changes.append(NewVersion(service, current.version, values))
+        audit = AuditEntry(
+            actor="cli",
+            action="keys.master.rotate",
+            detail={
+                "from": old_id,
+                "to": new_id,
+                "services": [c.service for c in changes],
+            },
+        )
+        if changes:
+            stored = await store.write(changes, actor="cli", audit=[audit])
+        else:
+            stored = []
+            await store.add_audit(audit)
+    return {v.service: v.version for v in stored}

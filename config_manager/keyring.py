@@ -29,26 +29,50 @@ from config_lib import (
     verify_keyset,
 )
 
-__all__ = ["KeyRing", "KeyWatcher", "SigningState", "load_signing_state"]
+__all__ = [
+    "KeyRing",
+    "KeyWatcher",
+    "SigningState",
+    "load_signing_state",
+    "retired_master_files",
+]
 
 _log = logging.getLogger(__name__)
 
 
 @dataclass
 class KeyRing:
-    """Signing key, trust store and master key; data keys are derived on first use."""
+    """Signing key, trust store and master key; data keys are derived on first use.
+
+    ``retired_masters`` are master keys replaced by ``keys rotate-master``: never used to
+    encrypt, only to read the versions stored before the rotation (the hash-chained
+    history is immutable, so its ciphertext stays as it was written).
+    """
 
     signing: SigningKey
     trust: TrustStore
     master: bytes = field(repr=False)
     keyset: Keyset | None = None
+    retired_masters: list[bytes] = field(default_factory=list, repr=False)
     _data_keys: dict[str, DataKey] = field(default_factory=dict, repr=False)
 
     def data_key(self, service: str) -> DataKey:
+        """The key new secrets of ``service`` are encrypted with."""
         key = self._data_keys.get(service)
         if key is None:
             key = self._data_keys[service] = derive_data_key(self.master, service)
         return key
+
+    def decrypt_keys(self, service: str) -> list[DataKey]:
+        """Every data key a stored secret of ``service`` may be encrypted with."""
+        return [self.data_key(service)] + [
+            derive_data_key(m, service) for m in self.retired_masters
+        ]
+
+
+def retired_master_files(master_file: Path) -> list[Path]:
+    """Master keys replaced by a rotation: ``<keys>/retired/master-*.key``."""
+    return sorted((master_file.parent / "retired").glob("master-*.key"))
 
 
 @dataclass(frozen=True)

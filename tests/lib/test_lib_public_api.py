@@ -40,7 +40,7 @@ EXPECTED = {
     "DataKey", "SigningKey", "TrustStore", "derive_data_key", "key_id_for", "load_data_key",
     "load_master_key", "load_or_create_master_key", "load_or_create_signing_key",
     "load_signing_key", "save_data_key", "MASK", "decrypt_secrets", "encrypt_secrets",
-    "is_encrypted", "mask_secrets",
+    "is_encrypted", "mask_secrets", "reencrypt_secrets",
     # topics, transport, files
     "applied_topic", "applied_wildcard", "parse_applied_topic", "parse_updated_topic",
     "report_request_topic", "updated_topic", "validate_name", "sanitize_name", "NAME_ALPHABET",

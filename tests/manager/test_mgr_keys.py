@@ -9,7 +9,9 @@ it refused. Bad command-line input gets one line, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,9 @@ from config_lib import (
     SigningKey,
     TrustStore,
     encrypt_secrets,
+    load_data_key,
     load_signing_key,
+    save_data_key,
     sign_envelope,
     updated_topic,
 )
@@ -183,3 +187,96 @@ def test_configctl_keys_shows_the_keyset_in_force_without_a_root_key(
         ).json()
     assert body["keyset"] is None
     assert len(body["signing_key_id"]) == 16
+
+
+PLAIN = "sk-Plaintext-Walrus-4711"  # must never appear in the database file
+
+
+def _db_bytes(data: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in data.glob("manager.db*"))
+
+
+async def test_master_key_rotation_reencrypts_and_services_still_decrypt(
+    manager_factory: Callable[..., RunningManager],
+    broker: Any,
+    keys: Any,
+    service_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = tmp_path / "data"
+    write_keys(data, keys)
+    key_file = data / "keys" / "services" / f"{service_name}.key"
+    save_data_key(key_file, keys.data_key(service_name))
+    models = {service_name: DemoConfig}
+    manager = manager_factory(mqtt_url=broker.url("manager"), models=models, data_dir=data)
+    async with manager.client("editor") as http:
+        body = {"rate": 22050, "api_key": PLAIN}
+        assert (await put(http, service_name, body, 0)).status_code == 200
+    library = ConfigLibrary(
+        service=service_name,
+        model=DemoConfig,
+        # The service reads its data key file from the data directory (reloaded on change).
+        settings=LibrarySettings(data_dir=data, lkg_dir=tmp_path / "lkg", initial_wait=3.0),
+        trust=keys.trust,
+        endpoint=broker.endpoint(service_name),
+        instance_id="master-1",
+    )
+    async with library as running:
+        await running.wait_for_version(1)
+        manager.stop()
+        capsys.readouterr()
+
+        # (a command line: its own event loop, so off this test's loop)
+        assert await asyncio.to_thread(_keys, data, "rotate-master") == 0
+        printed = capsys.readouterr().out
+        assert f"{service_name}: secrets re-encrypted as version 2" in printed
+        new_key = load_data_key(key_file, service_name)
+        assert new_key.key_id != keys.data_key(service_name).key_id
+        assert (data / "keys" / "retired").is_dir()
+
+        # The manager starts again and publishes version 2; the running service reloads
+        # its data key file and decrypts it.
+        manager = manager_factory(
+            mqtt_url=broker.url("manager"), models=models, data_dir=data, tokens=manager.tokens
+        )
+        current = await running.wait_for_version(2)
+        assert current.api_key.get_secret_value() == PLAIN
+        assert running.metrics.rejected == {}
+
+        # The stored secret kept through a masked write (decrypted with the new key), then
+        # version 1 (old key, immutable history) restored: its secret is still readable.
+        async with manager.client("editor") as http:
+            body = {"rate": 32000, "api_key": "**********"}
+            assert (await put(http, service_name, body, 2)).status_code == 200
+            resp = await http.post(
+                f"/api/v1/configs/{service_name}/rollback",
+                json={"to_version": 1},
+                headers={"If-Match": "3"},
+            )
+            assert resp.status_code == 200, resp.text
+        restored = await running.wait_for_version(4)
+        assert restored.rate == 22050
+        assert restored.api_key.get_secret_value() == PLAIN
+
+    manager.stop()
+    stored = _db_bytes(data)
+    assert PLAIN.encode() not in stored
+    conn = sqlite3.connect(data / "manager.db")
+    rows = conn.execute(
+        "SELECT version, values_json FROM versions WHERE service = ? ORDER BY version",
+        (service_name,),
+    ).fetchall()
+    actions = [r[0] for r in conn.execute("SELECT action FROM audit").fetchall()]
+    conn.close()
+    key_ids = {v: json.loads(doc)["api_key"]["key_id"] for v, doc in rows}
+    assert key_ids[1] == keys.data_key(service_name).key_id
+    assert key_ids[2] == key_ids[3] == key_ids[4] == new_key.key_id
+    assert "keys.master.rotate" in actions
+
+
+def test_master_key_rotation_refuses_while_the_manager_runs(
+    manager: RunningManager, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _keys(manager.data_dir, "rotate-master") == 1
+    assert "stop the manager first" in _one_line(capsys)
