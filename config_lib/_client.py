@@ -48,6 +48,7 @@ from ._exceptions import (
     NoConfig,
     NotAuthorised,
     ServiceRetired,
+    VoidEpoch,
 )
 from ._files import write_atomic
 from ._freshness import FreshnessGate, FreshnessRecord, FreshnessState, verify_freshness
@@ -355,6 +356,8 @@ class ConfigLibrary(Generic[M]):
             limits=self.settings.limits,
         )
         self._state = self._initial_state(pipeline)
+        if self._keyset is not None and self._keyset.void_epochs_from is not None:
+            self._void(self._keyset.void_epochs_from)
         self._settled = self._state.position
         for callback in self._pending_callbacks:
             self._state.on_change(callback)
@@ -524,6 +527,8 @@ class ConfigLibrary(Generic[M]):
         async with self._apply_lock:
             self._keyset = keyset
             state.pipeline.trust = keyset.trust
+            if keyset.void_epochs_from is not None:
+                self._void(keyset.void_epochs_from)
             if self._keyset_path is not None:
                 try:
                     await asyncio.to_thread(write_atomic, self._keyset_path, raw, mode=0o600)
@@ -543,6 +548,22 @@ class ConfigLibrary(Generic[M]):
             keyset.expires_at.isoformat(),
             extra={**self._log_fields(), "keyset_version": keyset.version},
         )
+
+    def _void(self, from_epoch: int) -> None:
+        """The root-signed floor reset: positions at epochs >= ``from_epoch`` are void."""
+        state = self._require_state()
+        if state.void_from != from_epoch:
+            logger.warning(
+                "epochs from %s declared void by the root (floor reset): service=%s "
+                "version_in_force=%s epoch_in_force=%s",
+                from_epoch,
+                self.service,
+                state.version,
+                state.epoch,
+                extra=self._log_fields(),
+            )
+        state.void_from = from_epoch
+        self._gate.void(from_epoch)
 
     async def _resigned(self, raw: bytes) -> None:
         """A duplicate with other bytes: if it is the config in force re-signed (same
@@ -881,6 +902,8 @@ class ConfigLibrary(Generic[M]):
                 self._changed.notify_all()
 
     def _check_fresh(self, envelope: Envelope) -> None:
+        if self._require_state().voided(envelope.epoch):
+            raise VoidEpoch(f"epoch {envelope.epoch} is void (the keyset's floor reset)")
         self._gate.check(envelope, datetime.now(UTC))
 
     async def _hold(self, raw: bytes) -> None:
@@ -949,6 +972,8 @@ class ConfigLibrary(Generic[M]):
         self._metrics.records_received += 1
         try:
             record = verify_freshness(raw, trust=state.pipeline.trust, service=self.service)
+            if state.voided(record.epoch):
+                raise VoidEpoch(f"freshness record at void epoch {record.epoch} (floor reset)")
             self._gate.offer(record, datetime.now(UTC))
         except ConfigLibError as exc:
             self._metrics.records_rejected[exc.reason] += 1

@@ -269,6 +269,13 @@ class FreshnessGate:
             self.floor = record.position
         return record
 
+    def void(self, from_epoch: int) -> None:
+        """The root's floor reset: forget a kept record and a floor at a void epoch."""
+        if self.floor is not None and self.floor[0] >= from_epoch:
+            self.floor = None
+        if self.record is not None and self.record.epoch >= from_epoch:
+            self.record = None
+
     def fresh_record(self, now: datetime) -> FreshnessRecord | None:
         """The kept record if it has not expired."""
         record = self.record

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from ._change import ConfigChange, ConfigSource, changed_fields
 from ._envelope import Envelope, Position
-from ._exceptions import ConfigLibError, Duplicate, ServiceRetired
+from ._exceptions import ConfigLibError, Duplicate, ServiceRetired, VoidEpoch
 from ._metrics import ConfigMetrics
 from ._pipeline import Accepted, ConfigPipeline
 
@@ -70,6 +70,9 @@ class ConfigState(Generic[M]):
         self.source: ConfigSource = source
         self.position = position
         self.retired_at: Position | None = None  # the tombstone's position, once retired
+        # The keyset's floor reset: positions at epochs >= this are void (never applied,
+        # and no longer a replay floor).
+        self.void_from: int | None = None
         self.metrics = metrics or ConfigMetrics()
         # A tuple replaced on every change: registering from another thread (the threaded
         # adapter) never races with an apply iterating over it.
@@ -82,6 +85,9 @@ class ConfigState(Generic[M]):
     @property
     def epoch(self) -> int | None:
         return None if self.position is None else self.position[0]
+
+    def voided(self, epoch: int) -> bool:
+        return self.void_from is not None and epoch >= self.void_from
 
     def on_change(self, callback: ChangeCallback[M]) -> Callable[[], None]:
         """Register ``callback``; returns the function that unregisters it."""
@@ -105,7 +111,14 @@ class ConfigState(Generic[M]):
             last = self.position
             if self.retired_at is not None and (last is None or last < self.retired_at):
                 last = self.retired_at  # after a tombstone only a newer config counts
+            if last is not None and self.voided(last[0]):
+                last = None  # a void position (floor reset) orders nothing
             accepted = self.pipeline.accept(raw, last=last)
+            if self.voided(accepted.envelope.epoch):
+                raise VoidEpoch(
+                    f"epoch {accepted.envelope.epoch} is void (the keyset's floor reset voids "
+                    f"epochs from {self.void_from})"
+                )
             if check is not None:
                 check(accepted.envelope)
         except Duplicate as exc:

@@ -137,6 +137,7 @@ def _keys(args: argparse.Namespace) -> int:
         create_root,
         current_keyset,
         load_root,
+        reset_epoch,
         rotate_master,
         rotate_signing,
         sign_new_keyset,
@@ -185,6 +186,15 @@ def _keys(args: argparse.Namespace) -> int:
             )
         elif command == "rotate-signing":
             plan = rotate_signing(settings, root, expires_days=args.expires_days)
+        elif command == "reset-epoch":
+            reset = reset_epoch(
+                settings, root, void_from=args.void_from, expires_days=args.expires_days
+            )
+            plan = reset.plan
+            before, after = reset.db_epoch
+            print(f"epochs from {args.void_from} are void for every service")
+            if before != after:
+                print(f"database epoch {before} -> {after}")
         else:  # pragma: no cover - argparse restricts the choices
             return 2
     except KeyOpError as exc:
@@ -278,7 +288,19 @@ def _parser() -> argparse.ArgumentParser:
     rotate = keys_sub.add_parser(
         "rotate-signing", help="new signing key: keyset lists new and old, configs re-signed"
     )
-    for p in (sign, rotate):
+    reset = keys_sub.add_parser(
+        "reset-epoch",
+        help="root-signed epoch floor reset: epochs from --void-from on are void, so the "
+        "fleet applies this database's configs again (no LKG file touched)",
+    )
+    reset.add_argument(
+        "--void-from",
+        type=int,
+        required=True,
+        metavar="EPOCH",
+        help="the lowest bad epoch (the fleet's too-high epoch, e.g. from /sync)",
+    )
+    for p in (sign, rotate, reset):
         p.add_argument("--root-key", type=Path, required=True, help=root_help)
         p.add_argument(
             "--expires-days",

@@ -161,7 +161,7 @@ def create_app(
                     ),
                     services=lambda: list(reg),
                     trust=keys.trust,
-                    keyset=keys.keyset.raw if keys.keyset is not None else None,
+                    keyset=keys.keyset,
                 )
             )
 

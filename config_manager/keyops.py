@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -44,12 +45,14 @@ from .settings import ManagerSettings
 
 __all__ = [
     "DEFAULT_KEYSET_DAYS",
+    "EpochReset",
     "KeyOpError",
     "KeysetPlan",
     "MasterRotation",
     "create_root",
     "current_keyset",
     "load_root",
+    "reset_epoch",
     "rotate_master",
     "rotate_signing",
     "sign_new_keyset",
@@ -358,3 +361,63 @@ async def _reencrypt(
             stored = []
             await store.add_audit(audit)
     return {v.service: v.version for v in stored}
+
+
+@dataclass(frozen=True)
+class EpochReset:
+    """What ``reset_epoch`` did."""
+
+    plan: KeysetPlan
+    db_epoch: tuple[int, int]  # (before, after)
+
+
+def reset_epoch(
+    settings: ManagerSettings,
+    root: SigningKey,
+    *,
+    void_from: int,
+    expires_days: float = DEFAULT_KEYSET_DAYS,
+) -> EpochReset:
+    """The root-signed epoch floor reset: a keyset declaring epochs from ``void_from`` on
+    void. Services then apply what this database publishes again, whatever bad (too
+    high) epoch they hold, without touching their LKG files; a replay of anything signed
+    at a void epoch is refused (``void_epoch``).
+
+    The database's epoch must be below ``void_from``; if it is not (a read-back raised it),
+    it is set to the clock's (the manager must then be stopped).
+    """
+    from config_lib import MAX_POSITION
+
+    from .db import read_epoch_sync
+
+    if not 1 <= void_from <= MAX_POSITION:
+        raise KeyOpError("--void-from must be an epoch from 1 to 2^48-1")
+    migrate(settings.db_file)
+    conn = connect_sync(settings.db_file)
+    try:
+        before = after = read_epoch_sync(conn)
+        if before >= void_from:
+            lock = database_lock(settings.db_file)
+            holder = lock_holder(lock)
+            if holder is not None:
+                raise KeyOpError(
+                    f"the database's epoch {before} is in the range to void: "
+                    f"{LockHeld(f'the database {settings.db_file}', lock, holder)}: stop the "
+                    "manager first so that its epoch can move below it"
+                )
+            after = int(time.time())
+            if after >= void_from:
+                raise KeyOpError(
+                    f"--void-from {void_from} is not above the clock ({after}): the database's "
+                    "epoch could not move below it"
+                )
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(after),))
+    finally:
+        conn.close()
+    plan = sign_new_keyset(settings, root, expires_days=expires_days, void_epochs_from=void_from)
+    _audit(
+        settings,
+        "keys.epoch.reset",
+        {"void_from": void_from, "keyset_version": plan.keyset.version, "epoch": [before, after]},
+    )
+    return EpochReset(plan, (before, after))

@@ -118,7 +118,7 @@ class OutboxPublisher:
         limits: PublisherLimits = PublisherLimits(),
         services: Callable[[], Iterable[str]] | None = None,
         trust: TrustStore | None = None,
-        keyset: bytes | None = None,
+        keyset: Keyset | None = None,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
@@ -140,7 +140,12 @@ class OutboxPublisher:
         self._published: dict[str, tuple[int, int, bytes]] = {}
         self._services = services  # registered services: a record even before any config
         self._trust = trust if trust is not None else TrustStore([signing_key.public_key])
-        self._keyset = keyset  # the root-signed keyset's exact bytes, published as they are
+        # The root-signed keyset's exact bytes (published as they are) and its floor reset:
+        # positions at epochs >= void_from are not the fleet's (read-back ignores them).
+        self._keyset = keyset.raw if keyset is not None else None
+        self._void_from = keyset.void_epochs_from if keyset is not None else None
+        if self._void_from is not None:
+            store.void_from = self._void_from
         self._rotation: tuple[SigningKey, Keyset | None, TrustStore] | None = None
         self.rotated = asyncio.Event()  # set when a rotation has been published
         self._last_signed: dict[str, tuple[int, int]] = {}  # service -> (epoch, version)
@@ -232,11 +237,17 @@ class OutboxPublisher:
         self._key, self._trust = key, trust
         if keyset is not None:
             self._keyset = keyset.raw
+            self._void_from = self._store.void_from = keyset.void_epochs_from
+            floor = self._store.fleet_floor
+            if self._void_from is not None and floor is not None and floor >= self._void_from:
+                self._store.fleet_floor = self.fleet_epoch = None  # the void range's
             await self._publish_keyset(client)
         # Everything signed so far is signed again under the new key (same positions).
+        # Their records go first: a service holding a position receives the record naming
+        # the new bytes before the bytes themselves (else digest_mismatch).
         self._presigned.clear()
         self._published.clear()
-        await self._republish_current(client)
+        await self._republish_current(client, records_first=True)
         _log.warning(
             "signing key rotated: %s -> %s (keyset version %s); current configs re-signed",
             old,
@@ -413,10 +424,18 @@ class OutboxPublisher:
                 await self._mark_acknowledged()
 
     async def _publish_batch(
-        self, client: aiomqtt.Client, versions: Sequence[StoredVersion]
+        self,
+        client: aiomqtt.Client,
+        versions: Sequence[StoredVersion],
+        *,
+        records_first: bool = False,
     ) -> None:
         epoch = await self._store.epoch()
         signed = [(v, self._envelope(v, epoch)) for v in versions]
+        if records_first:
+            await self._publish_records(
+                client, {v.service: (v.version, epoch, payload) for v, payload in signed}
+            )
         # Tasks start in creation order and each hands its message to the client before its
         # first await, so messages leave in version order while PUBACKs are awaited together.
         async with asyncio.TaskGroup() as group:
@@ -429,7 +448,8 @@ class OutboxPublisher:
             done = self._published.get(v.service)
             if done is None or (epoch, v.version) >= (done[1], done[0]):
                 self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
-        await self._publish_records(client, changed)
+        if not records_first:
+            await self._publish_records(client, changed)
 
     async def _readback_epoch(self, client: aiomqtt.Client) -> None:
         """Raise the database's epoch above any newer position of our own on the broker."""
@@ -484,14 +504,19 @@ class OutboxPublisher:
         try:
             if topic == updated_topic(service):
                 env = verify_envelope(payload, trust=self._trust, service=service)
-                return env.position
-            record = verify_freshness(payload, trust=self._trust, service=service)
-            return (record.epoch, record.version)
+                found = env.position
+            else:
+                record = verify_freshness(payload, trust=self._trust, service=service)
+                found = (record.epoch, record.version)
         except ConfigLibError as exc:
             _log.warning(
                 "ignoring a retained message on %s that is not ours (%s)", topic, exc.reason
             )
             return None
+        if self._void_from is not None and found[0] >= self._void_from:
+            _log.info("ignoring a retained message on %s at void epoch %d", topic, found[0])
+            return None
+        return found
 
     async def _publish_records(
         self, client: aiomqtt.Client, entries: dict[str, tuple[int, int, bytes]]
@@ -599,10 +624,12 @@ class OutboxPublisher:
             return
         self._db_backoff.reset()
 
-    async def _republish_current(self, client: aiomqtt.Client) -> None:
+    async def _republish_current(
+        self, client: aiomqtt.Client, *, records_first: bool = False
+    ) -> None:
         current = await self._store.current_all()  # retired services left out
         if current:
-            await self._publish_batch(client, current)
+            await self._publish_batch(client, current, records_first=records_first)
             self._metrics.published.labels(kind="republish").inc(len(current))
         tombstones = self._store.tombstones()
         if tombstones:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from config_lib import (
     SigningKey,
     TrustStore,
     encrypt_secrets,
+    freshness_topic,
     load_data_key,
     load_signing_key,
     save_data_key,
@@ -36,6 +38,7 @@ from config_lib import (
     updated_topic,
 )
 from config_manager.__main__ import main
+from config_manager.db import migrate
 
 
 def _keys(data: Path, *args: str) -> int:
@@ -280,3 +283,94 @@ def test_master_key_rotation_refuses_while_the_manager_runs(
 ) -> None:
     assert _keys(manager.data_dir, "rotate-master") == 1
     assert "stop the manager first" in _one_line(capsys)
+
+
+YEAR = 365 * 24 * 3600
+
+
+async def test_root_signed_floor_reset_brings_back_a_fleet_whose_epoch_is_too_high(
+    manager_factory: Callable[..., RunningManager],
+    broker: Any,
+    keys: Any,
+    service_name: str,
+    tmp_path: Path,
+) -> None:
+    """A manager whose clock ran a year ahead; its database and the broker's retained
+    store are then lost. The recreated database (right clock, lower epoch) is refused as a
+    rollback until the operator's root-signed reset; then every instance, running or
+    restarted from its untouched LKG file, applies it, and a replay of the old epoch is
+    refused."""
+    ahead = int(time.time()) + YEAR
+    data = tmp_path / "data"
+    write_keys(data, keys)
+    root_file = tmp_path / "offline" / "root.pem"
+    assert _keys(data, "create-root", "--root-key", str(root_file)) == 0
+    assert _keys(data, "sign-keyset", "--root-key", str(root_file)) == 0
+    migrate(data / "manager.db")
+    conn = sqlite3.connect(data / "manager.db")
+    with conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(ahead),))
+    conn.close()
+    models = {service_name: DemoConfig}
+    old = manager_factory(
+        mqtt_url=broker.url("manager"), models=models, data_dir=data, keys_poll_s=0.05
+    )
+    async with old.client("editor") as http:
+        assert (await put(http, service_name, {"rate": 22050}, 0)).status_code == 200
+    root = TrustStore.load(data / "keys" / "root-public.pem")
+
+    def library(name: str) -> ConfigLibrary[DemoConfig]:
+        return ConfigLibrary(
+            service=service_name,
+            model=DemoConfig,
+            settings=LibrarySettings(data_dir=tmp_path / name, initial_wait=3.0, fresh_wait=10.0),
+            root=root,
+            data_keys=[keys.data_key(service_name)],
+            endpoint=broker.endpoint(service_name),
+            instance_id=name,
+        )
+
+    async with library("later") as later:  # will be restarted from its LKG file
+        await later.wait_for_version(1, epoch=ahead)
+    lkg_later = tmp_path / "later" / "lkg" / f"{service_name}.json"
+    lkg_later_bytes = lkg_later.read_bytes()
+    async with library("running") as running:
+        await running.wait_for_version(1, epoch=ahead)
+        bad_epoch_envelope = (tmp_path / "running" / "lkg" / f"{service_name}.json").read_bytes()
+        old.stop()
+        for path in data.glob("manager.db*"):
+            path.unlink()  # the database is lost...
+        async with aiomqtt.Client(**broker.endpoint("manager").client_kwargs()) as client:
+            for topic in (updated_topic(service_name), freshness_topic(service_name)):
+                await client.publish(topic, b"", qos=1, retain=True)  # ...and the broker's store
+        new = manager_factory(
+            mqtt_url=broker.url("manager"), models=models, data_dir=data, keys_poll_s=0.05
+        )
+        async with new.client("editor") as http:
+            resp = await put(http, service_name, {"rate": 44100}, 0)
+        assert resp.status_code == 200, resp.text
+        epoch = resp.json()["epoch"]
+        assert epoch < ahead
+        await eventually(lambda: _true(running.metrics.rejected["rollback"] >= 1))
+        assert running.epoch == ahead  # refused: the fleet holds a higher epoch
+
+        # The operator's root-signed reset, picked up by the running manager.
+        reset = ["reset-epoch", "--root-key", str(root_file), "--void-from", str(ahead)]
+        assert await asyncio.to_thread(_keys, data, *reset) == 0
+        await running.wait_for_keyset(2)
+        await eventually(lambda: _true(running.epoch == epoch))
+        assert running.current.rate == 44100
+
+        # A replay of the void epoch is refused.
+        async with aiomqtt.Client(**broker.endpoint("manager").client_kwargs()) as client:
+            await client.publish(updated_topic(service_name), bad_epoch_envelope, qos=1)
+        await eventually(lambda: _true(running.metrics.rejected["void_epoch"] >= 1))
+        assert running.epoch == epoch
+
+    # An instance restarted from its LKG file (not touched) follows too.
+    assert lkg_later.read_bytes() == lkg_later_bytes
+    async with library("later") as restarted:
+        await eventually(lambda: _true(restarted.epoch == epoch))
+        assert restarted.current.rate == 44100
+    async with aiomqtt.Client(**broker.endpoint("manager").client_kwargs()) as client:
+        await client.publish("config/keyset", b"", qos=1, retain=True)
