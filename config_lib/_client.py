@@ -336,6 +336,10 @@ class ConfigLibrary(Generic[M]):
             self._root = TrustStore.load(root_file)
         if self._root is not None:
             trust = self._load_keyset(self._root)
+            if self._keyset is None:
+                # No keyset yet (a service moving to a root key): the trust store it had
+                # verifies its LKG file until the first keyset replaces it.
+                trust = self._trust or self._fallback_trust()
         elif self._trust is not None:
             trust = self._trust
         else:
@@ -496,6 +500,15 @@ class ConfigLibrary(Generic[M]):
                     extra={"service": self.service, "keyset_path": str(path)},
                 )
         return self._keyset.trust if self._keyset is not None else TrustStore()
+
+    def _fallback_trust(self) -> TrustStore:
+        path = self.settings.trust_path()
+        if not path.exists():
+            return TrustStore()
+        try:
+            return TrustStore.load(path)
+        except KeyFileError:
+            return TrustStore()
 
     async def _handle_keyset(self, payload: Any) -> None:
         """A keyset: verify with the root, keep it if newer, trust exactly its keys."""

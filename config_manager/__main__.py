@@ -152,6 +152,9 @@ def _keys(args: argparse.Namespace) -> int:
             root = create_root(settings, args.root_key)
             print(f"root key {root.key_id} written to {args.root_key} (keep it offline)")
             print(f"root public key added to {settings.root_public_key_file}")
+            keyset = current_keyset(settings)
+            if keyset is not None:
+                print(f"keyset version {keyset.version}: keys {', '.join(keyset.key_ids)}")
             return 0
         if command == "show":
             keyset = current_keyset(settings)

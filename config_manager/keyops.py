@@ -112,6 +112,10 @@ def create_root(settings: ManagerSettings, root_key: Path) -> SigningKey:
     roots.add(root.public_key)
     write_atomic(public, roots.to_pem(), mode=0o644)
     _audit(settings, "keys.root.create", {"root_key_id": root.key_id})
+    if not settings.keyset_file.exists() and settings.signing_key_file.exists():
+        # Services that find the root public key follow keysets from then on: give them
+        # the first one (the current signing key) right away.
+        sign_new_keyset(settings, root)
     return root
 
 

@@ -179,3 +179,31 @@ async def test_a_keyset_that_does_not_list_the_lkg_key_refuses_the_lkg_file(
         assert running.source == "defaults"
         assert running.keyset is not None
         assert running.keyset.key_ids == [other.key_id]
+
+
+async def test_a_service_moving_to_a_root_key_keeps_its_lkg_until_the_first_keyset(
+    keys: Any, service_name: str, lib_settings: LibrarySettings
+) -> None:
+    """No keyset kept yet: the trust store file it had still verifies its LKG file."""
+    lkg = lib_settings.lkg_path(service_name)
+    assert lkg is not None
+    values = encrypt_secrets(DemoConfig(), service=service_name, key=keys.data_key(service_name))
+    lkg.parent.mkdir(parents=True)
+    lkg.write_bytes(
+        sign_envelope(service=service_name, version=3, epoch=1, config=values, key=keys.signing)
+    )
+    trust_file = lib_settings.trust_path()
+    trust_file.parent.mkdir(parents=True)
+    trust_file.write_bytes(keys.trust.to_pem())
+    library = ConfigLibrary(
+        service=service_name,
+        model=DemoConfig,
+        settings=lib_settings,
+        root=TrustStore([SigningKey.generate().public_key]),
+        data_keys=[keys.data_key(service_name)],
+        endpoint=None,
+    )
+    async with library as running:
+        assert running.source == "lkg"
+        assert running.version == 3
+        assert running.keyset is None

@@ -56,7 +56,6 @@ async def test_one_command_rotates_the_signing_key_of_a_running_fleet(
     write_keys(data, keys)
     root_file = tmp_path / "offline" / "root.pem"
     assert _keys(data, "create-root", "--root-key", str(root_file)) == 0
-    assert _keys(data, "sign-keyset", "--root-key", str(root_file)) == 0
     manager = manager_factory(
         mqtt_url=broker.url("manager"),
         models={service_name: DemoConfig},
@@ -150,6 +149,8 @@ def test_bad_key_commands_get_one_line(
     assert "outside the data directory" in _one_line(capsys)
     assert _keys(data, "sign-keyset", "--root-key", str(root)) == 1
     assert "root key" in _one_line(capsys)
+    assert _keys(data, "show") == 0
+    assert "no keyset" in capsys.readouterr().out
     assert _keys(data, "create-root", "--root-key", str(root)) == 0
     capsys.readouterr()
     assert _keys(data, "create-root", "--root-key", str(root)) == 1
@@ -175,10 +176,11 @@ def test_bad_key_commands_get_one_line(
             _keys(data, *bad)
         assert exit_info.value.code == 2
         _one_line(capsys)
-    # Nothing was half-written: still no keyset.
-    assert not (data / "keys" / "keyset.json").exists()
+    # Nothing was half-written: still the first keyset, made by create-root.
     assert _keys(data, "show") == 0
-    assert "no keyset" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "keyset version 1," in shown
+    assert f"keys: {keys.signing.key_id}" in shown
 
 
 def test_configctl_keys_shows_the_keyset_in_force_without_a_root_key(
@@ -305,7 +307,6 @@ async def test_root_signed_floor_reset_brings_back_a_fleet_whose_epoch_is_too_hi
     write_keys(data, keys)
     root_file = tmp_path / "offline" / "root.pem"
     assert _keys(data, "create-root", "--root-key", str(root_file)) == 0
-    assert _keys(data, "sign-keyset", "--root-key", str(root_file)) == 0
     migrate(data / "manager.db")
     conn = sqlite3.connect(data / "manager.db")
     with conn:
