@@ -38,7 +38,8 @@ from config_lib import (
     write_atomic,
 )
 
-from .db import audit_sync, connect_sync, migrate
+from .db import audit_sync, migrate, read_epoch_sync
+from .dialects import open_sync
 from .keyring import retired_master_files
 from .lockfile import LockHeld, database_lock, hold_lock, lock_holder
 from .settings import ManagerSettings
@@ -75,12 +76,22 @@ class KeysetPlan:
 
 
 def _audit(settings: ManagerSettings, action: str, detail: dict[str, object]) -> None:
-    migrate(settings.db_file)
-    conn = connect_sync(settings.db_file)
-    try:
+    migrate(settings.database)
+    with open_sync(settings.database) as conn, conn.transaction():
         audit_sync(conn, actor="cli", action=action, detail=detail)
-    finally:
-        conn.close()
+
+
+def _manager_holding(settings: ManagerSettings) -> str | None:
+    """Why the database is in use by a running manager (SQLite: its lock file), or None.
+
+    (On PostgreSQL the store's advisory lock refuses a second owner when it opens.)"""
+    if settings.database_url is not None:
+        return None
+    lock = database_lock(settings.db_file)
+    holder = lock_holder(lock)
+    if holder is None:
+        return None
+    return str(LockHeld(f"the database {settings.db_file}", lock, holder))
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -284,13 +295,10 @@ def rotate_master(settings: ManagerSettings) -> MasterRotation:
 
     The manager must be stopped (it holds the database and the key in memory).
     """
-    db = settings.db_file
-    lock = database_lock(db)
-    holder = lock_holder(lock)
-    if holder is not None:
+    held = _manager_holding(settings)
+    if held is not None:
         raise KeyOpError(
-            f"{LockHeld(f'the database {db}', lock, holder)}: stop the manager first "
-            "(services keep running on their configs meanwhile)"
+            f"{held}: stop the manager first (services keep running on their configs meanwhile)"
         )
     try:
         old = load_master_key(settings.master_key_file)
@@ -299,15 +307,12 @@ def rotate_master(settings: ManagerSettings) -> MasterRotation:
     retired = [load_master_key(path) for path in retired_master_files(settings.master_key_file)]
     new = os.urandom(32)
     old_id, new_id = _master_id(old), _master_id(new)
-    with hold_lock(lock, f"the database {db}"):
-        migrate(db)
-        # 1. The old key is kept (decrypt-only) before anything is encrypted with the new
-        #    one, and the new one is in place before the database refers to it: a crash at
-        #    any point leaves every stored secret readable.
-        archive = settings.master_key_file.parent / "retired" / f"master-{old_id}.key"
-        write_atomic(archive, base64.b64encode(old) + b"\n", overwrite=False)
-        write_atomic(settings.master_key_file, base64.b64encode(new) + b"\n")
-        # 2. Services' data keys: the new one, and the old one beside it.
+    sqlite = settings.database_url is None
+    lock = database_lock(settings.db_file)
+    with (
+        hold_lock(lock, f"the database {settings.db_file}") if sqlite else contextlib.nullcontext()
+    ):
+        migrate(settings.database)
         versions = asyncio.run(_reencrypt(settings, old, retired, new, old_id, new_id))
         files = _write_data_keys(settings, old, new, versions)
     return MasterRotation(old_id, new_id, versions, files)
@@ -337,33 +342,39 @@ async def _reencrypt(
     old_id: str,
     new_id: str,
 ) -> dict[str, int]:
-    from .store import AuditEntry, ConfigStore, NewVersion
+    from .store import AuditEntry, ConfigStore, NewVersion, StoreInUse
 
-    async with ConfigStore(settings.db_file) as store:
-        changes = []
-        for current in await store.current_all():
-            if not _has_secret(current.values):
-                continue
-            service = current.service
-            keys = [derive_data_key(m, service) for m in (old, *retired)]
-            values = reencrypt_secrets(
-                current.values, service=service, keys=keys, key=derive_data_key(new, service)
+    try:
+        async with ConfigStore(settings.database) as store:  # PostgreSQL: its owner lock
+            # The old key is kept (decrypt-only) before anything is encrypted with the new
+            # one, and the new one is in place before the database refers to it: a crash at
+            # any point leaves every stored secret readable.
+            master = settings.master_key_file
+            archive = master.parent / "retired" / f"master-{old_id}.key"
+            write_atomic(archive, base64.b64encode(old) + b"\n", overwrite=False)
+            write_atomic(master, base64.b64encode(new) + b"\n")
+            changes = []
+            for current in await store.current_all():
+                if not _has_secret(current.values):
+                    continue
+                service = current.service
+                keys = [derive_data_key(m, service) for m in (old, *retired)]
+                values = reencrypt_secrets(
+                    current.values, service=service, keys=keys, key=derive_data_key(new, service)
+                )
+                changes.append(NewVersion(service, current.version, values))
+            audit = AuditEntry(
+                actor="cli",
+                action="keys.master.rotate",
+                detail={"from": old_id, "to": new_id, "services": [c.service for c in changes]},
             )
-            changes.append(NewVersion(service, current.version, values))
-        audit = AuditEntry(
-            actor="cli",
-            action="keys.master.rotate",
-            detail={
-                "from": old_id,
-                "to": new_id,
-                "services": [c.service for c in changes],
-            },
-        )
-        if changes:
-            stored = await store.write(changes, actor="cli", audit=[audit])
-        else:
             stored = []
-            await store.add_audit(audit)
+            if changes:
+                stored = await store.write(changes, actor="cli", audit=[audit])
+            else:
+                await store.add_audit(audit)
+    except StoreInUse as exc:
+        raise KeyOpError(f"{exc}: stop the manager first") from None
     return {v.service: v.version for v in stored}
 
 
@@ -392,22 +403,17 @@ def reset_epoch(
     """
     from config_lib import MAX_POSITION
 
-    from .db import read_epoch_sync
-
     if not 1 <= void_from <= MAX_POSITION:
         raise KeyOpError("--void-from must be an epoch from 1 to 2^48-1")
-    migrate(settings.db_file)
-    conn = connect_sync(settings.db_file)
-    try:
+    migrate(settings.database)
+    with open_sync(settings.database) as conn, conn.transaction():
         before = after = read_epoch_sync(conn)
         if before >= void_from:
-            lock = database_lock(settings.db_file)
-            holder = lock_holder(lock)
-            if holder is not None:
+            held = _manager_holding(settings)
+            if held is not None:
                 raise KeyOpError(
-                    f"the database's epoch {before} is in the range to void: "
-                    f"{LockHeld(f'the database {settings.db_file}', lock, holder)}: stop the "
-                    "manager first so that its epoch can move below it"
+                    f"the database's epoch {before} is in the range to void: {held}: stop "
+                    "the manager first so that its epoch can move below it"
                 )
             after = int(time.time())
             if after >= void_from:
@@ -416,8 +422,6 @@ def reset_epoch(
                     "epoch could not move below it"
                 )
             conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(after),))
-    finally:
-        conn.close()
     plan = sign_new_keyset(settings, root, expires_days=expires_days, void_epochs_from=void_from)
     _audit(
         settings,

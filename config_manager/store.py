@@ -1,6 +1,8 @@
-"""``ConfigStore``: the one aiosqlite connection and every query the manager runs.
+"""``ConfigStore``: the one database connection and every query the manager runs.
 
-One connection runs one statement at a time on its own thread; an ``asyncio.Lock`` makes
+The database is a SQLite file (aiosqlite) or PostgreSQL (psycopg), behind
+:class:`~config_manager.dialects.Database`; the queries here are written once for both.
+One connection runs one statement at a time; an ``asyncio.Lock`` makes
 each method's statements (and each transaction) atomic with respect to the others, so a
 reader never sees another coroutine's uncommitted rows.
 
@@ -19,19 +21,24 @@ import json
 import logging
 import os
 import secrets
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
-
-import aiosqlite
+from typing import Any, Self
 
 from config_lib import MAX_POSITION, Backoff, stop_tasks
 
-from .db import PRAGMAS, migrate, now_iso
+from .db import migrate, now_iso
+from .dialects import (
+    PG_OWNER_LOCK,
+    Database,
+    Target,
+    database_errors,
+    is_integrity_error,
+    open_database,
+)
 from .history import GENESIS, row_hash
 from .instances import InstanceReport
 from .metrics import Metrics
@@ -46,6 +53,7 @@ __all__ = [
     "ServiceSummary",
     "StorageError",
     "StorageLimits",
+    "StoreInUse",
     "StoredVersion",
     "TokenRecord",
     "VersionConflict",
@@ -53,9 +61,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-# SQLite primary result codes that mean "the storage failed", not "the query is wrong":
-# BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
-_STORAGE_CODES: Final = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+
+class StoreInUse(RuntimeError):
+    """Another config manager has this database open."""
 
 
 class StorageError(Exception):
@@ -63,20 +71,12 @@ class StorageError(Exception):
     system, locked... Nothing of that operation was stored. Usually transient: retry later.
     """
 
-    def __init__(self, operation: str, cause: sqlite3.Error, *, writes: bool) -> None:
+    def __init__(self, operation: str, cause: Exception, *, writes: bool) -> None:
         self.operation = operation
         self.writes = writes
-        self.code = str(getattr(cause, "sqlite_errorname", None) or type(cause).__name__)
+        self.code = Database.error_code(cause)
         self.reason = str(cause) or self.code
         super().__init__(f"{operation}: {self.reason} ({self.code})")
-
-
-def is_storage_error(exc: BaseException) -> bool:
-    """Whether a sqlite3 error is a storage fault (see :class:`StorageError`)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return (code & 0xFF) in _STORAGE_CODES
-    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,13 +222,13 @@ class ConfigStore:
 
     def __init__(
         self,
-        path: Path,
+        path: Target,
         *,
         metrics: Metrics | None = None,
         limits: StorageLimits = StorageLimits(),
     ) -> None:
-        self.path = Path(path)
-        self._conn: aiosqlite.Connection | None = None
+        self.path: Target = path if not isinstance(path, str) else Path(path)
+        self._conn: Database | None = None
         self._lock = asyncio.Lock()
         self._metrics = metrics
         self._limits = limits
@@ -256,14 +256,9 @@ class ConfigStore:
 
     async def __aenter__(self) -> Self:
         self.schema_version = await asyncio.to_thread(migrate, self.path)
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        try:
-            for pragma in PRAGMAS:
-                await conn.execute(pragma)
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
+        self._conn = await open_database(self.path)
+        if self.dialect == "postgresql":
+            await self._own_postgres()
         async with self._lock:
             rows = await self._all("SELECT value FROM meta WHERE key = 'epoch'")
             self._epoch = int(rows[0][0])
@@ -276,10 +271,23 @@ class ConfigStore:
             self._head = await self._chain_unhashed()
         return self
 
+    async def _own_postgres(self) -> None:
+        """One manager per PostgreSQL database (as the lock file is for a SQLite file): a
+        session advisory lock, released by the server when this connection ends."""
+        rows = await self._all("SELECT pg_try_advisory_lock(?)", (PG_OWNER_LOCK,))
+        if not rows[0][0]:
+            await self.conn.close()
+            self._conn = None
+            raise StoreInUse(
+                f"the database {self.path} is in use by another config manager "
+                "(it holds the PostgreSQL advisory lock of the manager)"
+            )
+
     async def _chain_unhashed(self) -> str:
         """Hash-chain rows stored before the chain existed (in storage order); returns the head."""
         rows = await self._all(
-            f"SELECT rowid, {_VERSION_COLUMNS}, row_hash FROM versions ORDER BY rowid"  # noqa: S608
+            f"SELECT {self.conn.row_order}, {_VERSION_COLUMNS}, row_hash FROM versions "  # noqa: S608
+            f"ORDER BY {self.conn.row_order}"
         )
         head = GENESIS
         updates: list[tuple[str, str, int]] = []
@@ -300,16 +308,12 @@ class ConfigStore:
             updates.append((head, new, int(row[0])))
             head = new
         if updates:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            async with self.conn.transaction():
                 await self.conn.executemany(
-                    "UPDATE versions SET prev_hash = ?, row_hash = ? WHERE rowid = ?", updates
+                    "UPDATE versions SET prev_hash = ?, row_hash = ? "  # noqa: S608
+                    f"WHERE {self.conn.row_order} = ?",
+                    updates,
                 )
-                await self.conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.OperationalError):
-                    await self.conn.execute("ROLLBACK")
-                raise
         return head
 
     async def __aexit__(
@@ -330,14 +334,18 @@ class ConfigStore:
         return self._conn is not None
 
     @property
-    def conn(self) -> aiosqlite.Connection:
+    def conn(self) -> Database:
         if self._conn is None:
             raise RuntimeError("the store is not open")
         return self._conn
 
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.conn.dialect
+
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await self.conn.fetchall(sql, params)
 
     # -- storage faults --------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -346,8 +354,8 @@ class ConfigStore:
         async with self._lock:
             try:
                 yield
-            except sqlite3.Error as exc:
-                if not is_storage_error(exc):
+            except database_errors() as exc:
+                if not self.conn.is_storage_error(exc):
                     raise
                 error = StorageError(operation, exc, writes=writes)
                 self._failed(error)
@@ -415,6 +423,8 @@ class ConfigStore:
         fault = self._fault
         if fault is not None:
             return f"{fault.reason} ({fault.code}, since {fault.operation} failed)"
+        if not isinstance(self.path, Path):
+            return None  # a database server: its own disk is its administrator's
         try:
             st = os.statvfs(self.path.parent)
         except OSError as exc:
@@ -511,7 +521,7 @@ class ConfigStore:
             rows = await self._all(
                 "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, "  # noqa: S608
                 f"v.created_by, v.change_id, v.prev_hash, v.row_hash FROM versions v {where}"
-                "ORDER BY v.rowid"
+                f"ORDER BY v.{self.conn.row_order}"
             )
             count = (await self._all("SELECT COUNT(*) FROM versions"))[0][0]
             head = self._head
@@ -577,19 +587,12 @@ class ConfigStore:
         at = now_iso()
         async with self._op("retire", writes=True):
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
+            async with conn.transaction():
                 await conn.execute(
                     "UPDATE services SET retired_at = ?, retired_by = ? WHERE name = ?",
                     (at, audit.actor, service),
                 )
                 await conn.execute(_AUDIT_SQL, _audit_params(audit, at))
-                await conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.OperationalError):
-                        await conn.execute("ROLLBACK")
-                raise
             self._retired[service] = at
         return at
 
@@ -617,7 +620,7 @@ class ConfigStore:
             conn = self.conn
             epoch = self._epoch
             head = self._head
-            await conn.execute("BEGIN IMMEDIATE")
+            await conn.begin()
             try:
                 if bump_epoch:
                     epoch = self._next_epoch()
@@ -640,11 +643,11 @@ class ConfigStore:
                     )
                     try:
                         # The triggers check the version, advance the service and add the
-                        # outbox row (id = this row's rowid).
-                        cur = await conn.execute(
-                            "INSERT INTO versions (service, version, epoch, values_json, "
+                        # outbox row (id = this row's rowid / seq).
+                        rows = await conn.fetchall(
+                            "INSERT INTO versions (service, version, epoch, values_json, "  # noqa: S608
                             "created_at, created_by, change_id, prev_hash, row_hash) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {conn.row_order}",
                             (
                                 change.service,
                                 version,
@@ -657,16 +660,15 @@ class ConfigStore:
                                 head,
                             ),
                         )
-                    except sqlite3.IntegrityError as exc:
-                        if "version conflict" not in str(exc):
+                    except database_errors() as exc:
+                        if not is_integrity_error(exc) or not _is_conflict(exc):
                             raise
                         raise VersionConflict(
                             change.service,
                             change.expected_version,
                             self._version_of(change.service),
                         ) from None
-                    outbox_id = cur.lastrowid
-                    await cur.close()
+                    outbox_id = int(rows[0][0])
                     stored.append(
                         StoredVersion(
                             change.service,
@@ -683,12 +685,10 @@ class ConfigStore:
                     await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
                 if idempotency is not None:
                     await self._claim(idempotency, change_id, stored)
-                await conn.execute("COMMIT")
+                await conn.commit()
             except BaseException:
-                if conn.in_transaction:
-                    # A failed COMMIT (disk full...) may already have ended the transaction.
-                    with contextlib.suppress(sqlite3.OperationalError):
-                        await conn.execute("ROLLBACK")
+                # A failed COMMIT (disk full...) may already have ended the transaction.
+                await conn.rollback()
                 raise
             self._head = head
             self._epoch = epoch
@@ -708,8 +708,10 @@ class ConfigStore:
             "versions": [[s.service, s.version] for s in stored] + [list(v) for v in versions],
         }
         await self.conn.execute(
-            "INSERT OR REPLACE INTO idempotency (token, key, request_hash, result_json, "
-            "created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO idempotency (token, key, request_hash, result_json, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (token, key) DO UPDATE SET "
+            "request_hash = excluded.request_hash, result_json = excluded.result_json, "
+            "created_at = excluded.created_at",
             (claim.token, claim.key, claim.request_hash, json.dumps(result), time.time()),
         )
 
@@ -724,18 +726,11 @@ class ConfigStore:
             return
         async with self._op("write", writes=True):
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
+            async with conn.transaction():
                 for entry in audit:
                     await conn.execute(_AUDIT_SQL, _audit_params(entry, now_iso()))
                 if claim is not None:
                     await self._claim(claim, None, versions=versions)
-                await conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.OperationalError):
-                        await conn.execute("ROLLBACK")
-                raise
 
     async def idempotent_result(self, token: str, key: str) -> tuple[str, dict[str, Any]] | None:
         """``(request_hash, result)`` of a claim younger than 24 h, else None."""
@@ -817,16 +812,11 @@ class ConfigStore:
         if not ids:
             return
         marks = ",".join("?" * len(ids))
-        async with self._op("mark published", writes=True):
-            conn = self.conn
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            try:
-                await conn.execute(
-                    f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",  # noqa: S608
-                    (now_iso(), *ids),
-                )
-            finally:
-                await conn.execute("PRAGMA synchronous = FULL")
+        async with self._op("mark published", writes=True), self.conn.relaxed_durability():
+            await self.conn.execute(
+                f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",  # noqa: S608
+                (now_iso(), *ids),
+            )
 
     async def outbox_depth(self) -> int:
         async with self._op("read outbox"):
@@ -853,33 +843,23 @@ class ConfigStore:
             return
         async with self._op("save instances", writes=True):
             conn = self.conn
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    await conn.executemany(
-                        "INSERT INTO instances (service, instance, status, version, epoch, "
-                        "reason, detail, time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (service, instance) DO UPDATE SET status = excluded.status, "
-                        "version = excluded.version, epoch = excluded.epoch, "
-                        "reason = excluded.reason, detail = excluded.detail, "
-                        "time = excluded.time, received_at = excluded.received_at",
-                        [
-                            (r.service, r.instance, r.status, r.version, r.epoch, r.reason,
-                             r.detail, r.time, r.received_at)
-                            for r in reports
-                        ],
-                    )  # fmt: skip
-                    await conn.executemany(
-                        "DELETE FROM instances WHERE service = ? AND instance = ?", removed
-                    )
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.OperationalError):
-                        await conn.execute("ROLLBACK")
-                    raise
-            finally:
-                await conn.execute("PRAGMA synchronous = FULL")
+            async with conn.relaxed_durability(), conn.transaction():
+                await conn.executemany(
+                    "INSERT INTO instances (service, instance, status, version, epoch, "
+                    "reason, detail, time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (service, instance) DO UPDATE SET status = excluded.status, "
+                    "version = excluded.version, epoch = excluded.epoch, "
+                    "reason = excluded.reason, detail = excluded.detail, "
+                    "time = excluded.time, received_at = excluded.received_at",
+                    [
+                        (r.service, r.instance, r.status, r.version, r.epoch, r.reason,
+                         r.detail, r.time, r.received_at)
+                        for r in reports
+                    ],
+                )  # fmt: skip
+                await conn.executemany(
+                    "DELETE FROM instances WHERE service = ? AND instance = ?", removed
+                )
 
     # -- tokens --------------------------------------------------------------------------
     async def add_token(
@@ -932,14 +912,18 @@ class ConfigStore:
 
     async def revoke_token(self, name: str) -> bool:
         async with self._op("revoke token", writes=True):
-            cur = await self.conn.execute(
+            count = await self.conn.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 (now_iso(), name),
             )
-            count = cur.rowcount
-            await cur.close()
             self._tokens.clear()
         return count > 0
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    """The version trigger refused the row, or (PostgreSQL, concurrent writers) the same
+    version was stored first by another transaction."""
+    return "version conflict" in str(exc) or "versions_pkey" in str(exc)
 
 
 def _version(row: Sequence[Any]) -> StoredVersion:
