@@ -52,13 +52,13 @@ from ._exceptions import (
 )
 from ._files import write_atomic
 from ._freshness import FreshnessGate, FreshnessRecord, FreshnessState, verify_freshness
-from ._keys import DataKey, TrustStore
+from ._keys import DataKey, SigningKey, TrustStore
 from ._keyset import Keyset, verify_keyset
 from ._lkg import LkgStore
 from ._metrics import ConfigMetrics
 from ._mqtt import MqttEndpoint
 from ._pipeline import Accepted, ConfigPipeline
-from ._report import AppliedReport
+from ._report import AppliedReport, load_or_create_report_key
 from ._settings import LibrarySettings
 from ._sources import env_prefix, from_defaults, from_env, has_env
 from ._state import ChangeCallback, ConfigState, Decision
@@ -154,6 +154,8 @@ class ConfigLibrary(Generic[M]):
         self._changed = asyncio.Condition()
         self._handled = 0
         self._report: AppliedReport | None = None
+        # The instance's own key: every applied report it publishes is signed with it.
+        self._report_key: SigningKey | None = None
         self._session_connected = False
         self._broker_error: NotAuthorised | None = None
         self._requests_refused = False  # the broker closed the connection on config/report/
@@ -232,6 +234,12 @@ class ConfigLibrary(Generic[M]):
         or the password heals it without a restart.
         """
         return self._broker_error
+
+    @property
+    def report_key_id(self) -> str | None:
+        """Id of the key this instance signs its applied reports with (set once entered);
+        the manager's instance view shows the id it pinned, to compare."""
+        return None if self._report_key is None else self._report_key.key_id
 
     @property
     def last_report(self) -> AppliedReport | None:
@@ -359,6 +367,9 @@ class ConfigLibrary(Generic[M]):
             data_keys=data_keys,
             limits=self.settings.limits,
         )
+        self._report_key = load_or_create_report_key(
+            self.settings.report_key_path(self.service, self.instance_id)
+        )
         self._state = self._initial_state(pipeline)
         if self._keyset is not None and self._keyset.void_epochs_from is not None:
             self._void(self._keyset.void_epochs_from)
@@ -469,7 +480,11 @@ class ConfigLibrary(Generic[M]):
             offline = self._report.stamped(status="offline", reason="stopped")
             try:
                 await client.publish(
-                    self._applied_topic, offline.to_bytes(), qos=1, retain=True, timeout=1.0
+                    self._applied_topic,
+                    offline.to_bytes(self._report_key),
+                    qos=1,
+                    retain=True,
+                    timeout=1.0,
                 )
             except aiomqtt.MqttError as exc:
                 logger.debug("offline report not sent: %s", exc)
@@ -734,7 +749,7 @@ class ConfigLibrary(Generic[M]):
         s = self.settings
         will = aiomqtt.Will(
             self._applied_topic,
-            self._make_report("offline", reason="connection_lost").to_bytes(),
+            self._make_report("offline", reason="connection_lost").to_bytes(self._report_key),
             qos=1,
             retain=True,
         )
@@ -1196,7 +1211,7 @@ class ConfigLibrary(Generic[M]):
             return  # republished on the next connection; nothing after the offline report
         await client.publish(
             self._applied_topic,
-            report.to_bytes(),
+            report.to_bytes(self._report_key),
             qos=qos,
             retain=True,
             timeout=self.settings.connect_timeout,

@@ -22,18 +22,17 @@ This module is pure: :func:`verify_keyset` takes the clock as an argument.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ._encoding import decode_base64
 from ._envelope import (
     FORMAT_VERSION,
     MAX_POSITION,
@@ -145,11 +144,8 @@ def _public_key(entry: Any) -> Ed25519PublicKey:
     kid = entry["key_id"]
     if not isinstance(text, str) or not isinstance(kid, str):
         raise MalformedEnvelope("'key_id' and 'public_key' must be strings")
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise MalformedEnvelope("'public_key' is not base64") from None
-    if len(raw) != 32 or base64.b64encode(raw).decode() != text:
+    raw = decode_base64(text)
+    if raw is None or len(raw) != 32:
         raise MalformedEnvelope("'public_key' must be the canonical base64 of 32 bytes")
     key = Ed25519PublicKey.from_public_bytes(raw)
     if key_id_for(key) != kid:
@@ -201,7 +197,7 @@ def verify_keyset(
     force), ``keyset_duplicate`` (the same bytes: ignore quietly) or ``keyset_rollback``
     (a lower version, or the same version with other contents).
     """
-    doc = parse_document(raw, _LIMITS)
+    doc, content = parse_document(raw, _LIMITS)  # P1-P5: size, UTF-8, depth, I-JSON, object
     fmt = doc.get("format")
     if isinstance(fmt, bool) or not isinstance(fmt, int):
         raise MalformedEnvelope("'format' must be an integer")
@@ -222,11 +218,6 @@ def verify_keyset(
         raise MalformedEnvelope("'signature' must be a base64 string")
     signature = decode_signature(sig_text)
     public = root.get(root_id)  # UnknownKey: not our root
-    unsigned = {k: v for k, v in doc.items() if k != "signature"}
-    try:
-        content = canonical_bytes(unsigned)
-    except rfc8785.CanonicalizationError as exc:  # pragma: no cover - shape checked above
-        raise MalformedEnvelope(f"keyset cannot be canonicalised: {exc}") from None
     try:
         public.verify(signature, content)
     except InvalidSignature:
