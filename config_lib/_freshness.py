@@ -37,7 +37,7 @@ from ._envelope import (
     check_signature,
     format_time,
     int_field,
-    parse_document,
+    parse_shared,
     parse_time,
 )
 from ._exceptions import (
@@ -167,7 +167,7 @@ def verify_freshness(
     (``too_large``, ``malformed``, ``unsupported_format``, ``unsigned``, ``unknown_key``,
     ``bad_signature``, ``service_mismatch``). Time rules are :class:`FreshnessGate`'s.
     """
-    doc, content = parse_document(raw, limits)
+    doc, content = parse_shared(bytes(raw), limits)
     signed_service = check_header(doc, what="freshness record", fields=_FIELDS)
     epoch, version, digest, issued, expires = _check_shape(doc)
     key_id = check_signature(doc, content, trust=trust, what="freshness record")
