@@ -155,6 +155,9 @@ def create_app(
                 prepare=publisher.prepare,
                 compatibility=compatibility,
             )
+            # Closed first (LIFO): changes queued for a group commit commit before the
+            # publisher and the store close.
+            stack.push_async_callback(app.state.writer.aclose)
             # Schema evolution: today's models against every stored current config. One
             # that no longer passes stays in force (nothing is dropped); /sync, /readyz and
             # configctl list it, and the service's next write must fix it.

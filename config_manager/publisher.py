@@ -124,7 +124,8 @@ class OutboxPublisher:
         # After a storage fault: retry the marks (and outbox reads) with backoff.
         self._db_backoff = Backoff(limits.reconnect_min_s, limits.reconnect_max_s)
         self._mark_not_before = 0.0
-        self._presigned: dict[str, tuple[int, int, bytes]] = {}  # service -> (version, epoch, env)
+        # service -> (version, epoch, envelope, the values signed)
+        self._presigned: dict[str, tuple[int, int, bytes, dict[str, Any]]] = {}
         # service -> (version, epoch, envelope bytes) last acknowledged by the broker: what
         # the freshness records name and what every interval republishes, byte for byte.
         self._published: dict[str, tuple[int, int, bytes]] = {}
@@ -224,7 +225,7 @@ class OutboxPublisher:
             # Not signed ahead; the publication path refuses it again, loudly.
             _log.error("%s", exc)
             return
-        self._presigned[service] = (version, epoch, payload)
+        self._presigned[service] = (version, epoch, payload, values)
 
     def _sign(self, service: str, version: int, epoch: int, values: dict[str, Any]) -> bytes:
         """The one place envelopes are signed: never a version skipping ahead."""
@@ -247,7 +248,13 @@ class OutboxPublisher:
         if done is not None and done[:2] == (version.version, epoch):
             return done[2]  # the same bytes again: the digest in the records stays valid
         ready = self._presigned.get(version.service)
-        if ready is not None and ready[:2] == (version.version, epoch):
+        # Signed ahead of the commit: only for exactly the values committed (a change that
+        # failed to commit leaves its signature behind; another may take its version).
+        if (
+            ready is not None
+            and ready[:2] == (version.version, epoch)
+            and ready[3] is version.values
+        ):
             del self._presigned[version.service]
             return ready[2]
         return self._sign(version.service, version.version, epoch, version.values)

@@ -49,6 +49,7 @@ __all__ = [
     "StoredVersion",
     "TokenRecord",
     "VersionConflict",
+    "WriteMember",
 ]
 
 _log = logging.getLogger(__name__)
@@ -152,6 +153,16 @@ class NewVersion:
     service: str
     expected_version: int
     values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteMember:
+    """One writer's part of a (group) commit: its new versions, audit entries and claim."""
+
+    changes: tuple[NewVersion, ...]
+    actor: str
+    audit: tuple[AuditEntry, ...] = ()
+    idempotency: IdempotencyClaim | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -596,10 +607,27 @@ class ConfigStore:
         first (an import). Raises :class:`VersionConflict` (and writes nothing) if any
         change's expected version is not the current one.
         """
-        changes = list(changes)
-        change_id = secrets.token_hex(8)
+        member = WriteMember(tuple(changes), actor, tuple(audit), idempotency)
+        [outcome] = await self.write_group([member], bump_epoch=bump_epoch)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def write_group(
+        self, members: Sequence[WriteMember], *, bump_epoch: bool = False
+    ) -> list[list[StoredVersion] | BaseException]:
+        """Group commit: every member's versions in ONE durable transaction (one fsync).
+
+        Each member (one writer's change: its versions, audit entries and idempotency
+        claim) runs in a savepoint of its own: a member that fails — a version conflict,
+        any error of its own statements — is rolled back alone and its exception returned
+        in its place, while the others commit. A storage fault (or a failed COMMIT) fails
+        the whole transaction: raised, nothing written. The caches (current versions,
+        chain head, epoch) change only after the COMMIT returned.
+        """
         created = now_iso()
-        stored: list[StoredVersion] = []
+        outcomes: list[list[StoredVersion] | BaseException] = []
+        current: dict[str, StoredVersion] = {}
         async with self._op("write", writes=True):
             conn = self.conn
             epoch = self._epoch
@@ -611,65 +639,34 @@ class ConfigStore:
                     await conn.execute(
                         "UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),)
                     )
-                for change in changes:
-                    version = change.expected_version + 1
-                    prev, head = (
-                        head,
-                        row_hash(
-                            service=change.service,
-                            version=version,
-                            epoch=epoch,
-                            values=change.values,
-                            created_at=created,
-                            created_by=actor,
-                            prev_hash=head,
-                        ),
-                    )
+                single = len(members) == 1
+                for member in members:
+                    if not single:
+                        await conn.execute("SAVEPOINT member")
                     try:
-                        # The triggers check the version, advance the service and add the
-                        # outbox row (id = this row's rowid).
-                        cur = await conn.execute(
-                            "INSERT INTO versions (service, version, epoch, values_json, "
-                            "created_at, created_by, change_id, prev_hash, row_hash) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (
-                                change.service,
-                                version,
-                                epoch,
-                                _dumps(change.values),
-                                created,
-                                actor,
-                                change_id,
-                                prev,
-                                head,
-                            ),
+                        stored, member_head = await self._insert_member(
+                            member, epoch, head, created, current
                         )
-                    except sqlite3.IntegrityError as exc:
-                        if "version conflict" not in str(exc):
+                    except sqlite3.Error as exc:
+                        if single or is_storage_error(exc):
                             raise
-                        raise VersionConflict(
-                            change.service,
-                            change.expected_version,
-                            self._version_of(change.service),
-                        ) from None
-                    outbox_id = cur.lastrowid
-                    await cur.close()
-                    stored.append(
-                        StoredVersion(
-                            change.service,
-                            version,
-                            epoch,
-                            change.values,
-                            created,
-                            actor,
-                            change_id,
-                            outbox_id,
-                        )
-                    )
-                for entry in audit:
-                    await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
-                if idempotency is not None:
-                    await self._claim(idempotency, change_id, stored)
+                        await conn.execute("ROLLBACK TO member")
+                        await conn.execute("RELEASE member")
+                        outcomes.append(exc)
+                        continue
+                    except VersionConflict as exc:
+                        if single:
+                            raise
+                        await conn.execute("ROLLBACK TO member")
+                        await conn.execute("RELEASE member")
+                        outcomes.append(exc)
+                        continue
+                    if not single:
+                        await conn.execute("RELEASE member")
+                    head = member_head
+                    outcomes.append(stored)
+                    for item in stored:
+                        current[item.service] = item
                 await conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -679,9 +676,82 @@ class ConfigStore:
                 raise
             self._head = head
             self._epoch = epoch
-            for item in stored:
-                self._current[item.service] = item
-        return stored
+            self._current.update(current)
+        return outcomes
+
+    async def _insert_member(
+        self,
+        member: WriteMember,
+        epoch: int,
+        head: str,
+        created: str,
+        current: dict[str, StoredVersion],
+    ) -> tuple[list[StoredVersion], str]:
+        """One member's rows (inside the caller's transaction); returns them and the head."""
+        conn = self.conn
+        change_id = secrets.token_hex(8)
+        stored: list[StoredVersion] = []
+        for change in member.changes:
+            version = change.expected_version + 1
+            prev, head = (
+                head,
+                row_hash(
+                    service=change.service,
+                    version=version,
+                    epoch=epoch,
+                    values=change.values,
+                    created_at=created,
+                    created_by=member.actor,
+                    prev_hash=head,
+                ),
+            )
+            try:
+                # The triggers check the version, advance the service and add the
+                # outbox row (id = this row's rowid).
+                cur = await conn.execute(
+                    "INSERT INTO versions (service, version, epoch, values_json, "
+                    "created_at, created_by, change_id, prev_hash, row_hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        change.service,
+                        version,
+                        epoch,
+                        _dumps(change.values),
+                        created,
+                        member.actor,
+                        change_id,
+                        prev,
+                        head,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "version conflict" not in str(exc):
+                    raise
+                now = current.get(change.service)
+                raise VersionConflict(
+                    change.service,
+                    change.expected_version,
+                    now.version if now is not None else self._version_of(change.service),
+                ) from None
+            outbox_id = cur.lastrowid
+            await cur.close()
+            stored.append(
+                StoredVersion(
+                    change.service,
+                    version,
+                    epoch,
+                    change.values,
+                    created,
+                    member.actor,
+                    change_id,
+                    outbox_id,
+                )
+            )
+        for entry in member.audit:
+            await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
+        if member.idempotency is not None:
+            await self._claim(member.idempotency, change_id, stored)
+        return stored, head
 
     async def _claim(
         self,
