@@ -370,23 +370,38 @@ class OutboxPublisher:
                 await self._mark_acknowledged()
 
     async def _publish_batch(
-        self, client: aiomqtt.Client, versions: Sequence[StoredVersion]
+        self,
+        client: aiomqtt.Client,
+        versions: Sequence[StoredVersion],
+        acked: Callable[[], None] | None = None,
     ) -> None:
+        """Publish the envelopes of ``versions``, then their freshness records.
+
+        ``acked`` runs as soon as the broker acknowledged the envelopes (a waiting writer
+        may answer then); the records, sent right behind them on the same connection (so
+        never overtaken by a later envelope), are awaited before this returns.
+        """
         epoch = await self._store.epoch()
         signed = [(v, self._envelope(v, epoch)) for v in versions]
         # Tasks start in creation order and each hands its message to the client before its
         # first await, so messages leave in version order while PUBACKs are awaited together.
         async with asyncio.TaskGroup() as group:
-            for v, payload in signed:
+            envelopes = [
                 group.create_task(
                     client.publish(updated_topic(v.service), payload, qos=1, retain=True)
                 )
-        changed: dict[str, tuple[int, int, bytes]] = {}
-        for v, payload in signed:
-            done = self._published.get(v.service)
-            if done is None or (epoch, v.version) >= (done[1], done[0]):
-                self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
-        await self._publish_records(client, changed)
+                for v, payload in signed
+            ]
+            await asyncio.sleep(0)  # the envelopes leave before the records are signed
+            changed: dict[str, tuple[int, int, bytes]] = {}
+            for v, payload in signed:
+                done = self._published.get(v.service)
+                if done is None or (epoch, v.version) >= (done[1], done[0]):
+                    self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
+            self._start_records(client, changed, group)
+            await asyncio.gather(*envelopes)
+            if acked is not None:
+                acked()
 
     async def _readback_epoch(self, client: aiomqtt.Client) -> None:
         """Raise the database's epoch above any newer position of our own on the broker."""
@@ -454,20 +469,27 @@ class OutboxPublisher:
         self, client: aiomqtt.Client, entries: dict[str, tuple[int, int, bytes]]
     ) -> None:
         """Sign and publish one freshness record per service in ``entries``."""
-        expires = timedelta(seconds=self._limits.freshness_expiry_s)
         async with asyncio.TaskGroup() as group:
-            for service, (version, epoch, payload) in sorted(entries.items()):
-                record = sign_freshness(
-                    service=service,
-                    epoch=epoch,
-                    version=version,
-                    envelope_sha256=envelope_digest(payload) if version else None,
-                    key=self._key,
-                    expires_in=expires,
-                )
-                group.create_task(
-                    client.publish(freshness_topic(service), record, qos=1, retain=True)
-                )
+            self._start_records(client, entries, group)
+
+    def _start_records(
+        self,
+        client: aiomqtt.Client,
+        entries: dict[str, tuple[int, int, bytes]],
+        group: asyncio.TaskGroup,
+    ) -> None:
+        """Sign the freshness records of ``entries``; their publications run in ``group``."""
+        expires = timedelta(seconds=self._limits.freshness_expiry_s)
+        for service, (version, epoch, payload) in sorted(entries.items()):
+            record = sign_freshness(
+                service=service,
+                epoch=epoch,
+                version=version,
+                envelope_sha256=envelope_digest(payload) if version else None,
+                key=self._key,
+                expires_in=expires,
+            )
+            group.create_task(client.publish(freshness_topic(service), record, qos=1, retain=True))
         if entries:
             self._metrics.published.labels(kind="freshness").inc(len(entries))
 
@@ -527,14 +549,17 @@ class OutboxPublisher:
     async def _publish_outbox_rows(
         self, client: aiomqtt.Client, rows: Sequence[StoredVersion]
     ) -> None:
-        await self._publish_batch(client, rows)
         ids = [r.outbox_id for r in rows if r.outbox_id is not None]
-        # Acknowledged by the broker: waiting writers may answer now. The rows are marked
-        # later (batched); if the process dies first they are published once more after
-        # the restart (a duplicate, which subscribers ignore), never lost.
-        self._acked_upto = max(self._acked_upto, *ids)
-        self._unmarked.extend(ids)
-        self._signal_progress()
+
+        def acked() -> None:
+            # Acknowledged by the broker: waiting writers may answer now. The rows are
+            # marked later (batched); if the process dies first they are published once
+            # more after the restart (a duplicate, which subscribers ignore), never lost.
+            self._acked_upto = max(self._acked_upto, *ids)
+            self._unmarked.extend(ids)
+            self._signal_progress()
+
+        await self._publish_batch(client, rows, acked)
         now = time.time()
         for row in rows:
             created = datetime.fromisoformat(row.created_at).timestamp()
