@@ -203,6 +203,7 @@ class ConfigWriter:
         # it will be, its model). The next change of the service is planned on top of it.
         self._planned: dict[str, tuple[CurrentConfig, BaseModel]] = {}
         self.committer = GroupCommitter(store, committed=self._committed)
+        self._defaults: dict[str, tuple[type[BaseModel], BaseModel | None]] = {}
         # service -> ((version, epoch), errors of the stored config under today's model)
         self._stored_errors: dict[str, tuple[tuple[int, int], list[dict[str, Any]] | None]] = {}
 
@@ -260,6 +261,15 @@ class ConfigWriter:
             )
         values = encrypt_secrets(defaults, service=service, key=self.keys.data_key(service))
         return CurrentConfig(service, 0, epoch, values, None, None)
+
+    def _default_model(self, service: str) -> BaseModel | None:
+        """The model's defaults as an instance (cached: the rules only read it)."""
+        model = self.model(service)
+        cached = self._defaults.get(service)
+        if cached is None or cached[0] is not model:
+            cached = (model, self.registry.defaults(service))
+            self._defaults[service] = cached
+        return cached[1]
 
     def current_model(self, current: CurrentConfig) -> BaseModel:
         """``current`` as a validated model instance (cached per service and version)."""
@@ -372,16 +382,23 @@ class ConfigWriter:
         if self.compatibility is None:
             return
         after: dict[str, BaseModel] = {}
+        epoch = await self.store.epoch()
         for service in self.registry:
+            planned = self._planned.get(service)
+            if planned is not None:  # queued for commit: the state the rules must see
+                after[service] = planned[1]
+                continue
+            stored = await self.store.current(service)
+            if stored is None:
+                default = self._default_model(service)
+                if default is not None:  # else: no defaults, nothing to check against
+                    after[service] = default
+                continue
+            current = CurrentConfig(
+                service, stored.version, epoch, stored.values, stored.created_at, stored.created_by
+            )
             try:
-                planned = self._planned.get(service)
-                if planned is not None:  # queued for commit: the state the rules must see
-                    after[service] = planned[1]
-                    continue
-                current = await self.current(service)
                 after[service] = self.current_model(current)
-            except Problem:
-                continue  # no stored config and no defaults: nothing to check against
             except ValidationError:
                 continue  # stored under an older model (see invalid_configs): cannot judge
         for change in changes:
