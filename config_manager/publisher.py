@@ -370,28 +370,20 @@ class OutboxPublisher:
                 await self._mark_acknowledged()
 
     async def _publish_batch(
-        self,
-        client: aiomqtt.Client,
-        versions: Sequence[StoredVersion],
-        acked: Callable[[], None] | None = None,
+        self, client: aiomqtt.Client, versions: Sequence[StoredVersion]
     ) -> None:
-        """Publish the envelopes of ``versions``, then their freshness records.
-
-        ``acked`` runs as soon as the broker acknowledged the envelopes (a waiting writer
-        may answer then); the records, sent right behind them on the same connection (so
-        never overtaken by a later envelope), are awaited before this returns.
-        """
+        """Publish the envelopes of ``versions`` and, right behind them on the same
+        connection, their freshness records (signed while the envelopes are on their way);
+        all PUBACKs are awaited together."""
         epoch = await self._store.epoch()
         signed = [(v, self._envelope(v, epoch)) for v in versions]
         # Tasks start in creation order and each hands its message to the client before its
         # first await, so messages leave in version order while PUBACKs are awaited together.
         async with asyncio.TaskGroup() as group:
-            envelopes = [
+            for v, payload in signed:
                 group.create_task(
                     client.publish(updated_topic(v.service), payload, qos=1, retain=True)
                 )
-                for v, payload in signed
-            ]
             await asyncio.sleep(0)  # the envelopes leave before the records are signed
             changed: dict[str, tuple[int, int, bytes]] = {}
             for v, payload in signed:
@@ -399,9 +391,6 @@ class OutboxPublisher:
                 if done is None or (epoch, v.version) >= (done[1], done[0]):
                     self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
             self._start_records(client, changed, group)
-            await asyncio.gather(*envelopes)
-            if acked is not None:
-                acked()
 
     async def _readback_epoch(self, client: aiomqtt.Client) -> None:
         """Raise the database's epoch above any newer position of our own on the broker."""
@@ -549,17 +538,14 @@ class OutboxPublisher:
     async def _publish_outbox_rows(
         self, client: aiomqtt.Client, rows: Sequence[StoredVersion]
     ) -> None:
+        await self._publish_batch(client, rows)
         ids = [r.outbox_id for r in rows if r.outbox_id is not None]
-
-        def acked() -> None:
-            # Acknowledged by the broker: waiting writers may answer now. The rows are
-            # marked later (batched); if the process dies first they are published once
-            # more after the restart (a duplicate, which subscribers ignore), never lost.
-            self._acked_upto = max(self._acked_upto, *ids)
-            self._unmarked.extend(ids)
-            self._signal_progress()
-
-        await self._publish_batch(client, rows, acked)
+        # Acknowledged by the broker: waiting writers may answer now. The rows are marked
+        # later (batched); if the process dies first they are published once more after
+        # the restart (a duplicate, which subscribers ignore), never lost.
+        self._acked_upto = max(self._acked_upto, *ids)
+        self._unmarked.extend(ids)
+        self._signal_progress()
         now = time.time()
         for row in rows:
             created = datetime.fromisoformat(row.created_at).timestamp()

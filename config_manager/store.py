@@ -210,6 +210,25 @@ _AUDIT_SQL = (
 )
 
 
+_CLAIM_SQL = (
+    "INSERT OR REPLACE INTO idempotency (token, key, request_hash, result_json, "
+    "created_at) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def _claim_params(
+    claim: IdempotencyClaim,
+    change_id: str | None,
+    stored: Sequence[StoredVersion] = (),
+    versions: Sequence[tuple[str, int]] = (),
+) -> tuple[Any, ...]:
+    result = {
+        "change_id": change_id,
+        "versions": [[s.service, s.version] for s in stored] + [list(v) for v in versions],
+    }
+    return (claim.token, claim.key, claim.request_hash, json.dumps(result), time.time())
+
+
 def _audit_params(entry: AuditEntry, at: str) -> tuple[Any, ...]:
     return (
         at,
@@ -624,63 +643,71 @@ class ConfigStore:
         in its place, while the others commit. A storage fault (or a failed COMMIT) fails
         the whole transaction: raised, nothing written. The caches (current versions,
         chain head, epoch) change only after the COMMIT returned.
+
+        The whole transaction runs as one call on the connection's thread (one hand-over
+        instead of several per member).
         """
         created = now_iso()
-        outcomes: list[list[StoredVersion] | BaseException] = []
-        current: dict[str, StoredVersion] = {}
         async with self._op("write", writes=True):
-            conn = self.conn
-            epoch = self._epoch
-            head = self._head
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                if bump_epoch:
-                    epoch = self._next_epoch()
-                    await conn.execute(
-                        "UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),)
-                    )
-                single = len(members) == 1
-                for member in members:
-                    if not single:
-                        await conn.execute("SAVEPOINT member")
-                    try:
-                        stored, member_head = await self._insert_member(
-                            member, epoch, head, created, current
-                        )
-                    except sqlite3.Error as exc:
-                        if single or is_storage_error(exc):
-                            raise
-                        await conn.execute("ROLLBACK TO member")
-                        await conn.execute("RELEASE member")
-                        outcomes.append(exc)
-                        continue
-                    except VersionConflict as exc:
-                        if single:
-                            raise
-                        await conn.execute("ROLLBACK TO member")
-                        await conn.execute("RELEASE member")
-                        outcomes.append(exc)
-                        continue
-                    if not single:
-                        await conn.execute("RELEASE member")
-                    head = member_head
-                    outcomes.append(stored)
-                    for item in stored:
-                        current[item.service] = item
-                await conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    # A failed COMMIT (disk full...) may already have ended the transaction.
-                    with contextlib.suppress(sqlite3.OperationalError):
-                        await conn.execute("ROLLBACK")
-                raise
+            epoch = self._next_epoch() if bump_epoch else self._epoch
+            raw = self.conn._conn
+            outcomes, head, current = await self.conn._execute(  # type: ignore[no-untyped-call]
+                self._write_group_sync, raw, members, epoch, bump_epoch, self._head, created
+            )
             self._head = head
             self._epoch = epoch
             self._current.update(current)
-        return outcomes
+        return outcomes  # type: ignore[no-any-return]
 
-    async def _insert_member(
+    def _write_group_sync(
         self,
+        db: sqlite3.Connection,
+        members: Sequence[WriteMember],
+        epoch: int,
+        bump_epoch: bool,
+        head: str,
+        created: str,
+    ) -> tuple[list[list[StoredVersion] | BaseException], str, dict[str, StoredVersion]]:
+        """:meth:`write_group`'s transaction (on the connection's thread)."""
+        outcomes: list[list[StoredVersion] | BaseException] = []
+        current: dict[str, StoredVersion] = {}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if bump_epoch:
+                db.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),))
+            single = len(members) == 1
+            for member in members:
+                if not single:
+                    db.execute("SAVEPOINT member")
+                try:
+                    stored, member_head = self._insert_member(
+                        db, member, epoch, head, created, current
+                    )
+                except (sqlite3.Error, VersionConflict) as exc:
+                    if single or (isinstance(exc, sqlite3.Error) and is_storage_error(exc)):
+                        raise
+                    db.execute("ROLLBACK TO member")
+                    db.execute("RELEASE member")
+                    outcomes.append(exc)
+                    continue
+                if not single:
+                    db.execute("RELEASE member")
+                head = member_head
+                outcomes.append(stored)
+                for item in stored:
+                    current[item.service] = item
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                # A failed COMMIT (disk full...) may already have ended the transaction.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    db.execute("ROLLBACK")
+            raise
+        return outcomes, head, current
+
+    def _insert_member(
+        self,
+        db: sqlite3.Connection,
         member: WriteMember,
         epoch: int,
         head: str,
@@ -688,7 +715,6 @@ class ConfigStore:
         current: dict[str, StoredVersion],
     ) -> tuple[list[StoredVersion], str]:
         """One member's rows (inside the caller's transaction); returns them and the head."""
-        conn = self.conn
         change_id = secrets.token_hex(8)
         stored: list[StoredVersion] = []
         for change in member.changes:
@@ -708,7 +734,7 @@ class ConfigStore:
             try:
                 # The triggers check the version, advance the service and add the
                 # outbox row (id = this row's rowid).
-                cur = await conn.execute(
+                cur = db.execute(
                     "INSERT INTO versions (service, version, epoch, values_json, "
                     "created_at, created_by, change_id, prev_hash, row_hash) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -733,8 +759,6 @@ class ConfigStore:
                     change.expected_version,
                     now.version if now is not None else self._version_of(change.service),
                 ) from None
-            outbox_id = cur.lastrowid
-            await cur.close()
             stored.append(
                 StoredVersion(
                     change.service,
@@ -744,13 +768,13 @@ class ConfigStore:
                     created,
                     member.actor,
                     change_id,
-                    outbox_id,
+                    cur.lastrowid,
                 )
             )
         for entry in member.audit:
-            await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
+            db.execute(_AUDIT_SQL, _audit_params(entry, created))
         if member.idempotency is not None:
-            await self._claim(member.idempotency, change_id, stored)
+            db.execute(_CLAIM_SQL, _claim_params(member.idempotency, change_id, stored))
         return stored, head
 
     async def _claim(
@@ -760,15 +784,7 @@ class ConfigStore:
         stored: Sequence[StoredVersion] = (),
         versions: Sequence[tuple[str, int]] = (),
     ) -> None:
-        result = {
-            "change_id": change_id,
-            "versions": [[s.service, s.version] for s in stored] + [list(v) for v in versions],
-        }
-        await self.conn.execute(
-            "INSERT OR REPLACE INTO idempotency (token, key, request_hash, result_json, "
-            "created_at) VALUES (?, ?, ?, ?, ?)",
-            (claim.token, claim.key, claim.request_hash, json.dumps(result), time.time()),
-        )
+        await self.conn.execute(_CLAIM_SQL, _claim_params(claim, change_id, stored, versions))
 
     async def record_unchanged(
         self,
