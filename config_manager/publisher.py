@@ -301,6 +301,10 @@ class OutboxPublisher:
                 timeout=self._limits.timeout_s,
                 keepalive=self._limits.keepalive_s,
             )
+            # A batch's envelopes and records are in flight together, by design: aiomqtt's
+            # warning past 10 pending publications (a log line per message) would cost more
+            # than the publication itself.
+            publishing.pending_calls_threshold = 2 * self._limits.batch + 10
             listening = aiomqtt.Client(
                 **kwargs,
                 identifier=ident + "-reports",
