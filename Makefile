@@ -21,7 +21,7 @@ help:
 	@echo "make run    - start mosquitto, the config manager (http://127.0.0.1:8081) and both workers"
 	@echo "              ports and data: make run MQTT_PORT=1884 HTTP_PORT=8082 DATA_DIR=/tmp/d"
 	@echo "              (defaults: MQTT_PORT=1883, HTTP_PORT=8081 for the manager, DATA_DIR=./data)"
-	@echo "make test   - run the whole test suite (real mosquitto, SQLite, HTTP and Whisper)"
+	@echo "make test   - run the whole test suite (real mosquitto, SQLite, PostgreSQL, HTTP and Whisper)"
 	@echo "make bench  - run the benchmarks (ratios against mosquitto and etcd in the same run)"
 	@echo "make lint   - ruff, mypy --strict, and the editor's vue-tsc and eslint"
 	@echo "make editor - build the web editor (editor/, Vue 3 + TypeScript) into config_manager/static"
@@ -74,7 +74,7 @@ define need_deb
 	fi
 endef
 
-.PHONY: mosquitto rabbitmq etcd chromium
+.PHONY: mosquitto rabbitmq postgresql etcd chromium
 mosquitto:
 	$(call need_deb,mosquitto,mosquitto mosquitto-clients)
 	$(call need_deb,mosquitto_sub,mosquitto-clients)
@@ -83,6 +83,16 @@ mosquitto:
 # runs it as a temporary node on free loopback ports; nothing starts the system service).
 rabbitmq:
 	$(call need_deb,rabbitmq-server,rabbitmq-server)
+
+# PostgreSQL 15: the second database of the store's test matrix (tests/postgres.py runs a
+# temporary server on a free loopback port; nothing starts the system service).
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "initdb is missing: installing postgresql with apt-get"; \
+	    $(APT_GET) update -qq && $(APT_GET) install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL is missing: run 'sudo apt-get install -y postgresql'"; exit 1; fi; \
+	fi
 
 etcd:
 	$(call need_deb,etcd,etcd-server)
@@ -111,7 +121,7 @@ editor: config_manager/static/index.html
 run: mosquitto editor $(VENV)/.installed-run
 	$(PY) -m config_manager.stack --data-dir $(DATA_DIR) --mqtt-port $(MQTT_PORT) --http-port $(HTTP_PORT)
 
-test: mosquitto rabbitmq chromium editor $(VENV)/.installed-dev
+test: mosquitto rabbitmq postgresql chromium editor $(VENV)/.installed-dev
 	cd editor && $(NPM) test --silent
 	$(PY) -m pytest
 

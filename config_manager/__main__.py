@@ -1,4 +1,4 @@
-"""Command line: ``python -m config_manager [serve|init|token ...]``."""
+"""Command line: ``python -m config_manager [serve|init|token|epoch|copy-to-postgres ...]``."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def _serve(args: argparse.Namespace) -> int:
     assert isinstance(settings, ManagerSettings)
     from .lockfile import LockHeld, database_lock, lock_holder
 
-    holder = lock_holder(database_lock(settings.db_file))
+    sqlite = settings.database_url is None  # PostgreSQL: the store's advisory lock
+    holder = lock_holder(database_lock(settings.db_file)) if sqlite else None
     if holder is not None:
         held = LockHeld(f"the database {settings.db_file}", database_lock(settings.db_file), holder)
         print(f"config manager: refusing to start: {held}", file=sys.stderr)
@@ -75,7 +76,9 @@ def _init(args: argparse.Namespace) -> int:
     settings = _settings(args)
     assert isinstance(settings, ManagerSettings)
     port = args.mqtt_port or MqttEndpoint.from_url(settings.mqtt_url).port
-    result = init_data_dir(settings.data_dir, mqtt_port=port, dev=args.dev)
+    result = init_data_dir(
+        settings.data_dir, mqtt_port=port, dev=args.dev, database=settings.database
+    )
     if not result.changed:
         print(f"{result.data_dir}: already initialised, nothing changed")
     for path in result.created:
@@ -98,7 +101,7 @@ def _token(args: argparse.Namespace) -> int:
     if args.token_command == "create":  # noqa: S105 - a subcommand name, not a password
         try:
             token = create_token_sync(
-                settings.db_file, args.name, Role(args.role), services=args.service
+                settings.database, args.name, Role(args.role), services=args.service
             )
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -110,23 +113,51 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _epoch(args: argparse.Namespace) -> int:
-    from .db import audit_sync, bump_epoch_sync, connect_sync, migrate, read_epoch_sync
+    from .db import audit_sync, bump_epoch_sync, migrate, read_epoch_sync
+    from .dialects import open_sync
     from .settings import ManagerSettings
 
     settings = _settings(args)
     assert isinstance(settings, ManagerSettings)
-    migrate(settings.db_file)
-    conn = connect_sync(settings.db_file)
-    try:
+    migrate(settings.database)
+    with open_sync(settings.database) as conn:
         if args.epoch_command == "bump":
-            old = read_epoch_sync(conn)
-            new = bump_epoch_sync(conn)
-            audit_sync(conn, actor="cli", action="epoch.bump", detail={"from": old, "to": new})
+            with conn.transaction():
+                old = read_epoch_sync(conn)
+                new = bump_epoch_sync(conn)
+                audit_sync(conn, actor="cli", action="epoch.bump", detail={"from": old, "to": new})
             print(f"epoch {old} -> {new}")
         else:
             print(read_epoch_sync(conn))
-    finally:
-        conn.close()
+    return 0
+
+
+def _copy_to_postgres(args: argparse.Namespace) -> int:
+    from .dbcopy import CopyError, copy_sqlite_to_postgres
+    from .dialects import PostgresUrl
+    from .settings import ManagerSettings
+
+    settings = _settings(args)
+    assert isinstance(settings, ManagerSettings)
+    source = args.source or settings.db_file
+    try:
+        if args.to:
+            target = PostgresUrl(args.to)
+        elif settings.database_url is not None:
+            target = PostgresUrl(settings.database_url.get_secret_value())
+        else:
+            print(
+                "error: no target: pass --to postgresql://... or set CONFIG_MANAGER_DATABASE_URL",
+                file=sys.stderr,
+            )
+            return 2
+        result = copy_sqlite_to_postgres(source, target, replace=args.replace)
+    except (CopyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    copied = ", ".join(f"{table} {count}" for table, count in sorted(result.rows.items()))
+    print(f"copied {source} -> {target}: {copied}")
+    print(f"epoch {result.epoch}; {result.pending} outbox rows still to publish")
     return 0
 
 
@@ -171,12 +202,43 @@ def _parser() -> argparse.ArgumentParser:
     epoch = sub.add_parser("epoch", help="show or bump the config epoch (manager stopped)")
     epoch.add_argument("--data-dir", type=Path, default=None)
     epoch.add_argument("epoch_command", choices=["show", "bump"])
+
+    copy = sub.add_parser(
+        "copy-to-postgres",
+        help="copy a SQLite database to PostgreSQL, once (manager stopped)",
+        description="Copy every row of the manager's SQLite database to an empty PostgreSQL "
+        "database (migrated first). Then set CONFIG_MANAGER_DATABASE_URL and start the "
+        "manager on PostgreSQL.",
+    )
+    copy.add_argument("--data-dir", type=Path, default=None)
+    copy.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=None,
+        help="the SQLite file (default: the data dir's manager.db)",
+    )
+    copy.add_argument(
+        "--to", default=None, help="PostgreSQL URL (default: CONFIG_MANAGER_DATABASE_URL)"
+    )
+    copy.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete what the target already holds first (refused without it)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import psycopg
+
     args = _parser().parse_args(argv)
-    commands = {"init": _init, "token": _token, "epoch": _epoch}
+    commands = {
+        "init": _init,
+        "token": _token,
+        "epoch": _epoch,
+        "copy-to-postgres": _copy_to_postgres,
+    }
     command = commands.get(args.command)
     if command is None:
         return _serve(args)
@@ -184,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(args)
     except sqlite3.OperationalError as exc:  # disk full, read-only, I/O error: one line
         print(f"config manager: the database cannot be used: {exc}", file=sys.stderr)
+    except psycopg.OperationalError as exc:  # server unreachable, authentication failed
+        reason = " ".join(str(exc).split())
+        print(f"config manager: the database cannot be used: {reason}", file=sys.stderr)
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"config manager: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)

@@ -30,6 +30,7 @@ from .api.docs import install_docs
 from .api.openapi import install_openapi
 from .bootstrap import startup_problems
 from .compat_check import compatibility_problem
+from .dialects import PostgresUrl
 from .events import EventHub
 from .instances import InstanceTracker
 from .keyring import KeyRing
@@ -98,13 +99,15 @@ def create_app(
         tracker = InstanceTracker(on_report=hub.report_received)
         endpoint = settings.mqtt_endpoint()
         async with AsyncExitStack() as stack:
-            # One manager per database: a second one would publish the same rows twice.
-            stack.enter_context(
-                hold_lock(database_lock(settings.db_file), f"the database {settings.db_file}")
-            )
+            # One manager per database: a second one would publish the same rows twice
+            # (a SQLite file: this lock file; PostgreSQL: the store's advisory lock).
+            if not isinstance(settings.database, PostgresUrl):
+                stack.enter_context(
+                    hold_lock(database_lock(settings.db_file), f"the database {settings.db_file}")
+                )
             store = await stack.enter_async_context(
                 ConfigStore(
-                    settings.db_file,
+                    settings.database,
                     metrics=metrics,
                     limits=StorageLimits(
                         retry_min_s=settings.storage_retry_min_s,
@@ -173,7 +176,7 @@ def create_app(
             _log.info(
                 "config manager ready: %d services, database %s, broker %s",
                 len(reg),
-                settings.db_file,
+                settings.database,
                 endpoint,
             )
             yield

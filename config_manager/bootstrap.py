@@ -29,6 +29,7 @@ from config_lib import (
 
 from .broker import BrokerFiles, render_broker_files, write_password_file
 from .db import migrate, unportable_services
+from .dialects import Target
 from .registry import SchemaRegistry
 from .settings import ManagerSettings
 from .tokens import Role, create_token_sync
@@ -100,6 +101,7 @@ def init_data_dir(
     dev: bool = False,
     services: Iterable[str] | None = None,
     admin_name: str = "admin",
+    database: Target | None = None,
 ) -> InitResult:
     """Create what is missing in ``data_dir`` (see docs/operations.md). Idempotent.
 
@@ -114,11 +116,11 @@ def init_data_dir(
     for sub in ("", "keys", "keys/services", "secrets", "secrets/mqtt", "lkg", "logs"):
         _mkdir(data_dir / sub, result)
 
-    # Database (migrated, with its epoch).
-    db = data_dir / "manager.db"
-    existed = db.exists()
+    # Database (migrated, with its epoch): data_dir/manager.db unless given (PostgreSQL).
+    db: Target = database if database is not None else data_dir / "manager.db"
+    existed = not isinstance(db, Path) or db.exists()
     migrate(db)
-    if not existed:
+    if not existed and isinstance(db, Path):
         result.created.append(db)
 
     # Signing key and the trust store holding its public key (add, never drop).
@@ -188,14 +190,11 @@ def _passwd_users(files: BrokerFiles) -> set[str]:
     return {line.split(":", 1)[0] for line in text.splitlines() if ":" in line}
 
 
-def _has_tokens(db: Path) -> bool:
-    from .db import connect_sync
+def _has_tokens(db: Target) -> bool:
+    from .dialects import open_sync
 
-    conn = connect_sync(db)
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM tokens").fetchone()[0]) > 0
-    finally:
-        conn.close()
+    with open_sync(db) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM tokens")[0][0]) > 0
 
 
 def startup_problems(settings: ManagerSettings) -> list[str]:
@@ -205,10 +204,10 @@ def startup_problems(settings: ManagerSettings) -> list[str]:
     database holding a service name that is no longer valid is refused in both modes.
     """
     problems = [
-        f"the database {settings.db_file} holds service {name!r}, whose name cannot be "
+        f"the database {settings.database} holds service {name!r}, whose name cannot be "
         f"published portably ({why}); see 'Service names' in docs/operations.md to move "
         "its config to a valid name"
-        for name, why in unportable_services(settings.db_file)
+        for name, why in unportable_services(settings.database)
     ]
     if settings.dev_mode:
         return problems

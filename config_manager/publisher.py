@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -65,6 +64,7 @@ from config_lib import (
     verify_freshness,
 )
 
+from .dialects import database_errors
 from .instances import InstanceTracker
 from .metrics import Metrics
 from .store import ConfigStore, StorageError, StoredVersion
@@ -81,6 +81,8 @@ class SigningRefused(RuntimeError):
 
 
 _log = logging.getLogger(__name__)
+# not a storage fault (a query the database refused), or the store closed
+_SAVE_ERRORS: tuple[type[Exception], ...] = (*database_errors(), RuntimeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -628,7 +630,7 @@ class OutboxPublisher:
             self._tracker.restore_changes(keys)
             _log.debug("instance reports not saved (kept for the next attempt): %s", exc)
             return False
-        except (sqlite3.Error, RuntimeError) as exc:  # not a storage fault, or store closed
+        except _SAVE_ERRORS as exc:  # not a storage fault, or the store closed
             self._tracker.restore_changes(keys)
             _log.error("instance reports not saved (kept for the next attempt): %s", exc)
             return False

@@ -8,12 +8,15 @@ unset are derived from ``data_dir`` following the project's data-directory layou
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config_lib import DEFAULT_MAX_BYTES, MqttEndpoint
+
+if TYPE_CHECKING:
+    from .dialects import Target
 
 __all__ = ["ManagerSettings"]
 
@@ -25,6 +28,11 @@ class ManagerSettings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="Root of the data directory.")
     db_path: Path | None = Field(None, description="SQLite file (default data_dir/manager.db).")
+    database_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL database (postgresql://user:password@host:port/name) instead "
+        "of the SQLite file db_path. Unset: SQLite, the embedded default.",
+    )
     signing_key: Path | None = Field(None, description="Ed25519 key (data_dir/keys/signing.pem).")
     trust_store: Path | None = Field(None, description="Trusted keys (data_dir/keys/trust.pem).")
     master_key: Path | None = Field(None, description="Master key (data_dir/keys/master.key).")
@@ -112,6 +120,16 @@ class ManagerSettings(BaseSettings):
         description="Below this much free space on the database's file system /readyz is 503.",
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            from .dialects import PostgresUrl
+
+            PostgresUrl(value.get_secret_value())  # ValueError: a clear settings error
+            return value
+        return None
+
     @model_validator(mode="after")
     def _check_freshness(self) -> Self:
         if self.freshness_expiry_s <= self.freshness_interval_s:
@@ -138,6 +156,15 @@ class ManagerSettings(BaseSettings):
     def db_file(self) -> Path:
         assert self.db_path is not None
         return self.db_path
+
+    @property
+    def database(self) -> Target:
+        """The manager's database: the PostgreSQL URL if set, else the SQLite file."""
+        from .dialects import PostgresUrl
+
+        if self.database_url is not None:
+            return PostgresUrl(self.database_url.get_secret_value())
+        return self.db_file
 
     @property
     def signing_key_file(self) -> Path:

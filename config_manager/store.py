@@ -1,6 +1,8 @@
-"""``ConfigStore``: the one aiosqlite connection and every query the manager runs.
+"""``ConfigStore``: the one database connection and every query the manager runs.
 
-One connection runs one statement at a time on its own thread; an ``asyncio.Lock`` makes
+The database is a SQLite file (aiosqlite) or PostgreSQL (psycopg), behind
+:class:`~config_manager.dialects.Database`; the queries here are written once for both.
+One connection runs one statement at a time; an ``asyncio.Lock`` makes
 each method's statements (and each transaction) atomic with respect to the others, so a
 reader never sees another coroutine's uncommitted rows.
 
@@ -19,19 +21,24 @@ import json
 import logging
 import os
 import secrets
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
-
-import aiosqlite
+from typing import Any, Self
 
 from config_lib import MAX_POSITION, Backoff, stop_tasks
 
-from .db import PRAGMAS, migrate, now_iso
+from .db import migrate, now_iso
+from .dialects import (
+    PG_OWNER_LOCK,
+    Database,
+    Target,
+    database_errors,
+    is_integrity_error,
+    open_database,
+)
 from .history import GENESIS, row_hash
 from .instances import InstanceReport
 from .metrics import Metrics
@@ -46,6 +53,7 @@ __all__ = [
     "ServiceSummary",
     "StorageError",
     "StorageLimits",
+    "StoreInUse",
     "StoredVersion",
     "TokenRecord",
     "VersionConflict",
@@ -54,9 +62,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-# SQLite primary result codes that mean "the storage failed", not "the query is wrong":
-# BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
-_STORAGE_CODES: Final = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+
+class StoreInUse(RuntimeError):
+    """Another config manager has this database open."""
 
 
 class StorageError(Exception):
@@ -64,20 +72,12 @@ class StorageError(Exception):
     system, locked... Nothing of that operation was stored. Usually transient: retry later.
     """
 
-    def __init__(self, operation: str, cause: sqlite3.Error, *, writes: bool) -> None:
+    def __init__(self, operation: str, cause: Exception, *, writes: bool) -> None:
         self.operation = operation
         self.writes = writes
-        self.code = str(getattr(cause, "sqlite_errorname", None) or type(cause).__name__)
+        self.code = Database.error_code(cause)
         self.reason = str(cause) or self.code
         super().__init__(f"{operation}: {self.reason} ({self.code})")
-
-
-def is_storage_error(exc: BaseException) -> bool:
-    """Whether a sqlite3 error is a storage fault (see :class:`StorageError`)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return (code & 0xFF) in _STORAGE_CODES
-    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,25 +210,6 @@ _AUDIT_SQL = (
 )
 
 
-_CLAIM_SQL = (
-    "INSERT OR REPLACE INTO idempotency (token, key, request_hash, result_json, "
-    "created_at) VALUES (?, ?, ?, ?, ?)"
-)
-
-
-def _claim_params(
-    claim: IdempotencyClaim,
-    change_id: str | None,
-    stored: Sequence[StoredVersion] = (),
-    versions: Sequence[tuple[str, int]] = (),
-) -> tuple[Any, ...]:
-    result = {
-        "change_id": change_id,
-        "versions": [[s.service, s.version] for s in stored] + [list(v) for v in versions],
-    }
-    return (claim.token, claim.key, claim.request_hash, json.dumps(result), time.time())
-
-
 def _audit_params(entry: AuditEntry, at: str) -> tuple[Any, ...]:
     return (
         at,
@@ -252,13 +233,13 @@ class ConfigStore:
 
     def __init__(
         self,
-        path: Path,
+        path: Target,
         *,
         metrics: Metrics | None = None,
         limits: StorageLimits = StorageLimits(),
     ) -> None:
-        self.path = Path(path)
-        self._conn: aiosqlite.Connection | None = None
+        self.path: Target = path if not isinstance(path, str) else Path(path)
+        self._conn: Database | None = None
         self._lock = asyncio.Lock()
         self._metrics = metrics
         self._limits = limits
@@ -283,14 +264,9 @@ class ConfigStore:
 
     async def __aenter__(self) -> Self:
         self.schema_version = await asyncio.to_thread(migrate, self.path)
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        try:
-            for pragma in PRAGMAS:
-                await conn.execute(pragma)
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
+        self._conn = await open_database(self.path)
+        if self.dialect == "postgresql":
+            await self._own_postgres()
         async with self._lock:
             rows = await self._all("SELECT value FROM meta WHERE key = 'epoch'")
             self._epoch = int(rows[0][0])
@@ -303,10 +279,23 @@ class ConfigStore:
             self._head = await self._chain_unhashed()
         return self
 
+    async def _own_postgres(self) -> None:
+        """One manager per PostgreSQL database (as the lock file is for a SQLite file): a
+        session advisory lock, released by the server when this connection ends."""
+        rows = await self._all("SELECT pg_try_advisory_lock(?)", (PG_OWNER_LOCK,))
+        if not rows[0][0]:
+            await self.conn.close()
+            self._conn = None
+            raise StoreInUse(
+                f"the database {self.path} is in use by another config manager "
+                "(it holds the PostgreSQL advisory lock of the manager)"
+            )
+
     async def _chain_unhashed(self) -> str:
         """Hash-chain rows stored before the chain existed (in storage order); returns the head."""
         rows = await self._all(
-            f"SELECT rowid, {_VERSION_COLUMNS}, row_hash FROM versions ORDER BY rowid"  # noqa: S608
+            f"SELECT {self.conn.row_order}, {_VERSION_COLUMNS}, row_hash FROM versions "  # noqa: S608
+            f"ORDER BY {self.conn.row_order}"
         )
         head = GENESIS
         updates: list[tuple[str, str, int]] = []
@@ -327,16 +316,12 @@ class ConfigStore:
             updates.append((head, new, int(row[0])))
             head = new
         if updates:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            async with self.conn.transaction():
                 await self.conn.executemany(
-                    "UPDATE versions SET prev_hash = ?, row_hash = ? WHERE rowid = ?", updates
+                    "UPDATE versions SET prev_hash = ?, row_hash = ? "  # noqa: S608
+                    f"WHERE {self.conn.row_order} = ?",
+                    updates,
                 )
-                await self.conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.OperationalError):
-                    await self.conn.execute("ROLLBACK")
-                raise
         return head
 
     async def __aexit__(
@@ -357,14 +342,18 @@ class ConfigStore:
         return self._conn is not None
 
     @property
-    def conn(self) -> aiosqlite.Connection:
+    def conn(self) -> Database:
         if self._conn is None:
             raise RuntimeError("the store is not open")
         return self._conn
 
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.conn.dialect
+
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await self.conn.fetchall(sql, params)
 
     # -- storage faults --------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -373,8 +362,8 @@ class ConfigStore:
         async with self._lock:
             try:
                 yield
-            except sqlite3.Error as exc:
-                if not is_storage_error(exc):
+            except database_errors() as exc:
+                if not self.conn.is_storage_error(exc):
                     raise
                 error = StorageError(operation, exc, writes=writes)
                 self._failed(error)
@@ -442,6 +431,8 @@ class ConfigStore:
         fault = self._fault
         if fault is not None:
             return f"{fault.reason} ({fault.code}, since {fault.operation} failed)"
+        if not isinstance(self.path, Path):
+            return None  # a database server: its own disk is its administrator's
         try:
             st = os.statvfs(self.path.parent)
         except OSError as exc:
@@ -528,7 +519,7 @@ class ConfigStore:
             rows = await self._all(
                 "SELECT v.service, v.version, v.epoch, v.values_json, v.created_at, "  # noqa: S608
                 f"v.created_by, v.change_id, v.prev_hash, v.row_hash FROM versions v {where}"
-                "ORDER BY v.rowid"
+                f"ORDER BY v.{self.conn.row_order}"
             )
             count = (await self._all("SELECT COUNT(*) FROM versions"))[0][0]
             head = self._head
@@ -594,19 +585,12 @@ class ConfigStore:
         at = now_iso()
         async with self._op("retire", writes=True):
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
+            async with conn.transaction():
                 await conn.execute(
                     "UPDATE services SET retired_at = ?, retired_by = ? WHERE name = ?",
                     (at, audit.actor, service),
                 )
                 await conn.execute(_AUDIT_SQL, _audit_params(audit, at))
-                await conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.OperationalError):
-                        await conn.execute("ROLLBACK")
-                raise
             self._retired[service] = at
         return at
 
@@ -644,70 +628,56 @@ class ConfigStore:
         the whole transaction: raised, nothing written. The caches (current versions,
         chain head, epoch) change only after the COMMIT returned.
 
-        The whole transaction runs as one call on the connection's thread (one hand-over
-        instead of several per member).
+        Savepoints are standard SQL (SQLite and PostgreSQL alike): nothing here depends on
+        the dialect.
         """
         created = now_iso()
+        outcomes: list[list[StoredVersion] | BaseException] = []
+        current: dict[str, StoredVersion] = {}
         async with self._op("write", writes=True):
+            conn = self.conn
             epoch = self._next_epoch() if bump_epoch else self._epoch
-            raw = self.conn._conn
-            outcomes, head, current = await self.conn._execute(  # type: ignore[no-untyped-call]
-                self._write_group_sync, raw, members, epoch, bump_epoch, self._head, created
-            )
+            head = self._head
+            await conn.begin()
+            try:
+                if bump_epoch:
+                    await conn.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),)
+                    )
+                single = len(members) == 1
+                member_errors: tuple[type[Exception], ...] = (VersionConflict, *database_errors())
+                for member in members:
+                    if not single:
+                        await conn.execute("SAVEPOINT member")
+                    try:
+                        stored, member_head = await self._insert_member(
+                            member, epoch, head, created, current
+                        )
+                    except member_errors as exc:
+                        if single or conn.is_storage_error(exc):
+                            raise
+                        await conn.execute("ROLLBACK TO SAVEPOINT member")
+                        await conn.execute("RELEASE SAVEPOINT member")
+                        outcomes.append(exc)
+                        continue
+                    if not single:
+                        await conn.execute("RELEASE SAVEPOINT member")
+                    head = member_head
+                    outcomes.append(stored)
+                    for item in stored:
+                        current[item.service] = item
+                await conn.commit()
+            except BaseException:
+                # A failed COMMIT (disk full...) may already have ended the transaction.
+                await conn.rollback()
+                raise
             self._head = head
             self._epoch = epoch
             self._current.update(current)
-        return outcomes  # type: ignore[no-any-return]
+        return outcomes
 
-    def _write_group_sync(
+    async def _insert_member(
         self,
-        db: sqlite3.Connection,
-        members: Sequence[WriteMember],
-        epoch: int,
-        bump_epoch: bool,
-        head: str,
-        created: str,
-    ) -> tuple[list[list[StoredVersion] | BaseException], str, dict[str, StoredVersion]]:
-        """:meth:`write_group`'s transaction (on the connection's thread)."""
-        outcomes: list[list[StoredVersion] | BaseException] = []
-        current: dict[str, StoredVersion] = {}
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if bump_epoch:
-                db.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),))
-            single = len(members) == 1
-            for member in members:
-                if not single:
-                    db.execute("SAVEPOINT member")
-                try:
-                    stored, member_head = self._insert_member(
-                        db, member, epoch, head, created, current
-                    )
-                except (sqlite3.Error, VersionConflict) as exc:
-                    if single or (isinstance(exc, sqlite3.Error) and is_storage_error(exc)):
-                        raise
-                    db.execute("ROLLBACK TO member")
-                    db.execute("RELEASE member")
-                    outcomes.append(exc)
-                    continue
-                if not single:
-                    db.execute("RELEASE member")
-                head = member_head
-                outcomes.append(stored)
-                for item in stored:
-                    current[item.service] = item
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                # A failed COMMIT (disk full...) may already have ended the transaction.
-                with contextlib.suppress(sqlite3.OperationalError):
-                    db.execute("ROLLBACK")
-            raise
-        return outcomes, head, current
-
-    def _insert_member(
-        self,
-        db: sqlite3.Connection,
         member: WriteMember,
         epoch: int,
         head: str,
@@ -715,6 +685,7 @@ class ConfigStore:
         current: dict[str, StoredVersion],
     ) -> tuple[list[StoredVersion], str]:
         """One member's rows (inside the caller's transaction); returns them and the head."""
+        conn = self.conn
         change_id = secrets.token_hex(8)
         stored: list[StoredVersion] = []
         for change in member.changes:
@@ -733,11 +704,11 @@ class ConfigStore:
             )
             try:
                 # The triggers check the version, advance the service and add the
-                # outbox row (id = this row's rowid).
-                cur = db.execute(
-                    "INSERT INTO versions (service, version, epoch, values_json, "
+                # outbox row (id = this row's rowid / seq).
+                rows = await conn.fetchall(
+                    "INSERT INTO versions (service, version, epoch, values_json, "  # noqa: S608
                     "created_at, created_by, change_id, prev_hash, row_hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {conn.row_order}",
                     (
                         change.service,
                         version,
@@ -750,8 +721,8 @@ class ConfigStore:
                         head,
                     ),
                 )
-            except sqlite3.IntegrityError as exc:
-                if "version conflict" not in str(exc):
+            except database_errors() as exc:
+                if not is_integrity_error(exc) or not _is_conflict(exc):
                     raise
                 now = current.get(change.service)
                 raise VersionConflict(
@@ -768,13 +739,13 @@ class ConfigStore:
                     created,
                     member.actor,
                     change_id,
-                    cur.lastrowid,
+                    int(rows[0][0]),
                 )
             )
         for entry in member.audit:
-            db.execute(_AUDIT_SQL, _audit_params(entry, created))
+            await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
         if member.idempotency is not None:
-            db.execute(_CLAIM_SQL, _claim_params(member.idempotency, change_id, stored))
+            await self._claim(member.idempotency, change_id, stored)
         return stored, head
 
     async def _claim(
@@ -784,7 +755,17 @@ class ConfigStore:
         stored: Sequence[StoredVersion] = (),
         versions: Sequence[tuple[str, int]] = (),
     ) -> None:
-        await self.conn.execute(_CLAIM_SQL, _claim_params(claim, change_id, stored, versions))
+        result = {
+            "change_id": change_id,
+            "versions": [[s.service, s.version] for s in stored] + [list(v) for v in versions],
+        }
+        await self.conn.execute(
+            "INSERT INTO idempotency (token, key, request_hash, result_json, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (token, key) DO UPDATE SET "
+            "request_hash = excluded.request_hash, result_json = excluded.result_json, "
+            "created_at = excluded.created_at",
+            (claim.token, claim.key, claim.request_hash, json.dumps(result), time.time()),
+        )
 
     async def record_unchanged(
         self,
@@ -797,18 +778,11 @@ class ConfigStore:
             return
         async with self._op("write", writes=True):
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
+            async with conn.transaction():
                 for entry in audit:
                     await conn.execute(_AUDIT_SQL, _audit_params(entry, now_iso()))
                 if claim is not None:
                     await self._claim(claim, None, versions=versions)
-                await conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.OperationalError):
-                        await conn.execute("ROLLBACK")
-                raise
 
     async def idempotent_result(self, token: str, key: str) -> tuple[str, dict[str, Any]] | None:
         """``(request_hash, result)`` of a claim younger than 24 h, else None."""
@@ -890,16 +864,11 @@ class ConfigStore:
         if not ids:
             return
         marks = ",".join("?" * len(ids))
-        async with self._op("mark published", writes=True):
-            conn = self.conn
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            try:
-                await conn.execute(
-                    f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",  # noqa: S608
-                    (now_iso(), *ids),
-                )
-            finally:
-                await conn.execute("PRAGMA synchronous = FULL")
+        async with self._op("mark published", writes=True), self.conn.relaxed_durability():
+            await self.conn.execute(
+                f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",  # noqa: S608
+                (now_iso(), *ids),
+            )
 
     async def outbox_depth(self) -> int:
         async with self._op("read outbox"):
@@ -926,33 +895,23 @@ class ConfigStore:
             return
         async with self._op("save instances", writes=True):
             conn = self.conn
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    await conn.executemany(
-                        "INSERT INTO instances (service, instance, status, version, epoch, "
-                        "reason, detail, time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (service, instance) DO UPDATE SET status = excluded.status, "
-                        "version = excluded.version, epoch = excluded.epoch, "
-                        "reason = excluded.reason, detail = excluded.detail, "
-                        "time = excluded.time, received_at = excluded.received_at",
-                        [
-                            (r.service, r.instance, r.status, r.version, r.epoch, r.reason,
-                             r.detail, r.time, r.received_at)
-                            for r in reports
-                        ],
-                    )  # fmt: skip
-                    await conn.executemany(
-                        "DELETE FROM instances WHERE service = ? AND instance = ?", removed
-                    )
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.OperationalError):
-                        await conn.execute("ROLLBACK")
-                    raise
-            finally:
-                await conn.execute("PRAGMA synchronous = FULL")
+            async with conn.relaxed_durability(), conn.transaction():
+                await conn.executemany(
+                    "INSERT INTO instances (service, instance, status, version, epoch, "
+                    "reason, detail, time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (service, instance) DO UPDATE SET status = excluded.status, "
+                    "version = excluded.version, epoch = excluded.epoch, "
+                    "reason = excluded.reason, detail = excluded.detail, "
+                    "time = excluded.time, received_at = excluded.received_at",
+                    [
+                        (r.service, r.instance, r.status, r.version, r.epoch, r.reason,
+                         r.detail, r.time, r.received_at)
+                        for r in reports
+                    ],
+                )  # fmt: skip
+                await conn.executemany(
+                    "DELETE FROM instances WHERE service = ? AND instance = ?", removed
+                )
 
     # -- tokens --------------------------------------------------------------------------
     async def add_token(
@@ -1005,14 +964,18 @@ class ConfigStore:
 
     async def revoke_token(self, name: str) -> bool:
         async with self._op("revoke token", writes=True):
-            cur = await self.conn.execute(
+            count = await self.conn.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 (now_iso(), name),
             )
-            count = cur.rowcount
-            await cur.close()
             self._tokens.clear()
         return count > 0
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    """The version trigger refused the row, or (PostgreSQL, concurrent writers) the same
+    version was stored first by another transaction."""
+    return "version conflict" in str(exc) or "versions_pkey" in str(exc)
 
 
 def _version(row: Sequence[Any]) -> StoredVersion:

@@ -11,13 +11,12 @@ import hashlib
 import json
 import re
 import secrets
-import sqlite3
 from collections.abc import Sequence
 from enum import StrEnum
-from pathlib import Path
 from typing import Final
 
-from .db import audit_sync, connect_sync, migrate, now_iso
+from .db import audit_sync, migrate, now_iso
+from .dialects import Target, database_errors, is_integrity_error, open_sync
 
 __all__ = [
     "TOKEN_PREFIX",
@@ -65,7 +64,7 @@ def validate_token_name(name: str) -> str:
 
 
 def create_token_sync(
-    db_path: Path,
+    database: Target,
     name: str,
     role: Role,
     *,
@@ -74,36 +73,35 @@ def create_token_sync(
 ) -> str:
     """Create a token directly in the database (command line, bootstrap); returns it once.
 
-    Raises ValueError if a token with that name exists.
+    ``database``: a SQLite file or a PostgreSQL URL. Raises ValueError if a token with
+    that name exists.
     """
     validate_token_name(name)
-    migrate(db_path)
+    migrate(database)
     token = new_token()
-    conn = connect_sync(db_path)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "INSERT INTO tokens (name, role, token_hash, created_at, created_by, services_json) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                name,
-                role.value,
-                hash_token(token),
-                now_iso(),
-                created_by,
-                json.dumps(sorted(services)) if services else None,
-            ),
-        )
-        audit_sync(
-            conn,
-            actor=created_by,
-            action="token.create",
-            detail={"token": name, "role": role.value, "services": sorted(services or [])},
-        )
-        conn.execute("COMMIT")
-    except sqlite3.IntegrityError:
-        conn.execute("ROLLBACK")
-        raise ValueError(f"a token named {name!r} already exists") from None
-    finally:
-        conn.close()
+    with open_sync(database) as db:
+        try:
+            with db.transaction():
+                db.execute(
+                    "INSERT INTO tokens (name, role, token_hash, created_at, created_by, "
+                    "services_json) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        name,
+                        role.value,
+                        hash_token(token),
+                        now_iso(),
+                        created_by,
+                        json.dumps(sorted(services)) if services else None,
+                    ),
+                )
+                audit_sync(
+                    db,
+                    actor=created_by,
+                    action="token.create",
+                    detail={"token": name, "role": role.value, "services": sorted(services or [])},
+                )
+        except database_errors() as exc:
+            if not is_integrity_error(exc):
+                raise
+            raise ValueError(f"a token named {name!r} already exists") from None
     return token

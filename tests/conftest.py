@@ -15,7 +15,9 @@ import pytest
 
 from config_lib import SigningKey, TrustStore, derive_data_key
 from config_lib._keys import DataKey
+from config_manager.dialects import PostgresUrl
 from tests.brokers import BrokerSeam, LazyRabbitMQ, MosquittoBroker, RabbitMQBroker
+from tests.postgres import LazyPostgres, PostgresServer
 
 if TYPE_CHECKING:
     from workers.stt.engine import WhisperEngine
@@ -68,6 +70,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     del session, exitstatus
     _RABBITMQ.close()
+    _POSTGRES.close()
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +89,32 @@ def matrix_broker(request: pytest.FixtureRequest) -> BrokerSeam:
     name = "broker" if request.param == "mosquitto" else "rabbitmq"
     found: BrokerSeam = request.getfixturevalue(name)
     return found
+
+
+# -- the database matrix ----------------------------------------------------------------
+# Tests marked ``db_matrix`` that take ``matrix_database`` run once per database: a SQLite
+# file of their own, and a database of their own on the session's one PostgreSQL server
+# (tests/postgres.py: Debian's postgresql, started on first use, stopped at the end).
+MATRIX_DATABASES = ("sqlite", "postgresql")
+_POSTGRES = LazyPostgres()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    """The session's PostgreSQL server (started on first use)."""
+    try:
+        return _POSTGRES.get()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc} (install it: apt-get install -y postgresql)")
+
+
+@pytest.fixture(params=MATRIX_DATABASES)
+def matrix_database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | PostgresUrl:
+    """Each database of the matrix in turn (``db_matrix`` tests): a new, empty one."""
+    if request.param == "sqlite":
+        return tmp_path / "manager.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ __all__ = [
     "ImportPublic",
     "InstancePublic",
     "PresetAppliedPublic",
+    "PresetPreviewPublic",
     "PresetPublic",
+    "PresetServicePreview",
     "PresetVersionPublic",
     "ReadinessPublic",
     "RetiredPublic",
@@ -155,6 +157,31 @@ class PresetAppliedPublic(BaseModel):
     versions: list[PresetVersionPublic]
     changed: bool = Field(True, description="False: the preset changed nothing (no version).")
     publication: Literal["published", "pending", "unchanged"]
+
+
+class PresetServicePreview(BaseModel):
+    service: str
+    version: int = Field(description="The service's current version (0: its defaults).")
+    etag: str = Field(description="The current version's ETag.")
+    changed: bool = Field(description="False: the preset leaves this service as it is.")
+    would_be_version: int | None = Field(
+        description="The version applying the preset would store (null: unchanged)."
+    )
+    patch: list[dict[str, Any]] = Field(
+        description="RFC 6902 operations from the current config to the preset's result; "
+        'a changed secret: the mask as value and "secret": "changed".'
+    )
+
+
+class PresetPreviewPublic(BaseModel):
+    preset: str
+    changed: bool = Field(description="False: applying the preset would store nothing.")
+    services: list[PresetServicePreview]
+    compatible: bool = Field(description="Whether the cross-service rules accept the result.")
+    violations: list[dict[str, Any]] = Field(description="The rules the result would break.")
+    errors: list[dict[str, Any]] = Field(
+        description="One error per field involved in a violation (loc: service, field...)."
+    )
 
 
 class DiffPublic(BaseModel):

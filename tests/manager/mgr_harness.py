@@ -84,7 +84,7 @@ def start_manager(
     )
     if tokens is None:
         tokens = {
-            role.value: create_token_sync(settings.db_file, f"{role.value}-token", role)
+            role.value: create_token_sync(settings.database, f"{role.value}-token", role)
             for role in Role
         }
     app = create_app(settings, registry=SchemaRegistry(models))

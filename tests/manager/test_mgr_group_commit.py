@@ -1,20 +1,22 @@
 """Group commit: many writers' versions in one durable transaction, all-or-nothing per
-writer, each handed to the publisher only after its transaction committed."""
+writer, each handed to the publisher only after its transaction committed.
+
+The store-level tests run on each database of the matrix (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import secrets
-import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from mgr_harness import RunningManager, put, watch
 from mgr_models import DemoConfig
 
+from config_manager.dialects import Target, open_sync
 from config_manager.group_commit import GroupCommitter
 from config_manager.store import (
     AuditEntry,
@@ -34,17 +36,17 @@ def _member(service: str, expected: int, n: int) -> WriteMember:
     )
 
 
-def _committed_rows(db: Path) -> set[tuple[str, int]]:
+def _committed_rows(db: Target) -> set[tuple[str, int]]:
     """What another connection sees: only committed rows."""
-    conn = sqlite3.connect(db)
-    try:
+    with open_sync(db) as conn:
         return {(r[0], int(r[1])) for r in conn.execute("SELECT service, version FROM versions")}
-    finally:
-        conn.close()
 
 
-async def test_a_failing_writer_in_a_batch_leaves_the_others_committed(tmp_path: Path) -> None:
-    db = tmp_path / "manager.db"
+@pytest.mark.db_matrix
+async def test_a_failing_writer_in_a_batch_leaves_the_others_committed(
+    matrix_database: Target,
+) -> None:
+    db = matrix_database
     async with ConfigStore(db) as store:
         await store.write([NewVersion("svc-b", 0, {"n": 0})], actor="t")
         outcomes = await store.write_group(
@@ -79,8 +81,9 @@ async def test_a_failing_writer_in_a_batch_leaves_the_others_committed(tmp_path:
         assert stored.version == 2
 
 
-async def test_versions_are_handed_on_only_after_their_commit(tmp_path: Path) -> None:
-    db = tmp_path / "manager.db"
+@pytest.mark.db_matrix
+async def test_versions_are_handed_on_only_after_their_commit(matrix_database: Target) -> None:
+    db = matrix_database
     handed: list[tuple[str, int]] = []
     seen_committed: list[bool] = []
 

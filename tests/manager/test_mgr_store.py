@@ -1,46 +1,47 @@
-"""The database: migrations upgrade an existing file, the schema itself enforces versions."""
+"""The database: migrations upgrade an existing one, the schema itself enforces versions.
+
+Marked ``db_matrix``: each test runs on a SQLite file and on PostgreSQL (tests/conftest.py).
+"""
 
 from __future__ import annotations
-
-import sqlite3
-from pathlib import Path
 
 import pytest
 
 from config_manager.db import migrate, migrations, now_iso
+from config_manager.dialects import Target, dialect_of, is_integrity_error, open_sync
 from config_manager.store import ConfigStore, NewVersion, VersionConflict
 
+pytestmark = pytest.mark.db_matrix
 
-def _database_at_schema_1(path: Path) -> None:
+
+def _database_at_schema_1(target: Target) -> None:
     """A database as the first release left it: migration 1 only, one version stored."""
-    number, name, sql = migrations()[0]
+    number, name, sql = migrations(dialect_of(target))[0]
     assert number == 1
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.executescript(sql)
-        conn.execute(
+    with open_sync(target) as db:
+        db.script(sql)
+        db.execute(
             "CREATE TABLE schema_migrations "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
-        conn.execute("INSERT INTO schema_migrations VALUES (1, ?, ?)", (name, now_iso()))
-        conn.execute("INSERT INTO meta VALUES ('epoch', '1700000000')")
-        conn.execute("INSERT INTO services VALUES ('svc-old', 1, ?)", (now_iso(),))
-        conn.execute(
-            "INSERT INTO versions VALUES ('svc-old', 1, 1700000000, '{\"a\":1}', ?, 'x', 'c')",
+        db.execute("INSERT INTO schema_migrations VALUES (1, ?, ?)", (name, now_iso()))
+        db.execute("INSERT INTO meta VALUES ('epoch', '1700000000')")
+        db.execute("INSERT INTO services VALUES ('svc-old', 1, ?)", (now_iso(),))
+        db.execute(
+            "INSERT INTO versions (service, version, epoch, values_json, created_at, "
+            "created_by, change_id) VALUES ('svc-old', 1, 1700000000, '{\"a\":1}', ?, 'x', 'c')",
             (now_iso(),),
         )
-        conn.execute(
+        db.execute(
             "INSERT INTO outbox (service, version, created_at) VALUES ('svc-old', 1, ?)",
             (now_iso(),),
         )
-    finally:
-        conn.close()
 
 
-async def test_an_old_database_is_migrated_and_keeps_working(tmp_path: Path) -> None:
-    db = tmp_path / "manager.db"
+async def test_an_old_database_is_migrated_and_keeps_working(matrix_database: Target) -> None:
+    db = matrix_database
     _database_at_schema_1(db)
-    assert migrate(db) == max(n for n, _, _ in migrations())
+    assert migrate(db) == max(n for n, _, _ in migrations(dialect_of(db)))
     async with ConfigStore(db) as store:
         assert await store.epoch() == 1700000000  # an existing epoch is never replaced
         assert (await store.current("svc-old")) is not None
@@ -51,8 +52,8 @@ async def test_an_old_database_is_migrated_and_keeps_working(tmp_path: Path) -> 
         assert pending[-1].id == stored.outbox_id
 
 
-async def test_the_schema_refuses_a_version_that_does_not_follow(tmp_path: Path) -> None:
-    db = tmp_path / "manager.db"
+async def test_the_schema_refuses_a_version_that_does_not_follow(matrix_database: Target) -> None:
+    db = matrix_database
     async with ConfigStore(db) as store:
         await store.write([NewVersion("svc-a", 0, {"n": 1})], actor="t")
         with pytest.raises(VersionConflict) as info:
@@ -65,23 +66,23 @@ async def test_the_schema_refuses_a_version_that_does_not_follow(tmp_path: Path)
             )
         assert await store.current("svc-b") is None
         assert [s.service for s in await store.services()] == ["svc-a"]
-    conn = sqlite3.connect(db)
-    try:
-        with pytest.raises(sqlite3.IntegrityError, match="version conflict"):
+    with open_sync(db) as conn:
+        with pytest.raises(Exception, match="version conflict") as refused:
             conn.execute(
                 "INSERT INTO versions (service, version, epoch, values_json, created_at, "
                 "created_by, change_id) VALUES ('svc-a', 3, 1, '{}', 't', 'x', 'c')"
             )
-        assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
-    finally:
-        conn.close()
+        assert is_integrity_error(refused.value)
+        assert conn.execute("SELECT COUNT(*) FROM outbox")[0][0] == 1
 
 
-async def test_rows_stored_before_the_hash_chain_are_chained_at_open(tmp_path: Path) -> None:
+async def test_rows_stored_before_the_hash_chain_are_chained_at_open(
+    matrix_database: Target,
+) -> None:
     from config_lib import SigningKey, TrustStore
     from config_manager.history import EXPORT_FORMAT, GENESIS, row_hash, sign_head, verify_export
 
-    db = tmp_path / "manager.db"
+    db = matrix_database
     _database_at_schema_1(db)
     async with ConfigStore(db) as store:
         await store.write([NewVersion("svc-old", 1, {"a": 2})], actor="t")
