@@ -22,18 +22,18 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from config_lib import MAX_POSITION, Backoff, stop_tasks
 
 from .db import migrate, now_iso
 from .dialects import (
-    PG_OWNER_LOCK,
     Database,
+    PostgresUrl,
     Target,
     database_errors,
     is_integrity_error,
@@ -53,17 +53,12 @@ __all__ = [
     "ServiceSummary",
     "StorageError",
     "StorageLimits",
-    "StoreInUse",
     "StoredVersion",
     "TokenRecord",
     "VersionConflict",
 ]
 
 _log = logging.getLogger(__name__)
-
-
-class StoreInUse(RuntimeError):
-    """Another config manager has this database open."""
 
 
 class StorageError(Exception):
@@ -186,6 +181,8 @@ def _token(row: Sequence[Any]) -> TokenRecord:
 
 
 _TOKEN_TTL_S = 30.0
+_CHANNEL: Final = "config_manager"  # NOTIFY channel: another replica changed something
+_TOKENS_CHANGED: Final = "tokens"  # ... its payload when a token was revoked
 IDEMPOTENCY_TTL_S = 24 * 3600.0
 _VERSION_COLUMNS = "service, version, epoch, values_json, created_at, created_by, change_id"
 _CURRENT_SQL = (
@@ -240,8 +237,15 @@ class ConfigStore:
         self.writable = asyncio.Event()  # set while no storage fault is pending
         self.writable.set()
         self.schema_version = 0
-        # This process is the database's only writer (one manager per database), so the
-        # epoch and each service's current version are cached and kept up to date here.
+        # The epoch and each service's current version are cached and kept up to date here.
+        # A SQLite file has one manager (its only writer). On PostgreSQL several replicas
+        # may write: each write checks, under the write lock, that the cache reflects the
+        # database's last change (``meta.revision``), and LISTEN/NOTIFY refreshes the
+        # caches of the other replicas (docs/manager.md, "Replicas").
+        self.replica = secrets.token_hex(4)
+        self._revision = 0
+        self._listener: asyncio.Task[None] | None = None
+        self.on_change: list[Callable[[], None]] = []  # called after another replica's change
         self._epoch = 0
         self._current: dict[str, StoredVersion] = {}
         self._tokens: dict[str, tuple[float, TokenRecord | None]] = {}
@@ -254,31 +258,88 @@ class ConfigStore:
     async def __aenter__(self) -> Self:
         self.schema_version = await asyncio.to_thread(migrate, self.path)
         self._conn = await open_database(self.path)
-        if self.dialect == "postgresql":
-            await self._own_postgres()
         async with self._lock:
-            rows = await self._all("SELECT value FROM meta WHERE key = 'epoch'")
-            self._epoch = int(rows[0][0])
-            rows = await self._all(_CURRENT_SQL + " ORDER BY s.name")
-            self._current = {row[0]: _version(row) for row in rows}
-            rows = await self._all(
-                "SELECT name, retired_at FROM services WHERE retired_at IS NOT NULL"
-            )
-            self._retired = {row[0]: row[1] for row in rows}
+            await self._load()
             self._head = await self._chain_unhashed()
+        if self.dialect == "postgresql":
+            self._listener = asyncio.create_task(self._listen(), name="store-listener")
         return self
 
-    async def _own_postgres(self) -> None:
-        """One manager per PostgreSQL database (as the lock file is for a SQLite file): a
-        session advisory lock, released by the server when this connection ends."""
-        rows = await self._all("SELECT pg_try_advisory_lock(?)", (PG_OWNER_LOCK,))
-        if not rows[0][0]:
-            await self.conn.close()
-            self._conn = None
-            raise StoreInUse(
-                f"the database {self.path} is in use by another config manager "
-                "(it holds the PostgreSQL advisory lock of the manager)"
-            )
+    async def _load(self) -> None:
+        """(Re)read what is cached: epoch, current versions, retired services, revision."""
+        rows = await self._all("SELECT key, value FROM meta WHERE key IN ('epoch', 'revision')")
+        meta = dict(rows)
+        self._epoch = int(meta["epoch"])
+        self._revision = int(meta.get("revision", 0))
+        rows = await self._all(_CURRENT_SQL + " ORDER BY s.name")
+        self._current = {row[0]: _version(row) for row in rows}
+        rows = await self._all("SELECT name, retired_at FROM services WHERE retired_at IS NOT NULL")
+        self._retired = {row[0]: row[1] for row in rows}
+        rows = await self._all(
+            f"SELECT row_hash FROM versions ORDER BY {self.conn.row_order} DESC LIMIT 1"  # noqa: S608
+        )
+        self._head = rows[0][0] if rows and rows[0][0] else GENESIS
+
+    # -- replicas (PostgreSQL) -------------------------------------------------------------
+    async def _fresh(self) -> bool:
+        """Inside a write transaction (so under the write lock): whether the cache reflects
+        the database's last change. If not, it is reloaded (this transaction's view)."""
+        if self.dialect != "postgresql":
+            return True  # a SQLite file has one manager: the cache is the truth
+        rows = await self._all("SELECT value FROM meta WHERE key = 'revision'")
+        if (int(rows[0][0]) if rows else 0) == self._revision:
+            return True
+        await self._load()
+        self._tokens.clear()
+        return False
+
+    async def _changed(self) -> None:
+        """Inside a write transaction: one more change for the other replicas to see (the
+        caller counts it in ``_revision`` once committed)."""
+        if self.dialect != "postgresql":
+            return
+        await self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('revision', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(self._revision + 1),),
+        )
+        await self.conn.execute("SELECT pg_notify(?, ?)", (_CHANNEL, self.replica))
+
+    async def _listen(self) -> None:
+        """Refresh the caches when another replica changed something (LISTEN/NOTIFY); after
+        every (re)connection too, as notifications may have been missed meanwhile."""
+        import psycopg
+
+        assert isinstance(self.path, PostgresUrl)
+        backoff = Backoff(self._limits.retry_min_s, self._limits.retry_max_s)
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.path.url, autocommit=True, application_name="config_manager-listen"
+                ) as conn:
+                    await conn.execute(f"LISTEN {_CHANNEL}")
+                    backoff.reset()
+                    await self.refresh()
+                    async for note in conn.notifies():
+                        if note.payload == _TOKENS_CHANGED:  # a revocation elsewhere
+                            self._tokens.clear()
+                        elif note.payload != self.replica:
+                            await self.refresh()
+            except psycopg.Error as exc:
+                _log.warning("replica cache listener: %s; reconnecting", exc)
+            await backoff.sleep()
+
+    async def refresh(self) -> bool:
+        """Reload the cache if another replica changed the database; True if it did."""
+        async with self._op("refresh"):
+            rows = await self._all("SELECT value FROM meta WHERE key = 'revision'")
+            if (int(rows[0][0]) if rows else 0) == self._revision:
+                return False
+            await self._load()
+            self._tokens.clear()
+        for callback in list(self.on_change):
+            callback()
+        return True
 
     async def _chain_unhashed(self) -> str:
         """Hash-chain rows stored before the chain existed (in storage order); returns the head."""
@@ -319,9 +380,10 @@ class ConfigStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            await stop_tasks([probe])
+        tasks = [t for t in (self._probe, self._listener) if t is not None]
+        self._probe = self._listener = None
+        if tasks:
+            await stop_tasks(tasks)
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -449,9 +511,12 @@ class ConfigStore:
         ``fleet`` is the highest epoch of the manager's own messages read back from the
         broker, so a clock that went backwards never makes the epoch go backwards.
         """
-        async with self._op("bump_epoch", writes=True):
+        async with self._op("bump_epoch", writes=True), self.conn.transaction():
+            await self._fresh()
             new = self._next_epoch()
             await self._set_epoch(new)
+            await self._changed()
+        self._revision += 1
         return new
 
     def _next_epoch(self) -> int:
@@ -460,9 +525,12 @@ class ConfigStore:
 
     async def raise_epoch_above(self, floor: int) -> int:
         """Make the epoch at least ``floor + 1`` (and at least ``old + 1``); returns it."""
-        async with self._op("raise_epoch", writes=True):
+        async with self._op("raise_epoch", writes=True), self.conn.transaction():
+            await self._fresh()
             new = max(self._epoch + 1, floor + 1)
             await self._set_epoch(new)
+            await self._changed()
+        self._revision += 1
         return new
 
     async def _set_epoch(self, new: int) -> None:
@@ -575,11 +643,14 @@ class ConfigStore:
         async with self._op("retire", writes=True):
             conn = self.conn
             async with conn.transaction():
+                await self._fresh()
                 await conn.execute(
                     "UPDATE services SET retired_at = ?, retired_by = ? WHERE name = ?",
                     (at, audit.actor, service),
                 )
                 await conn.execute(_AUDIT_SQL, _audit_params(audit, at))
+                await self._changed()
+            self._revision += 1
             self._retired[service] = at
         return at
 
@@ -609,6 +680,14 @@ class ConfigStore:
             head = self._head
             await conn.begin()
             try:
+                if not await self._fresh():
+                    # Another replica changed the database since this one's cache was
+                    # read: what the change was checked against may be stale. Refused as
+                    # a conflict (the cache is now current): the client re-reads, retries.
+                    first = changes[0]
+                    raise VersionConflict(
+                        first.service, first.expected_version, self._version_of(first.service)
+                    )
                 if bump_epoch:
                     epoch = self._next_epoch()
                     await conn.execute(
@@ -672,7 +751,9 @@ class ConfigStore:
                     await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
                 if idempotency is not None:
                     await self._claim(idempotency, change_id, stored)
+                await self._changed()
                 await conn.commit()
+                self._revision += 1
             except BaseException:
                 # A failed COMMIT (disk full...) may already have ended the transaction.
                 await conn.rollback()
@@ -903,6 +984,8 @@ class ConfigStore:
                 "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 (now_iso(), name),
             )
+            if self.dialect == "postgresql":  # other replicas drop their cached tokens
+                await self.conn.execute("SELECT pg_notify(?, ?)", (_CHANNEL, _TOKENS_CHANGED))
             self._tokens.clear()
         return count > 0
 
