@@ -122,6 +122,7 @@ def create_app(
             # The instance view as last saved: it does not wait for the broker to redeliver
             # retained reports to the wildcard subscription (not every broker does).
             tracker.load(await store.instances())
+            tracker.load_pins(await store.instance_keys())
             lease = None
             if isinstance(settings.database, PostgresUrl):
                 # Replicas: every manager on this database writes; one publishes.

@@ -683,19 +683,23 @@ class OutboxPublisher:
     async def _save_instances(self) -> bool:
         """Save what changed; False (changes kept for the next attempt) if it failed."""
         reports, removed = self._tracker.take_changes()
+        pins = self._tracker.take_pins()
         keys = [(r.service, r.instance) for r in reports] + removed
         try:
-            await self._store.save_instances(reports, removed)
+            await self._store.save_instances(reports, removed, pins)
         except StorageError as exc:  # the store logs the fault once per episode
             self._tracker.restore_changes(keys)
+            self._tracker.restore_pins(pins)
             _log.debug("instance reports not saved (kept for the next attempt): %s", exc)
             return False
         except _SAVE_ERRORS as exc:  # not a storage fault, or the store closed
             self._tracker.restore_changes(keys)
+            self._tracker.restore_pins(pins)
             _log.error("instance reports not saved (kept for the next attempt): %s", exc)
             return False
         except asyncio.CancelledError:  # shutting down: the final save takes them
             self._tracker.restore_changes(keys)
+            self._tracker.restore_pins(pins)
             raise
         return True
 
@@ -704,7 +708,11 @@ class OutboxPublisher:
             payload = message.payload
             raw = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
             report = self._tracker.handle(message.topic.value, raw, time.time())
-            if report is not None:
+            if report is None:
+                continue
+            if report.forged:
+                self._metrics.forged_reports.labels(reason=report.forged_reason).inc()
+            else:
                 self._metrics.applied_reports.labels(status=report.status).inc()
 
 

@@ -40,7 +40,7 @@ from .dialects import (
     open_database,
 )
 from .history import GENESIS, row_hash
-from .instances import InstanceReport
+from .instances import InstanceReport, PinnedKey
 from .metrics import Metrics
 
 __all__ = [
@@ -897,32 +897,95 @@ class ConfigStore:
         async with self._op("read instances"):
             rows = await self._all(
                 "SELECT service, instance, status, version, epoch, reason, detail, time, "
-                "received_at FROM instances ORDER BY service, instance"
+                "received_at, forged, forged_reason, pending_key, signed_high "
+                "FROM instances ORDER BY service, instance"
             )
-        return [InstanceReport(*row) for row in rows]
+        return [
+            InstanceReport(
+                service=row[0],
+                instance=row[1],
+                status=row[2],
+                version=row[3],
+                epoch=row[4],
+                reason=row[5],
+                detail=row[6],
+                time=row[7],
+                received_at=row[8],
+                forged=bool(row[9]),
+                forged_reason=row[10],
+                pending_key=row[11],
+                signed_high=row[12],
+            )
+            for row in rows
+        ]
+
+    async def instance_keys(self) -> list[PinnedKey]:
+        """Every pinned instance report key (docs/protocol.md, "Report signature")."""
+        async with self._op("read instance keys"):
+            rows = await self._all(
+                "SELECT service, instance, public_key, key_id, pinned_at, pinned_by "
+                "FROM instance_keys ORDER BY service, instance"
+            )
+        return [PinnedKey(*row) for row in rows]
+
+    async def pin_instance_key(self, pin: PinnedKey, audit: AuditEntry) -> None:
+        """Pin an approved key (replacing the previous pin) and audit it, in one transaction."""
+        async with self._op("pin instance key", writes=True):
+            conn = self.conn
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO instance_keys (service, instance, public_key, key_id, "
+                    "pinned_at, pinned_by) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (service, instance) DO UPDATE SET "
+                    "public_key = excluded.public_key, key_id = excluded.key_id, "
+                    "pinned_at = excluded.pinned_at, pinned_by = excluded.pinned_by",
+                    (pin.service, pin.instance, pin.public_key, pin.key_id, pin.pinned_at,
+                     pin.pinned_by),
+                )  # fmt: skip
+                await conn.execute(_AUDIT_SQL, _audit_params(audit, now_iso()))
 
     async def save_instances(
-        self, reports: Sequence[InstanceReport], removed: Sequence[tuple[str, str]]
+        self,
+        reports: Sequence[InstanceReport],
+        removed: Sequence[tuple[str, str]],
+        pins: Sequence[PinnedKey] = (),
     ) -> None:
-        """Upsert ``reports`` and delete ``removed`` in one transaction. Not fsynced on its
+        """Upsert ``reports``, delete ``removed`` and add the keys ``pins`` pinned on first
+        use (never replacing a pin: an approval wins) in one transaction. Not fsynced on its
         own (``synchronous=NORMAL``): a report lost in a power cut is sent again by its
-        instance at its next (re)connection."""
-        if not reports and not removed:
+        instance at its next (re)connection, and its key pinned again."""
+        if not reports and not removed and not pins:
             return
         async with self._op("save instances", writes=True):
             conn = self.conn
             async with conn.relaxed_durability(), conn.transaction():
                 await conn.executemany(
                     "INSERT INTO instances (service, instance, status, version, epoch, "
-                    "reason, detail, time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "reason, detail, time, received_at, forged, forged_reason, "
+                    "pending_key, signed_high) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (service, instance) DO UPDATE SET status = excluded.status, "
                     "version = excluded.version, epoch = excluded.epoch, "
                     "reason = excluded.reason, detail = excluded.detail, "
-                    "time = excluded.time, received_at = excluded.received_at",
+                    "time = excluded.time, received_at = excluded.received_at, "
+                    "forged = excluded.forged, forged_reason = excluded.forged_reason, "
+                    "pending_key = excluded.pending_key, "
+                    "signed_high = excluded.signed_high",
                     [
                         (r.service, r.instance, r.status, r.version, r.epoch, r.reason,
-                         r.detail, r.time, r.received_at)
+                         r.detail, r.time, r.received_at, int(r.forged), r.forged_reason,
+                         r.pending_key, r.signed_high)
                         for r in reports
+                    ],
+                )  # fmt: skip
+                await conn.executemany(
+                    "INSERT INTO instance_keys (service, instance, public_key, key_id, "
+                    "pinned_at, pinned_by) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (service, instance) DO NOTHING",
+                    [
+                        (p.service, p.instance, p.public_key, p.key_id, p.pinned_at,
+                         p.pinned_by)
+                        for p in pins
                     ],
                 )  # fmt: skip
                 await conn.executemany(

@@ -17,7 +17,9 @@ __all__ = [
     "ImportPublic",
     "InstancePublic",
     "PresetAppliedPublic",
+    "PresetPreviewPublic",
     "PresetPublic",
+    "PresetServicePreview",
     "PresetVersionPublic",
     "ReadinessPublic",
     "RetiredPublic",
@@ -109,6 +111,42 @@ class InstancePublic(BaseModel):
     )
     received_at: float
     current: bool = Field(description="True when it runs the service's current version.")
+    forged: bool = Field(
+        False,
+        description="True when the latest report received for this instance failed "
+        'verification (docs/protocol.md, "Report signature"); the other fields keep the '
+        "last genuine state.",
+    )
+    forged_reason: str | None = Field(
+        None,
+        description="Why it is forged: too_large, malformed, unsigned, bad_signature, "
+        "identity_mismatch, key_mismatch or replayed.",
+    )
+    key_id: str | None = Field(None, description="Id of the report key pinned for it.")
+    pending_key_id: str | None = Field(
+        None,
+        description="Id of a key that signed a report validly but is not the pinned one "
+        "(key_mismatch): what POST .../key may approve.",
+    )
+
+
+class InstanceKeyApprove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key_id: str = Field(
+        pattern=r"^[0-9a-f]{16}$",
+        description="The unapproved key's id, as shown in pending_key_id (16 hex digits).",
+    )
+
+
+class InstanceKeyPublic(BaseModel):
+    service: str
+    instance: str
+    key_id: str
+    previous_key_id: str | None
+    pinned_at: str
+    pinned_by: str | None
+    forged: bool = Field(description="Whether the instance still shows as forged.")
 
 
 class TokenCreate(BaseModel):
@@ -155,6 +193,31 @@ class PresetAppliedPublic(BaseModel):
     versions: list[PresetVersionPublic]
     changed: bool = Field(True, description="False: the preset changed nothing (no version).")
     publication: Literal["published", "pending", "unchanged"]
+
+
+class PresetServicePreview(BaseModel):
+    service: str
+    version: int = Field(description="The service's current version (0: its defaults).")
+    etag: str = Field(description="The current version's ETag.")
+    changed: bool = Field(description="False: the preset leaves this service as it is.")
+    would_be_version: int | None = Field(
+        description="The version applying the preset would store (null: unchanged)."
+    )
+    patch: list[dict[str, Any]] = Field(
+        description="RFC 6902 operations from the current config to the preset's result; "
+        'a changed secret: the mask as value and "secret": "changed".'
+    )
+
+
+class PresetPreviewPublic(BaseModel):
+    preset: str
+    changed: bool = Field(description="False: applying the preset would store nothing.")
+    services: list[PresetServicePreview]
+    compatible: bool = Field(description="Whether the cross-service rules accept the result.")
+    violations: list[dict[str, Any]] = Field(description="The rules the result would break.")
+    errors: list[dict[str, Any]] = Field(
+        description="One error per field involved in a violation (loc: service, field...)."
+    )
 
 
 class DiffPublic(BaseModel):
@@ -234,6 +297,10 @@ class SyncInstancePublic(BaseModel):
         description="What the instance says of its signed freshness record: `fresh`, "
         "`stale` (record expired or missing: it runs on its last good config) or `waiting`.",
     )
+    forged: bool = Field(
+        False, description="The latest report received for it failed verification."
+    )
+    forged_reason: str | None = Field(None, description="Why (a short code), when forged.")
 
 
 class SyncServicePublic(BaseModel):
@@ -258,6 +325,7 @@ class SyncSummaryPublic(BaseModel):
     offline: int
     retired: int = 0
     stale: int = Field(0, description="Instances whose freshness record is stale.")
+    forged: int = Field(0, description="Instances whose latest report is forged.")
     invalid_configs: int
 
 

@@ -17,11 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from mgr_harness import RunningManager
+from mgr_harness import RunningManager, put
 from mgr_models import DemoConfig
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from config_lib import ConfigLibrary, LibrarySettings
+from config_lib import ConfigLibrary, LibrarySettings, SigningKey, applied_topic, sign_report
+from config_manager.tokens import Role, create_token_sync
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "editor"
 CHROMIUM_FLAGS = [
@@ -59,17 +60,24 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def pages(
-    browser: Browser, manager: RunningManager, request: pytest.FixtureRequest
+    browser: Browser, request: pytest.FixtureRequest
 ) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
-    """Open pages, each in a context of its own unless one is given; screenshots on failure."""
+    """Open pages, each in a context of its own unless one is given; screenshots on failure.
+
+    Pages talk to ``on`` (a manager the test started) or else to the ``manager`` fixture."""
     opened: list[Page] = []
     expect.set_options(timeout=WAIT_MS)  # the machine is shared: 5 s (the default) is tight
 
     async def open_page(
-        *, context: BrowserContext | None = None, width: int = 1280, height: int = 860
+        *,
+        context: BrowserContext | None = None,
+        width: int = 1280,
+        height: int = 860,
+        on: RunningManager | None = None,
     ) -> Page:
+        target = on or request.getfixturevalue("manager")
         ctx = context or await browser.new_context(
-            viewport={"width": width, "height": height}, base_url=manager.base_url
+            viewport={"width": width, "height": height}, base_url=target.base_url
         )
         page = await ctx.new_page()
         page.set_default_timeout(WAIT_MS)
@@ -185,7 +193,9 @@ async def test_login_edit_save_shows_the_applied_badge(
     await expect(page.get_by_role("cell", name="e2e-1")).to_be_visible()
     await shot(page, "03-instances")
     await page.get_by_role("tab", name="History").click()
-    await expect(page.get_by_role("cell", name="editor-token")).to_be_visible()
+    entry = page.locator("ol.timeline li[data-version='1']")
+    await expect(entry).to_contain_text("by editor-token")
+    await expect(entry.locator("tbody tr").filter(has_text="rate")).to_contain_text("22050")
     await shot(page, "04-history")
 
 
@@ -265,19 +275,140 @@ async def test_live_updates_reach_an_open_form_and_the_badges(
     assert (values["label"], values["rate"]) == ("second", 32000)
 
 
-async def test_viewer_cannot_save(
+async def _two_versions(manager: RunningManager, service: str) -> None:
+    """Version 1 (rate 22050, label one) then version 2 (rate 44100, label two)."""
+    async with manager.client("editor") as http:
+        first = await put(http, service, {"rate": 22050, "label": "one"}, 0)
+        assert first.status_code == 200, first.text
+        second = await put(http, service, {"rate": 44100, "label": "two"}, first.json()["etag"])
+        assert second.status_code == 200, second.text
+
+
+async def test_viewer_cannot_save_or_restore(
     manager: RunningManager, service_name: str, pages: Callable[..., Awaitable[Page]]
 ) -> None:
+    await _two_versions(manager, service_name)
     page = await pages()
     await login(page, manager.tokens["viewer"])
     await expect(page.locator(".who .tag")).to_have_text("viewer")
     await open_service(page, service_name)
     await expect(page.get_by_text("Read only: your token (viewer)")).to_be_visible()
     await expect(page.get_by_label("Rate", exact=True)).to_be_disabled()
-    await expect(page.get_by_role("button", name="Save as version 1")).to_have_count(0)
+    await expect(page.get_by_role("button", name="Save as version 3")).to_have_count(0)
     await expect(page.get_by_role("button", name="Replace")).to_have_count(0)
     await expect(page.get_by_role("button", name="Apply", exact=False)).to_have_count(0)
+    await expect(page.locator(f"[data-readonly='{service_name}']")).to_have_text("read only")
     await shot(page, "06-viewer")
+    await page.get_by_role("tab", name="History").click()
+    await expect(page.locator("ol.timeline li")).to_have_count(2)
+    await expect(page.get_by_role("button", name="Restore", exact=False)).to_have_count(0)
+
+
+async def test_history_diffs_restore_with_confirmation_and_the_audit_view(
+    manager: RunningManager, service_name: str, pages: Callable[..., Awaitable[Page]]
+) -> None:
+    await _two_versions(manager, service_name)
+    async with manager.client("editor") as http:  # a stale write: refused (412), audited
+        assert (await put(http, service_name, {"rate": 9000}, 1)).status_code == 412
+    page = await pages()
+    await login(page, manager.tokens["editor"])
+    await open_service(page, service_name)
+    await page.get_by_role("tab", name="History").click()
+
+    # each version: who, and its diff from the version before it (the diff API)
+    latest = page.locator("ol.timeline li[data-version='2']")
+    await expect(latest).to_contain_text("by editor-token")
+    await expect(latest).to_contain_text("current")
+    rate = latest.get_by_role("table", name="changes of version 2").locator("tbody tr")
+    await expect(rate.filter(has_text="rate")).to_contain_text("22050")
+    await expect(rate.filter(has_text="rate")).to_contain_text("44100")
+    await expect(latest.get_by_role("button", name="Restore", exact=False)).to_have_count(0)
+    await shot(page, "10-history-diffs")
+
+    # restore asks first, showing what the restore changes; Escape cancels it
+    await page.get_by_role("button", name="Restore version 1").click()
+    dialog = page.get_by_role("dialog", name=f"Restore {service_name} version 1?")
+    await expect(dialog).to_be_visible()
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_have_count(0)
+    await page.get_by_role("button", name="Restore version 1").click()
+    label = dialog.get_by_role("table").locator("tbody tr").filter(has_text="label")
+    await expect(label).to_contain_text("two")
+    await expect(label).to_contain_text("one")
+    await shot(page, "11-restore-confirm")
+    await dialog.get_by_role("button", name="Confirm restore").click()
+    restored = page.get_by_text(f"Restored {service_name} version 1 as version 3")
+    await expect(restored).to_be_visible()
+    await expect(page.locator("ol.timeline li[data-version='3']")).to_contain_text("current")
+    await expect(page.get_by_text("version 3 · epoch")).to_be_visible()
+    values = await stored(manager, service_name)
+    assert (values["rate"], values["label"]) == (22050, "one")
+
+    # the audit view, filtered by action, then by outcome
+    await page.get_by_role("button", name="Audit log").click()
+    audit = page.get_by_role("table", name="audit entries")
+    await expect(audit.locator("tbody tr[data-audit]").first).to_be_visible()
+    await page.get_by_label("Action", exact=True).fill("rollback")
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(audit.locator("tbody tr[data-audit]")).to_have_count(1)
+    await expect(audit.locator("tbody tr[data-audit]")).to_contain_text("editor-token")
+    await page.get_by_label("Action", exact=True).fill("")
+    await page.get_by_label("Outcome", exact=True).select_option("refused")
+    await page.get_by_label("Service", exact=True).select_option(service_name)
+    await page.get_by_role("button", name="Apply filters").click()
+    refused = audit.locator("tbody tr[data-audit]")
+    await expect(refused).to_have_count(1)
+    await expect(refused).to_contain_text("412")
+    await shot(page, "12-audit")
+    # back to the form: the view kept its state
+    await page.get_by_role("button", name="Configuration").click()
+    await expect(page.get_by_role("heading", name=service_name)).to_be_visible()
+
+
+async def test_scoped_token_edits_only_its_services_and_badges_show_freshness(
+    manager_factory: Callable[..., RunningManager],
+    broker: Any,
+    service_name: str,
+    pages: Callable[..., Awaitable[Page]],
+) -> None:
+    import aiomqtt
+
+    other = f"{service_name}-b"
+    manager = manager_factory(
+        mqtt_url=broker.url("manager"), models={service_name: DemoConfig, other: DemoConfig}
+    )
+    scoped = create_token_sync(
+        manager.settings.db_file, "scoped-token", Role.editor, services=[service_name]
+    )
+    page = await pages(on=manager)
+    # a token scoped to one service: the other is neither listed nor reachable by its URL
+    await page.goto(f"/#service={other}")
+    await page.get_by_label("API token").fill(scoped)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Forbidden")
+    await expect(page.get_by_role("button", name="Save as version 1")).to_have_count(0)
+    await expect(page.locator(f"button[data-service='{other}']")).to_have_count(0)
+    await expect(page.get_by_role("button", name="Preview", exact=False)).to_have_count(0)
+    await expect(page.locator(f"[data-readonly='{service_name}']")).to_have_count(0)
+    await open_service(page, service_name)
+    await page.get_by_label("Label", exact=True).fill("scoped")
+    await page.get_by_role("button", name="Save as version 1").click()
+    await expect(page.get_by_text(f"Saved {service_name} version 1")).to_be_visible()
+
+    # instances' freshness moves the badges without a reload (events, then /sync)
+    async with aiomqtt.Client(**broker.endpoint(service_name).client_kwargs()) as svc:
+        report = {"instance": "old-1", "service": service_name, "status": "applied",
+                  "version": 1, "epoch": 1, "freshness": "stale",
+                  "time": "2026-11-30T00:00:00.000000Z"}  # fmt: skip
+        await svc.publish(
+            applied_topic(service_name, "old-1"),
+            sign_report(report, SigningKey.generate()),  # signed as an instance signs it
+            qos=1,
+            retain=False,
+        )
+    await expect(page.locator(f"[data-freshness='{service_name}']")).to_have_text("1 stale")
+    await expect(page.locator(f"[data-freshness='{other}']")).to_have_count(0)
+    await shot(page, "13-scoped-stale")
 
 
 async def test_token_is_handed_to_a_new_tab(
@@ -365,3 +496,47 @@ def test_worker_models_give_every_field_a_human_title() -> None:
                 assert prop.get("title"), f"{service}.{name} has no title"
                 if "_" in name:
                     assert prop["title"] != generated, f"{service}.{name}: {generated!r}"
+
+
+async def test_preset_preview_then_apply_keeps_unsaved_edits(
+    manager_factory: Callable[..., RunningManager],
+    own_broker: Any,
+    pages: Callable[..., Awaitable[Page]],
+) -> None:
+    from workers.orchestrator.config import OrchestratorConfig
+    from workers.stt.config import SttConfig
+
+    # the real service names: on a broker of its own, so no other test sees these configs
+    manager = manager_factory(
+        mqtt_url=own_broker.url("manager"),
+        models={"stt": SttConfig, "orchestrator": OrchestratorConfig},
+    )
+    page = await pages(on=manager)
+    await login(page, manager.tokens["editor"])
+    await open_service(page, "orchestrator")
+    idle = page.get_by_label("Idle session timeout (s)")
+    await idle.fill("301")  # an unsaved edit of a field the preset does not own
+
+    await page.get_by_role("button", name="Preview high_accuracy").click()
+    dialog = page.get_by_role("dialog", name="Preset high_accuracy: preview")
+    await expect(dialog).to_be_visible()
+    orchestrator = dialog.locator("[data-preview='orchestrator']")
+    await expect(orchestrator).to_contain_text("version 0 → 1")
+    chunk = orchestrator.locator("tbody tr").filter(has_text="chunk_duration_s")
+    await expect(chunk).to_contain_text("20")
+    await expect(dialog.locator("[data-preview='stt']")).to_be_visible()
+    await expect(dialog.locator(".compat")).to_contain_text("Compatible")
+    await expect(dialog.get_by_label("Keep them", exact=False)).to_be_checked()
+    await shot(page, "14-preset-preview")
+    assert (await stored(manager, "orchestrator"))["chunk_duration_s"] != 20  # nothing stored
+
+    await dialog.get_by_role("button", name="Apply high_accuracy").click()
+    await expect(page.get_by_text("Preset high_accuracy applied")).to_be_visible()
+    await expect(dialog).to_have_count(0)
+    # the form shows the preset's values, and the unsaved edit is still there
+    await expect(page.get_by_label("Chunk length (s)")).to_have_value("20")
+    await expect(idle).to_have_value("301")
+    await page.get_by_role("button", name="Save as version 2").click()
+    await expect(page.get_by_text("Saved orchestrator version 2")).to_be_visible()
+    values = await stored(manager, "orchestrator")
+    assert (values["chunk_duration_s"], values["session_idle_timeout_s"]) == (20, 301)

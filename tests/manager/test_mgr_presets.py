@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+import jsonpatch
 from mgr_harness import RunningManager, put, watch
 
 from config_manager.presets import PRESETS
+from config_manager.tokens import Role, create_token_sync
 from workers.orchestrator.config import OrchestratorConfig
 from workers.stt.config import SttConfig
 
@@ -76,6 +79,14 @@ async def test_incompatible_writes_and_presets_are_refused_whole(
         assert (await put(http, "orchestrator", small, 0)).status_code == 200
         assert (await put(http, "stt", {"max_chunk_duration_s": 3.5}, 0)).status_code == 200
         # high_accuracy wants 20 s chunks (> 3.5 s) and a beam change: neither may land.
+        # the preview says so first, with a 200 and nothing stored
+        preview = await http.post("/api/v1/presets/high_accuracy/preview")
+        assert preview.status_code == 200, preview.text
+        verdict = preview.json()
+        assert verdict["compatible"] is False
+        assert verdict["violations"]
+        assert ["orchestrator", "chunk_duration_s"] in [e["loc"] for e in verdict["errors"]]
+        assert await _versions(http) == {"stt": 1, "orchestrator": 1}
         resp = await http.post("/api/v1/presets/high_accuracy/apply")
         assert resp.status_code == 422
         assert {"orchestrator", "stt"} <= set(resp.json()["services"])
@@ -105,3 +116,49 @@ async def test_a_preset_gives_the_same_documents_whatever_was_current_before(
         assert await documents() == first
         assert first["orchestrator"]["preset"] == "exact_whisper_match"
         assert first["stt"]["beam_size"] == 5
+
+
+async def test_preview_shows_each_services_diff_and_stores_nothing(
+    manager_factory: Any, own_broker: Any
+) -> None:
+    manager: RunningManager = manager_factory(mqtt_url=own_broker.url("manager"), models=MODELS)
+    scoped = create_token_sync(manager.settings.db_file, "stt-only", Role.editor, services=["stt"])
+    async with manager.client("viewer") as http:  # a preview changes nothing: a viewer may ask
+        resp = await http.post("/api/v1/presets/high_accuracy/preview")
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        wanted = PRESETS["high_accuracy"].patches
+        assert body["preset"] == "high_accuracy"
+        assert (body["changed"], body["compatible"], body["violations"]) == (True, True, [])
+        by_service = {s["service"]: s for s in body["services"]}
+        assert set(by_service) == {"stt", "orchestrator"}
+        assert by_service["orchestrator"]["patch"], "20 s chunks are not the default"
+        for service, entry in by_service.items():
+            assert (entry["version"], entry["would_be_version"], entry["changed"]) == (0, 1, True)
+            # the diff turns the current config into the preset's result
+            before = (await http.get(f"/api/v1/configs/{service}")).json()["values"]
+            after = jsonpatch.apply_patch(before, entry["patch"])
+            assert {f: after[f] for f in wanted[service]} == dict(wanted[service])
+        assert await _versions(http) == {"stt": 0, "orchestrator": 0}
+        audit = (await http.get("/api/v1/audit")).json()
+        assert [a for a in audit if a["action"] == "preset"] == []
+
+        missing = await http.post("/api/v1/presets/no_such/preview")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"].startswith("application/problem+json")
+        assert "known:" in missing.json()["detail"]
+    async with manager.client("editor") as http:
+        assert (await http.post("/api/v1/presets/high_accuracy/apply")).status_code == 200
+        again = (await http.post("/api/v1/presets/high_accuracy/preview")).json()
+        assert again["changed"] is False
+        assert [(s["changed"], s["patch"], s["version"]) for s in again["services"]] == [
+            (False, [], 1),
+            (False, [], 1),
+        ]
+    async with httpx.AsyncClient(
+        base_url=manager.base_url, headers={"Authorization": f"Bearer {scoped}"}
+    ) as http:
+        outside = await http.post("/api/v1/presets/high_accuracy/preview")
+        assert outside.status_code == 403
+        assert outside.headers["content-type"].startswith("application/problem+json")
+        assert "orchestrator" in outside.json()["detail"]

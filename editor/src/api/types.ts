@@ -120,3 +120,76 @@ export interface JsonSchema {
   'x-secret'?: boolean
   [keyword: string]: unknown
 }
+
+/** An RFC 6902 operation (GET .../diff, preset previews); a changed secret: ``secret: 'changed'``. */
+export interface PatchOp {
+  op: 'add' | 'remove' | 'replace' | 'move' | 'copy' | 'test'
+  path: string
+  value?: Json
+  from?: string
+  secret?: 'changed'
+}
+
+/** GET /api/v1/configs/{service}/diff */
+export interface Diff {
+  service: string
+  from: number
+  to: number
+  patch: PatchOp[]
+}
+
+/** POST /api/v1/presets/{name}/preview: what applying would do, nothing stored. */
+export interface PresetPreview {
+  preset: string
+  changed: boolean
+  services: {
+    service: string
+    version: number
+    etag: string
+    changed: boolean
+    would_be_version: number | null
+    patch: PatchOp[]
+  }[]
+  compatible: boolean
+  violations: { message: string; fields?: string[]; rule?: string }[]
+  errors: { loc?: (string | number)[]; msg: string }[]
+}
+
+/** GET /api/v1/audit */
+export interface AuditEntry {
+  id: number
+  at: string
+  actor: string
+  action: string
+  outcome: 'ok' | 'refused'
+  service: string | null
+  version: number | null
+  request_id: string | null
+  reason: string | null
+  detail: Record<string, unknown>
+}
+
+/** GET /api/v1/sync: one instance (``forged`` once the manager reports it). */
+export interface SyncInstance {
+  instance: string
+  state: 'in_sync' | 'behind' | 'failed' | 'rejected' | 'offline' | 'retired'
+  status: string
+  version: number | null
+  epoch: number | null
+  freshness?: string | null
+  forged?: boolean
+  forged_reason?: string | null
+}
+
+export interface SyncService {
+  service: string
+  version: number
+  epoch: number
+  instances: SyncInstance[]
+}
+
+export interface Sync {
+  epoch: number
+  services: SyncService[]
+  summary: { stale?: number; forged?: number; [state: string]: number | undefined }
+}

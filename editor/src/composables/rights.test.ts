@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 
-import type { Instance } from '@/api/types'
+import type { SyncInstance } from '@/api/types'
 import { roleAllows, scopeAllows } from './useAuth'
-import { fleetState } from './useServices'
+import { fleetFromSync } from './useServices'
 
 describe('rights from whoami', () => {
   it('ranks roles', () => {
@@ -21,26 +21,47 @@ describe('rights from whoami', () => {
   })
 })
 
-describe('fleetState', () => {
-  const report = (instance: string, status: string, current: boolean): Instance => ({
+describe('fleetFromSync', () => {
+  const inst = (instance: string, state: SyncInstance['state'], extra: Partial<SyncInstance> = {}): SyncInstance => ({
     instance,
-    status,
-    current,
+    state,
+    status: 'applied',
     version: 1,
     epoch: 1,
-    reason: null,
-    detail: null,
-    time: null,
-    received_at: 0,
+    ...extra,
   })
 
-  it('counts instances on the current version, failing ones, and leaves offline out', () => {
-    const state = fleetState([
-      report('a', 'applied', true),
-      report('b', 'applied', false),
-      report('c', 'rejected', false),
-      report('d', 'offline', false),
-    ])
-    expect(state).toEqual({ applied: 1, total: 3, failing: 1 })
+  it('counts applied, failing, stale and fresh instances, and leaves offline ones out', () => {
+    const fleet = fleetFromSync({
+      epoch: 1,
+      summary: {},
+      services: [
+        {
+          service: 'stt',
+          version: 1,
+          epoch: 1,
+          instances: [
+            inst('a', 'in_sync', { freshness: 'fresh' }),
+            inst('b', 'behind', { freshness: 'stale' }),
+            inst('c', 'rejected'),
+            inst('d', 'offline', { freshness: 'stale' }),
+          ],
+        },
+      ],
+    })
+    expect(fleet.stt).toEqual({ applied: 1, total: 3, failing: 1, stale: 1, fresh: 1, forged: 0 })
+  })
+
+  it('counts forged instances when the manager reports them, and tolerates their absence', () => {
+    const services = [
+      {
+        service: 'orchestrator',
+        version: 2,
+        epoch: 1,
+        instances: [inst('x', 'in_sync', { forged: true, forged_reason: 'bad signature' }), inst('y', 'in_sync')],
+      },
+    ]
+    expect(fleetFromSync({ epoch: 1, summary: { forged: 1 }, services }).orchestrator?.forged).toBe(1)
+    expect(fleetFromSync({ epoch: 1, summary: {}, services: [{ ...services[0]!, instances: [inst('y', 'in_sync')] }] }).orchestrator?.forged).toBe(0)
   })
 })
