@@ -29,7 +29,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from config_lib import MASK, decrypt_secrets, encrypt_secrets, is_encrypted, mask_secrets
+from config_lib import (
+    MASK,
+    BadCiphertext,
+    check_ciphertexts,
+    decrypt_secrets,
+    encrypt_secrets,
+    is_encrypted,
+    mask_secrets,
+)
 
 from .diffs import redacted_diff
 from .group_commit import GroupCommitter
@@ -370,6 +378,21 @@ class ConfigWriter:
         except ValidationError as exc:
             raise validation_problem(exc, service) from None
         values = encrypt_secrets(instance, service=service, key=self.keys.data_key(service))
+        try:
+            check_ciphertexts(values)
+        except BadCiphertext as exc:
+            # A plain object with a member named "encrypted" would be read as a secret's
+            # ciphertext by every receiver (docs/protocol.md, "Secret fields"): refuse it here
+            # rather than sign a config that every service would refuse.
+            raise Problem(
+                422,
+                "Invalid configuration",
+                f"{service}: a member named 'encrypted' is reserved for secrets' ciphertext "
+                f"objects ({exc})",
+                kind="invalid-config",
+                service=service,
+                errors=[{"loc": [], "msg": str(exc), "type": "reserved_member"}],
+            ) from None
         return PlannedChange(
             service,
             current.version if expected_version is None else expected_version,

@@ -21,7 +21,7 @@ from mgr_harness import RunningManager, put
 from mgr_models import DemoConfig
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from config_lib import ConfigLibrary, LibrarySettings, applied_topic
+from config_lib import ConfigLibrary, LibrarySettings, SigningKey, applied_topic, sign_report
 from config_manager.tokens import Role, create_token_sync
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "editor"
@@ -397,9 +397,14 @@ async def test_scoped_token_edits_only_its_services_and_badges_show_freshness(
 
     # instances' freshness moves the badges without a reload (events, then /sync)
     async with aiomqtt.Client(**broker.endpoint(service_name).client_kwargs()) as svc:
-        report = {"status": "applied", "version": 1, "epoch": 1, "freshness": "stale"}
+        report = {"instance": "old-1", "service": service_name, "status": "applied",
+                  "version": 1, "epoch": 1, "freshness": "stale",
+                  "time": "2026-11-30T00:00:00.000000Z"}  # fmt: skip
         await svc.publish(
-            applied_topic(service_name, "old-1"), json.dumps(report).encode(), qos=1, retain=False
+            applied_topic(service_name, "old-1"),
+            sign_report(report, SigningKey.generate()),  # signed as an instance signs it
+            qos=1,
+            retain=False,
         )
     await expect(page.locator(f"[data-freshness='{service_name}']")).to_have_text("1 stale")
     await expect(page.locator(f"[data-freshness='{other}']")).to_have_count(0)
