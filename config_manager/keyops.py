@@ -82,11 +82,15 @@ def _audit(settings: ManagerSettings, action: str, detail: dict[str, object]) ->
 
 
 def _manager_holding(settings: ManagerSettings) -> str | None:
-    """Why the database is in use by a running manager (SQLite: its lock file), or None.
-
-    (On PostgreSQL the store's advisory lock refuses a second owner when it opens.)"""
+    """Why the database is in use by a running manager, or None: SQLite, its lock file;
+    PostgreSQL, an unexpired publisher lease (a replica that publishes; replicas that
+    only serve reads and writes are not seen: stop every replica first)."""
     if settings.database_url is not None:
-        return None
+        with open_sync(settings.database) as conn:
+            rows = conn.execute(
+                "SELECT holder FROM publisher_lease WHERE expires_at > now() AND holder <> ''"
+            )
+        return f"the database is in use by manager {rows[0][0]!r}" if rows else None
     lock = database_lock(settings.db_file)
     holder = lock_holder(lock)
     if holder is None:
@@ -342,39 +346,36 @@ async def _reencrypt(
     old_id: str,
     new_id: str,
 ) -> dict[str, int]:
-    from .store import AuditEntry, ConfigStore, NewVersion, StoreInUse
+    from .store import AuditEntry, ConfigStore, NewVersion
 
-    try:
-        async with ConfigStore(settings.database) as store:  # PostgreSQL: its owner lock
-            # The old key is kept (decrypt-only) before anything is encrypted with the new
-            # one, and the new one is in place before the database refers to it: a crash at
-            # any point leaves every stored secret readable.
-            master = settings.master_key_file
-            archive = master.parent / "retired" / f"master-{old_id}.key"
-            write_atomic(archive, base64.b64encode(old) + b"\n", overwrite=False)
-            write_atomic(master, base64.b64encode(new) + b"\n")
-            changes = []
-            for current in await store.current_all():
-                if not _has_secret(current.values):
-                    continue
-                service = current.service
-                keys = [derive_data_key(m, service) for m in (old, *retired)]
-                values = reencrypt_secrets(
-                    current.values, service=service, keys=keys, key=derive_data_key(new, service)
-                )
-                changes.append(NewVersion(service, current.version, values))
-            audit = AuditEntry(
-                actor="cli",
-                action="keys.master.rotate",
-                detail={"from": old_id, "to": new_id, "services": [c.service for c in changes]},
+    async with ConfigStore(settings.database) as store:
+        # The old key is kept (decrypt-only) before anything is encrypted with the new
+        # one, and the new one is in place before the database refers to it: a crash at
+        # any point leaves every stored secret readable.
+        master = settings.master_key_file
+        archive = master.parent / "retired" / f"master-{old_id}.key"
+        write_atomic(archive, base64.b64encode(old) + b"\n", overwrite=False)
+        write_atomic(master, base64.b64encode(new) + b"\n")
+        changes = []
+        for current in await store.current_all():
+            if not _has_secret(current.values):
+                continue
+            service = current.service
+            keys = [derive_data_key(m, service) for m in (old, *retired)]
+            values = reencrypt_secrets(
+                current.values, service=service, keys=keys, key=derive_data_key(new, service)
             )
-            stored = []
-            if changes:
-                stored = await store.write(changes, actor="cli", audit=[audit])
-            else:
-                await store.add_audit(audit)
-    except StoreInUse as exc:
-        raise KeyOpError(f"{exc}: stop the manager first") from None
+            changes.append(NewVersion(service, current.version, values))
+        audit = AuditEntry(
+            actor="cli",
+            action="keys.master.rotate",
+            detail={"from": old_id, "to": new_id, "services": [c.service for c in changes]},
+        )
+        stored = []
+        if changes:
+            stored = await store.write(changes, actor="cli", audit=[audit])
+        else:
+            await store.add_audit(audit)
     return {v.service: v.version for v in stored}
 
 
