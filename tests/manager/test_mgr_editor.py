@@ -25,6 +25,13 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from config_lib import ConfigLibrary, LibrarySettings, applied_topic
 from config_manager.tokens import Role, create_token_sync
 
+try:  # signed applied reports: the manager shows unsigned ones as forged
+    from config_lib import SigningKey, sign_report
+except ImportError:  # a manager that does not check report signatures yet
+    from config_lib import SigningKey
+
+    sign_report = None
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "editor"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -119,6 +126,14 @@ async def login(page: Page, token: str) -> None:
 async def open_service(page: Page, service: str) -> None:
     await page.locator(f"button[data-service='{service}']").click()
     await expect(page.get_by_role("heading", name=service)).to_be_visible()
+
+
+async def stored_doc(manager: RunningManager, service: str) -> dict[str, Any]:
+    async with manager.client() as http:
+        resp = await http.get(f"/api/v1/configs/{service}")
+        assert resp.status_code == 200
+        doc: dict[str, Any] = resp.json()
+        return doc
 
 
 async def stored(manager: RunningManager, service: str) -> dict[str, Any]:
@@ -411,14 +426,34 @@ async def test_scoped_token_edits_only_its_services_and_badges_show_freshness(
     await page.get_by_role("button", name="Save as version 1").click()
     await expect(page.get_by_text(f"Saved {service_name} version 1")).to_be_visible()
 
-    # instances' freshness moves the badges without a reload (events, then /sync)
+    # instances' reports move the badges without a reload (events, then /sync)
+    report = {
+        "service": service_name,
+        "instance": "old-1",
+        "status": "applied",
+        "version": 1,
+        "epoch": (await stored_doc(manager, service_name))["epoch"],
+        "time": "2026-11-30T00:00:00Z",
+        "freshness": "stale",
+    }
     async with aiomqtt.Client(**broker.endpoint(service_name).client_kwargs()) as svc:
-        report = {"status": "applied", "version": 1, "epoch": 1, "freshness": "stale"}
-        await svc.publish(
-            applied_topic(service_name, "old-1"), json.dumps(report).encode(), qos=1, retain=False
+        payload = (
+            sign_report(report, SigningKey.generate())
+            if sign_report is not None
+            else json.dumps(report).encode()
         )
-    await expect(page.locator(f"[data-freshness='{service_name}']")).to_have_text("1 stale")
-    await expect(page.locator(f"[data-freshness='{other}']")).to_have_count(0)
+        await svc.publish(applied_topic(service_name, "old-1"), payload, qos=1)
+        await expect(page.locator(f"[data-freshness='{service_name}']")).to_have_text("1 stale")
+        await expect(page.locator(f"[data-badge='{service_name}']")).to_have_text("1/1 applied")
+        await expect(page.locator(f"[data-freshness='{other}']")).to_have_count(0)
+        await expect(page.locator(f"[data-forged='{service_name}']")).to_have_count(0)
+        if sign_report is not None:  # the manager checks report signatures: an unsigned one
+            forged = {**report, "instance": "fake-1", "freshness": "fresh"}
+            await svc.publish(
+                applied_topic(service_name, "fake-1"), json.dumps(forged).encode(), qos=1
+            )
+            badge = page.locator(f"[data-forged='{service_name}']")
+            await expect(badge).to_have_text("1 forged")
     await shot(page, "13-scoped-stale")
 
 
