@@ -433,7 +433,7 @@ async def test_scoped_token_edits_only_its_services_and_badges_show_freshness(
         "status": "applied",
         "version": 1,
         "epoch": (await stored_doc(manager, service_name))["epoch"],
-        "time": "2026-11-30T00:00:00Z",
+        "time": "2026-11-30T00:00:00.000000Z",
         "freshness": "stale",
     }
     async with aiomqtt.Client(**broker.endpoint(service_name).client_kwargs()) as svc:
