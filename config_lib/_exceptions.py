@@ -8,7 +8,9 @@ Every exception the library raises on purpose derives from :class:`ConfigLibErro
     ├── EnvelopeError            a received envelope was refused; ``reason`` is a short code
     │   ├── EnvelopeTooLarge     the raw message is over the size limit (checked before parsing)
     │   ├── MalformedEnvelope    not UTF-8 JSON, or not the envelope's shape
-    │   │   └── OutOfRange       an epoch or version at or above 2^48
+    │   │   ├── OutOfRange       an epoch or version at or above 2^48
+    │   │   ├── TooDeep          nested deeper than the protocol's limit (checked before parsing)
+    │   │   └── BadCiphertext    an object with an ``encrypted`` member that is not a ciphertext
     │   ├── UnsupportedFormat    the ``format`` number is not one this library speaks
     │   ├── UnknownKey           the ``key_id`` is not in the trust store
     │   ├── BadSignature         the signature does not verify
@@ -21,6 +23,7 @@ Every exception the library raises on purpose derives from :class:`ConfigLibErro
     │   ├── DigestMismatch       at the record's position but not the bytes the record names
     │   ├── BadIssuedAt          ``issued_at`` is in the future or disagrees with the record
     │   └── FreshnessError       a freshness record was refused (``reason`` says why)
+    ├── ReportError              a received applied report is forged (``reason`` says why)
     ├── SecretError              a secret field could not be decrypted (tampered, moved, wrong key)
     ├── InvalidConfig            verified, but the values fail the service's model validation
     ├── NoConfig                 no valid config from the broker, the LKG file, env or defaults
@@ -34,6 +37,7 @@ used for counters and applied reports.
 from __future__ import annotations
 
 __all__ = [
+    "BadCiphertext",
     "BadIssuedAt",
     "BadSignature",
     "ConfigLibError",
@@ -51,11 +55,13 @@ __all__ = [
     "NotAuthorised",
     "OutOfRange",
     "Outdated",
+    "ReportError",
     "Rollback",
     "SecretError",
     "ServiceMismatch",
     "ServiceRetired",
     "StaleEnvelope",
+    "TooDeep",
     "UnknownKey",
     "Unsigned",
     "UnsupportedFormat",
@@ -103,6 +109,21 @@ class OutOfRange(MalformedEnvelope):
     replay floor: accepting it would lock the service out of every later config)."""
 
     reason = "out_of_range"
+
+
+class TooDeep(MalformedEnvelope):
+    """JSON nested deeper than the protocol allows (docs/protocol.md, "Nesting"); found by a
+    scan of the text before any parsing, so a parser never recurses on hostile input."""
+
+    reason = "too_deep"
+
+
+class BadCiphertext(MalformedEnvelope):
+    """An object in ``config`` with an ``encrypted`` member that is not exactly a
+    ciphertext object this library can decrypt (unknown algorithm, extra or missing
+    members, non-canonical base64, wrong nonce length): refused, never taken as a value."""
+
+    reason = "bad_ciphertext"
 
 
 class UnsupportedFormat(EnvelopeError):
@@ -193,6 +214,20 @@ class ServiceRetired(ConfigLibError):
     def __init__(self, message: str, *, position: tuple[int, int]) -> None:
         super().__init__(message)
         self.position = position
+
+
+class ReportError(ConfigLibError):
+    """An applied report failed verification (docs/protocol.md, "Report signature"): it is
+    shown as forged. ``reason`` is the code (set per instance): ``too_large``,
+    ``malformed``, ``unsigned``, ``bad_signature``, ``identity_mismatch``, and at the
+    manager ``key_mismatch`` and ``replayed``."""
+
+    reason = "forged"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class SecretError(ConfigLibError):

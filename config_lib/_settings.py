@@ -131,6 +131,13 @@ class LibrarySettings(BaseSettings):
         folder = self.lkg_dir if self.lkg_dir is not None else self.data_dir / "lkg"
         return folder / f"{validate_name(service)}.json"
 
+    def report_key_path(self, service: str, instance: str) -> Path | None:
+        """The instance's report-signing key, beside the LKG file (None: LKG disabled)."""
+        lkg = self.lkg_path(service)
+        if lkg is None:
+            return None
+        return lkg.with_name(f"{validate_name(service)}.{validate_name(instance, 'instance')}.key")
+
     def trust_path(self) -> Path:
         return self.trust_store or self.data_dir / "keys" / "trust.pem"
 

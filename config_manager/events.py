@@ -86,6 +86,8 @@ class EventHub:
                 "version": report.version,
                 "epoch": report.epoch,
                 "reason": report.reason,
+                "forged": report.forged,
+                "forged_reason": report.forged_reason,
             },
         )
 

@@ -70,3 +70,11 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.forged_reports = Counter(
+            "config_manager_forged_reports",
+            'Applied reports shown as forged (docs/protocol.md, "Report signature"), by '
+            "reason: too_large, malformed, unsigned, bad_signature, identity_mismatch, "
+            "key_mismatch, replayed.",
+            ["reason"],
+            registry=self.registry,
+        )

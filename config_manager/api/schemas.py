@@ -111,6 +111,42 @@ class InstancePublic(BaseModel):
     )
     received_at: float
     current: bool = Field(description="True when it runs the service's current version.")
+    forged: bool = Field(
+        False,
+        description="True when the latest report received for this instance failed "
+        'verification (docs/protocol.md, "Report signature"); the other fields keep the '
+        "last genuine state.",
+    )
+    forged_reason: str | None = Field(
+        None,
+        description="Why it is forged: too_large, malformed, unsigned, bad_signature, "
+        "identity_mismatch, key_mismatch or replayed.",
+    )
+    key_id: str | None = Field(None, description="Id of the report key pinned for it.")
+    pending_key_id: str | None = Field(
+        None,
+        description="Id of a key that signed a report validly but is not the pinned one "
+        "(key_mismatch): what POST .../key may approve.",
+    )
+
+
+class InstanceKeyApprove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key_id: str = Field(
+        pattern=r"^[0-9a-f]{16}$",
+        description="The unapproved key's id, as shown in pending_key_id (16 hex digits).",
+    )
+
+
+class InstanceKeyPublic(BaseModel):
+    service: str
+    instance: str
+    key_id: str
+    previous_key_id: str | None
+    pinned_at: str
+    pinned_by: str | None
+    forged: bool = Field(description="Whether the instance still shows as forged.")
 
 
 class TokenCreate(BaseModel):
@@ -234,6 +270,11 @@ class ReadinessPublic(BaseModel):
     storage_error: str | None
     schema_version: int | None
     broker: Literal["connected", "disconnected"]
+    publisher: Literal["publishing", "standby"] = Field(
+        "publishing",
+        description="'standby': a PostgreSQL replica while another one holds the publisher "
+        "lease (it accepts reads and writes; the other publishes them). Ready all the same.",
+    )
     broker_error: str | None
     publisher_failure: str | None
     outbox_depth: int | None
@@ -256,6 +297,10 @@ class SyncInstancePublic(BaseModel):
         description="What the instance says of its signed freshness record: `fresh`, "
         "`stale` (record expired or missing: it runs on its last good config) or `waiting`.",
     )
+    forged: bool = Field(
+        False, description="The latest report received for it failed verification."
+    )
+    forged_reason: str | None = Field(None, description="Why (a short code), when forged.")
 
 
 class SyncServicePublic(BaseModel):
@@ -280,6 +325,7 @@ class SyncSummaryPublic(BaseModel):
     offline: int
     retired: int = 0
     stale: int = Field(0, description="Instances whose freshness record is stale.")
+    forged: int = Field(0, description="Instances whose latest report is forged.")
     invalid_configs: int
 
 

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Depends, Query, Request
 
 from config_lib import mask_secrets
 
+from ..instances import KeyApprovalError
+from ..problems import Problem
 from ..registry import secret_schema
-from .deps import RegistryDep, StoreDep, TrackerDep, Viewer, WriterDep
+from ..store import AuditEntry
+from .deps import (
+    Admin,
+    RegistryDep,
+    StoreDep,
+    TrackerDep,
+    Viewer,
+    WriterDep,
+    json_model,
+    request_id,
+)
 from .openapi import api_router, problems
-from .schemas import InstancePublic, ServicePublic, VersionPublic
+from .schemas import (
+    InstanceKeyApprove,
+    InstanceKeyPublic,
+    InstancePublic,
+    ServicePublic,
+    VersionPublic,
+)
 
 __all__ = ["router"]
 
@@ -66,9 +84,70 @@ async def list_instances(
             "freshness": r.freshness,
             "received_at": r.received_at,
             "current": (r.epoch, r.version) == (current.epoch, current.version),
+            "forged": r.forged,
+            "forged_reason": r.forged_reason,
+            "key_id": pin.key_id if (pin := tracker.pin(service, r.instance)) else None,
+            "pending_key_id": tracker.pending_key_id(service, r.instance),
         }
         for r in tracker.for_service(service)
     ]
+
+
+@router.post(
+    "/{service}/instances/{instance}/key",
+    response_model=InstanceKeyPublic,
+    responses=problems(404, 409),
+)
+async def approve_instance_key(
+    service: str,
+    instance: str,
+    admin: Admin,
+    writer: WriterDep,
+    store: StoreDep,
+    tracker: TrackerDep,
+    request: Request,
+    body: Annotated[InstanceKeyApprove, Depends(json_model(InstanceKeyApprove))],
+) -> dict[str, Any]:
+    """Approve an instance's new report key (a re-key: new host, lost key file). Until
+    then its reports signed with that key are shown as forged (``key_mismatch``); the
+    body names the key id shown in ``pending_key_id``. Audited."""
+    writer.model(service)  # 404 for an unknown service
+    previous = tracker.pin(service, instance)
+    try:
+        pin = tracker.approve(service, instance, body.key_id, admin.name)
+    except KeyApprovalError as exc:
+        raise Problem(
+            exc.status,
+            exc.title,
+            exc.detail,
+            kind="unknown-instance" if exc.status == 404 else "no-such-key",
+            service=service,
+            instance=instance,
+        ) from None
+    await store.pin_instance_key(
+        pin,
+        AuditEntry(
+            actor=admin.name,
+            action="instance.key.approve",
+            service=service,
+            request_id=request_id(request),
+            detail={
+                "instance": instance,
+                "key_id": pin.key_id,
+                "previous_key_id": previous.key_id if previous else None,
+            },
+        ),
+    )
+    report = tracker.pinned(pin)
+    return {
+        "service": service,
+        "instance": instance,
+        "key_id": pin.key_id,
+        "previous_key_id": previous.key_id if previous else None,
+        "pinned_at": pin.pinned_at,
+        "pinned_by": pin.pinned_by,
+        "forged": bool(report and report.forged),
+    }
 
 
 @router.get("/{service}/versions", response_model=list[VersionPublic], responses=problems(404))

@@ -43,6 +43,7 @@ async def sync(writer: WriterDep, tracker: TrackerDep, principal: Viewer) -> dic
     now = time.time()
     invalid = 0
     stale = 0
+    forged = 0
     for service in writer.registry:
         if not principal.may(service):
             continue
@@ -58,6 +59,7 @@ async def sync(writer: WriterDep, tracker: TrackerDep, principal: Viewer) -> dic
             state = instance_state(report, current_epoch, version)
             summary[state] += 1
             stale += report.freshness == "stale"
+            forged += report.forged
             instances.append(
                 {
                     "instance": report.instance,
@@ -70,6 +72,8 @@ async def sync(writer: WriterDep, tracker: TrackerDep, principal: Viewer) -> dic
                     "reported_at": report.time,
                     "age_s": round(max(0.0, now - report.received_at), 3),
                     "freshness": report.freshness,
+                    "forged": report.forged,
+                    "forged_reason": report.forged_reason,
                 }
             )
         services.append(
@@ -93,6 +97,7 @@ async def sync(writer: WriterDep, tracker: TrackerDep, principal: Viewer) -> dic
             "instances": sum(summary.values()),
             **summary,
             "stale": stale,
+            "forged": forged,
             "invalid_configs": invalid,
         },
     }

@@ -63,7 +63,9 @@ async def test_a_full_lkg_folder_keeps_the_library_running_and_reporting(
         assert cfg.metrics.snapshot()["lkg_save_failed"] == 2
         assert cfg.connected
         assert read_bytes(lkg) == raws[1]  # the previous file is intact, not truncated
-        assert sorted(p.name for p in lkg.parent.iterdir()) == [lkg.name]  # no temp files
+        key = Path(settings.report_key_path(service_name, cfg.instance_id) or "")
+        # No temp files: the LKG file and the instance's report key (written at start).
+        assert sorted(p.name for p in lkg.parent.iterdir()) == sorted([lkg.name, key.name])
 
         small_fs.free()
         await publish_config(manager_client, service_name, raws[4])

@@ -30,9 +30,13 @@ EXPECTED = {
     "NoConfig", "NotAuthorised", "Rollback", "SecretError", "ServiceMismatch",
     "ServiceRetired", "StaleEnvelope", "UnknownKey", "Unsigned", "UnsupportedFormat",
     "Outdated", "DigestMismatch", "BadIssuedAt", "FreshnessError", "OutOfRange", "MAX_POSITION",
+    "TooDeep", "BadCiphertext", "MAX_DEPTH", "check_ciphertexts",
     # signed freshness (TUF's timestamp role)
     "FreshnessGate", "FreshnessRecord", "FreshnessState", "envelope_digest", "sign_freshness",
     "verify_freshness", "freshness_topic",
+    # signed applied reports (each instance's own key; the manager pins it)
+    "REPORT_MAX_BYTES", "ReportError", "VerifiedReport", "load_or_create_report_key",
+    "sign_report", "verify_report",
     # keys and secrets
     "DataKey", "SigningKey", "TrustStore", "derive_data_key", "key_id_for", "load_data_key",
     "load_master_key", "load_or_create_master_key", "load_or_create_signing_key",

@@ -326,7 +326,7 @@ def test_sync_table_and_exit_code(
 
     import aiomqtt
 
-    from config_lib import applied_topic
+    from config_lib import SigningKey, applied_topic, sign_report
 
     calm = ctl(ctl_env, "sync")
     assert calm.returncode == 0, calm.stdout + calm.stderr
@@ -334,9 +334,14 @@ def test_sync_table_and_exit_code(
 
     async def report() -> None:
         async with aiomqtt.Client(**broker.endpoint(service_name).client_kwargs()) as client:
-            doc = {"status": "rejected", "version": None, "reason": "bad_signature"}
+            doc = {"instance": "sick-1", "service": service_name, "status": "rejected",
+                   "version": None, "reason": "bad_signature",
+                   "time": "2026-11-30T00:00:00.000000Z"}  # fmt: skip
             await client.publish(
-                applied_topic(service_name, "sick-1"), json.dumps(doc).encode(), qos=1, retain=True
+                applied_topic(service_name, "sick-1"),
+                sign_report(doc, SigningKey.generate()),
+                qos=1,
+                retain=True,
             )
 
     asyncio.run(report())

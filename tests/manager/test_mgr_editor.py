@@ -22,15 +22,8 @@ from mgr_harness import RunningManager, put
 from mgr_models import DemoConfig
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from config_lib import ConfigLibrary, LibrarySettings, applied_topic
+from config_lib import ConfigLibrary, LibrarySettings, SigningKey, applied_topic, sign_report
 from config_manager.tokens import Role, create_token_sync
-
-try:  # signed applied reports: the manager shows unsigned ones as forged
-    from config_lib import SigningKey, sign_report
-except ImportError:  # a manager that does not check report signatures yet
-    from config_lib import SigningKey
-
-    sign_report = None
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "editor"
 CHROMIUM_FLAGS = [
@@ -437,23 +430,16 @@ async def test_scoped_token_edits_only_its_services_and_badges_show_freshness(
         "freshness": "stale",
     }
     async with aiomqtt.Client(**broker.endpoint(service_name).client_kwargs()) as svc:
-        payload = (
-            sign_report(report, SigningKey.generate())
-            if sign_report is not None
-            else json.dumps(report).encode()
-        )
+        payload = sign_report(report, SigningKey.generate())  # signed as an instance signs it
         await svc.publish(applied_topic(service_name, "old-1"), payload, qos=1)
         await expect(page.locator(f"[data-freshness='{service_name}']")).to_have_text("1 stale")
         await expect(page.locator(f"[data-badge='{service_name}']")).to_have_text("1/1 applied")
         await expect(page.locator(f"[data-freshness='{other}']")).to_have_count(0)
         await expect(page.locator(f"[data-forged='{service_name}']")).to_have_count(0)
-        if sign_report is not None:  # the manager checks report signatures: an unsigned one
-            forged = {**report, "instance": "fake-1", "freshness": "fresh"}
-            await svc.publish(
-                applied_topic(service_name, "fake-1"), json.dumps(forged).encode(), qos=1
-            )
-            badge = page.locator(f"[data-forged='{service_name}']")
-            await expect(badge).to_have_text("1 forged")
+        # an unsigned report: the manager shows it as forged, and so does the badge
+        forged = {**report, "instance": "fake-1", "freshness": "fresh"}
+        await svc.publish(applied_topic(service_name, "fake-1"), json.dumps(forged).encode(), qos=1)
+        await expect(page.locator(f"[data-forged='{service_name}']")).to_have_text("1 forged")
     await shot(page, "13-scoped-stale")
 
 

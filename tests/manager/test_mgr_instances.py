@@ -15,7 +15,7 @@ from typing import Any
 from mgr_harness import RunningManager, eventually, start_manager
 from mgr_models import DemoConfig
 
-from config_lib import ConfigLibrary, LibrarySettings, applied_topic
+from config_lib import ConfigLibrary, LibrarySettings, SigningKey, applied_topic, sign_report
 from config_manager.instances import InstanceTracker
 
 
@@ -76,7 +76,7 @@ async def test_a_removed_retained_report_removes_the_saved_instance(
     import aiomqtt
 
     topic = applied_topic(service_name, "gone-1")
-    report = b'{"status": "applied", "version": 0, "epoch": 1}'
+    report = _signed("gone-1", status="applied", version=0, epoch=1, service=service_name)
     async with (
         aiomqtt.Client(**broker.endpoint(service_name).client_kwargs()) as svc,
         manager.client("viewer") as http,
@@ -99,15 +99,24 @@ async def test_a_removed_retained_report_removes_the_saved_instance(
         db.close()
 
 
+def _signed(instance: str, *, service: str = "svc", **doc: Any) -> bytes:
+    body = {"instance": instance, "service": service, "time": "2026-11-30T00:00:00.000000Z"}
+    return sign_report({**body, **doc}, _KEY)
+
+
+_KEY = SigningKey.generate()
+
+
 def test_tracker_hands_out_each_change_once_and_bounds_instances() -> None:
     tracker = InstanceTracker(max_per_service=2)
-    assert tracker.handle("config/applied/svc/a", b'{"status": "applied"}', 1.0)
-    assert tracker.handle("config/applied/svc/b", b'{"status": "applied"}', 1.0)
-    assert tracker.handle("config/applied/svc/c", b'{"status": "applied"}', 1.0) is None
+    assert tracker.handle("config/applied/svc/a", _signed("a", status="applied"), 1.0)
+    assert tracker.handle("config/applied/svc/b", _signed("b", status="applied"), 1.0)
+    assert tracker.handle("config/applied/svc/c", _signed("c", status="applied"), 1.0) is None
     assert tracker.changed.is_set()
     saved, removed = tracker.take_changes()
     assert [r.instance for r in saved] == ["a", "b"]
     assert removed == []
+    assert [p.instance for p in tracker.take_pins()] == ["a", "b"]  # pinned on first use
     assert not tracker.changed.is_set()
     assert tracker.take_changes() == ([], [])
     tracker.handle("config/applied/svc/a", b"", 2.0)
@@ -118,10 +127,10 @@ def test_tracker_hands_out_each_change_once_and_bounds_instances() -> None:
 
 def test_loaded_reports_do_not_override_newer_ones() -> None:
     tracker = InstanceTracker()
-    assert tracker.handle("config/applied/svc/a", b'{"status": "applied", "version": 2}', 5.0)
+    assert tracker.handle("config/applied/svc/a", _signed("a", status="applied", version=2), 5.0)
     old = InstanceTracker()
-    old.handle("config/applied/svc/a", b'{"status": "applied", "version": 1}', 1.0)
-    old.handle("config/applied/svc/z", b'{"status": "offline"}', 1.0)
+    old.handle("config/applied/svc/a", _signed("a", status="applied", version=1), 1.0)
+    old.handle("config/applied/svc/z", _signed("z", status="offline"), 1.0)
     tracker.load(old.take_changes()[0])
     assert [(r.instance, r.version) for r in tracker.for_service("svc")] == [
         ("a", 2),

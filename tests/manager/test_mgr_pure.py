@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from mgr_models import DemoConfig
 
+from config_lib import SigningKey, sign_report
 from config_manager.instances import InstanceTracker
 from config_manager.merge_patch import merge_patch
 from config_manager.problems import Problem
@@ -64,21 +65,31 @@ def test_if_match_refusals() -> None:
 
 def test_instance_tracker_keeps_the_latest_report_and_forgets_on_empty() -> None:
     tracker = InstanceTracker()
-    report = {"instance": "a", "status": "applied", "version": 3, "epoch": 9, "reason": None}
-    assert tracker.handle("config/applied/svc/a", json.dumps(report).encode(), 1.0)
-    assert tracker.handle("config/applied/svc/b", b'{"status": "rejected", "reason": "x"}', 2.0)
+    key = SigningKey.generate()
+    report = {"instance": "a", "service": "svc", "status": "applied", "version": 3, "epoch": 9,
+              "reason": None, "time": "2026-11-30T00:00:00.000000Z"}  # fmt: skip
+    assert tracker.handle("config/applied/svc/a", sign_report(report, key), 1.0)
+    other = {**report, "instance": "b", "status": "rejected", "version": None, "reason": "x"}
+    assert tracker.handle("config/applied/svc/b", sign_report(other, SigningKey.generate()), 2.0)
     assert [r.instance for r in tracker.for_service("svc")] == ["a", "b"]
     assert tracker.for_service("svc")[0].version == 3
+    assert not any(r.forged for r in tracker.for_service("svc"))
     for topic, payload in (
-        ("config/applied/svc/c", b"not json"),
-        ("config/applied/svc/c", b"[1]"),
-        ("config/applied/svc/c", b"{" + b" " * 20_000 + b"}"),
         ("config/applied/svc", b"{}"),
         ("config/applied/svc/c/extra", b"{}"),
     ):
         assert tracker.handle(topic, payload, 3.0) is None
+    for payload, reason in (
+        (b"not json", "malformed"),
+        (b"[1]", "malformed"),
+        (b"{" + b" " * 20_000 + b"}", "too_large"),
+        (b'{"status": "applied"}', "unsigned"),
+    ):
+        shown = tracker.handle("config/applied/svc/c", payload, 3.0)
+        assert shown is not None
+        assert (shown.status, shown.forged, shown.forged_reason) == ("unknown", True, reason)
     assert tracker.handle("config/applied/svc/a", b"", 4.0) is None  # retained report cleared
-    assert [r.instance for r in tracker.for_service("svc")] == ["b"]
+    assert [r.instance for r in tracker.for_service("svc")] == ["b", "c"]
 
 
 def test_secret_fields_are_marked_in_the_schema() -> None:

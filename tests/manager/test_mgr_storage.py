@@ -28,7 +28,7 @@ from mgr_harness import (
 )
 from mgr_models import DemoConfig
 
-from config_lib import AppliedReport, applied_topic
+from config_lib import AppliedReport, SigningKey, applied_topic
 from config_manager.store import ConfigStore, NewVersion, StorageError, StorageLimits
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,7 +132,10 @@ async def test_disk_full_gives_503_keeps_publishing_and_recovers_by_itself(
         async with aiomqtt.Client(**own_broker.endpoint(service_name).client_kwargs()) as svc:
             report = AppliedReport("inst-1", service_name, "applied", 4, None, "broker")
             await svc.publish(
-                applied_topic(service_name, "inst-1"), report.to_bytes(), qos=1, retain=True
+                applied_topic(service_name, "inst-1"),
+                report.to_bytes(SigningKey.generate()),
+                qos=1,
+                retain=True,
             )
 
         async def instance_listed() -> bool:

@@ -115,3 +115,28 @@ async def test_rows_stored_before_the_hash_chain_are_chained_at_open(
     # reopening changes nothing: the chain is stable
     async with ConfigStore(db) as store:
         assert (await store.chain())[1] == head
+
+
+async def test_instance_keys_pinned_on_first_use_and_approved(matrix_database: Target) -> None:
+    """Report keys (migration 0060): a first-use pin never replaces an approval; forged
+    flags round-trip; removing an instance's report keeps its pin."""
+    from config_manager.instances import InstanceReport, PinnedKey
+    from config_manager.store import AuditEntry
+
+    first = PinnedKey("svc", "i-1", "QUFB", "aaaaaaaaaaaaaaaa", now_iso())
+    approved = PinnedKey("svc", "i-1", "QkJC", "bbbbbbbbbbbbbbbb", now_iso(), "admin")
+    report = InstanceReport(
+        service="svc", instance="i-1", status="applied", version=3, epoch=1, reason=None,
+        detail=None, time="2026-11-30T00:00:00.000000Z", received_at=1.5, forged=True,
+        forged_reason="key_mismatch", pending_key="QkJC", signed_high="2026-11-30T00:00:00.000000Z",
+    )  # fmt: skip
+    async with ConfigStore(matrix_database) as store:
+        await store.save_instances([report], [], [first])
+        assert await store.instances() == [report]
+        audit = AuditEntry(actor="admin", action="instance.key.approve", service="svc")
+        await store.pin_instance_key(approved, audit)
+        await store.save_instances([], [], [first])  # a late first-use batch: approval wins
+        await store.save_instances([], [("svc", "i-1")])
+        assert await store.instances() == []
+        assert await store.instance_keys() == [approved]
+        assert [a.action for a in await store.audit()] == ["instance.key.approve"]

@@ -5,11 +5,12 @@ pass today's model."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,14 @@ from mgr_harness import RunningManager, eventually
 from mgr_models import DemoConfig, StricterDemo
 from pydantic import BaseModel
 
-from config_lib import ConfigLibrary, LibrarySettings, applied_topic
+from config_lib import ConfigLibrary, LibrarySettings, SigningKey, applied_topic, sign_report
+
+# Each hand-made instance signs its reports with its own key, as ConfigLibrary does.
+_KEYS: collections.defaultdict[str, SigningKey] = collections.defaultdict(SigningKey.generate)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class DemoV2(DemoConfig):
@@ -66,9 +74,10 @@ async def _until(http: httpx.AsyncClient, service: str, wanted: dict[str, str]) 
 
 async def _report(broker: Any, service: str, instance: str, **doc: Any) -> None:
     """An applied report as an instance publishes it (the service's own MQTT user)."""
+    doc = {"instance": instance, "service": service, "time": _now(), **doc}
     async with aiomqtt.Client(**broker.endpoint(service).client_kwargs()) as client:
         await client.publish(
-            applied_topic(service, instance), json.dumps(doc).encode(), qos=1, retain=True
+            applied_topic(service, instance), sign_report(doc, _KEYS[instance]), qos=1, retain=True
         )
 
 
