@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from config_lib import (
-    REPORT_MAX_BYTES,
     InvalidName,
     ReportError,
     VerifiedReport,
@@ -43,7 +42,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-_MAX_REPORT_BYTES = REPORT_MAX_BYTES
 MAX_INSTANCES_PER_SERVICE = 10_000  # a service's user may invent instance ids: bound them
 
 
