@@ -309,8 +309,8 @@ class InstanceTracker:
                 pending, pending_key=None, forged=False, forged_reason=None,
                 signed_high=pending.time,
             )  # fmt: skip
-        elif current is not None:
-            report = replace(current, pending_key=None)
+        elif current is not None:  # a new key may come with another clock: new floor
+            report = replace(current, pending_key=None, signed_high=None)
         else:
             return None
         known[pin.instance] = report
