@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 NPM ?= npm
-.PHONY: run test bench lint lock init clean help editor
+.PHONY: run test bench lint lock init clean help editor verifier-node
 
 help:
 	@echo "make run    - start mosquitto, the config manager (http://127.0.0.1:8081) and both workers"
@@ -117,11 +117,21 @@ config_manager/static/index.html: editor/node_modules/.package-lock.json $(EDITO
 
 editor: config_manager/static/index.html
 
+# --- the independent Node verifier of the protocol (tests/verifier-node) -----------------------
+# One pinned dependency (canonicalize, RFC 8785); tests/envelope/test_env_node_verifier.py runs it.
+VERIFIER_NODE := tests/verifier-node
+$(VERIFIER_NODE)/node_modules/.package-lock.json: $(VERIFIER_NODE)/package-lock.json $(VERIFIER_NODE)/package.json
+	@command -v $(NPM) >/dev/null || { echo "npm is missing: tests/verifier-node needs Node 20 and npm"; exit 1; }
+	cd $(VERIFIER_NODE) && $(NPM) ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+verifier-node: $(VERIFIER_NODE)/node_modules/.package-lock.json
+
 # --- targets ------------------------------------------------------------------
 run: mosquitto editor $(VENV)/.installed-run
 	$(PY) -m config_manager.stack --data-dir $(DATA_DIR) --mqtt-port $(MQTT_PORT) --http-port $(HTTP_PORT)
 
-test: mosquitto rabbitmq postgresql chromium editor $(VENV)/.installed-dev
+test: mosquitto rabbitmq postgresql chromium editor verifier-node $(VENV)/.installed-dev
 	cd editor && $(NPM) test --silent
 	$(PY) -m pytest
 
@@ -134,4 +144,4 @@ lint: $(VENV)/.installed-dev editor/node_modules/.package-lock.json
 	cd editor && $(NPM) run --silent typecheck && $(NPM) run --silent lint
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache editor/node_modules config_manager/static
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache editor/node_modules $(VERIFIER_NODE)/node_modules config_manager/static

@@ -27,6 +27,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -38,9 +39,10 @@ from pydantic import BaseModel
 
 from ._backoff import Backoff
 from ._change import ConfigSource
-from ._envelope import Envelope, Position
+from ._envelope import Envelope, Position, check_order
 from ._exceptions import (
     ConfigLibError,
+    Duplicate,
     InvalidConfig,
     KeyFileError,
     LibraryStateError,
@@ -124,6 +126,16 @@ class ConfigLibrary(Generic[M]):
         self._holding = False
         self._candidate: Accepted[M] | None = None
         self._apply_lock = asyncio.Lock()
+        # Latest wins (docs/config_lib.md): the MQTT loop verifies each envelope and leaves
+        # the newest here; the applier task applies it once the previous apply is done, so
+        # versions that arrive while a callback runs are skipped.
+        self._pending: Accepted[M] | None = None
+        self._pending_messages = 0  # messages decided when it is (superseded ones included)
+        self._applying: Accepted[M] | None = None
+        self._apply_wake = asyncio.Event()
+        self._applier_task: asyncio.Task[None] | None = None
+        # Plain-function callbacks run here, one at a time, off the event loop.
+        self._callback_thread: ThreadPoolExecutor | None = None
         self._expiry_task: asyncio.Task[None] | None = None
         self._freshness_refused = False  # the broker's ACL refused config/freshness/<service>
         self._applied_topic = applied_topic(service, self.instance_id)
@@ -225,8 +237,10 @@ class ConfigLibrary(Generic[M]):
     def on_change(self, callback: ChangeCallback[M]) -> Callable[[], None]:
         """Register a sync or async ``callback(change)``; returns the unsubscribe function.
 
-        Callbacks run in registration order on the library's event loop for every applied
-        update after startup. If one raises, the update is rolled back (see docs).
+        Callbacks run one at a time, in registration order, for every applied update after
+        startup: ``async def`` ones on the event loop, plain functions on this library's
+        callback thread. If one raises, the update is rolled back (see docs). Versions
+        that arrive while a callback runs are skipped for the newest (latest wins).
         """
         if self._state is not None:
             return self._state.on_change(callback)
@@ -340,6 +354,9 @@ class ConfigLibrary(Generic[M]):
                 self._expiry_task = self._tg.create_task(
                     self._watch_expiry(), name=f"config_lib:{self.service}:freshness"
                 )
+                self._applier_task = self._tg.create_task(
+                    self._run_applier(), name=f"config_lib:{self.service}:apply"
+                )
                 try:
                     async with asyncio.timeout(self.settings.initial_wait):
                         await self._synced.wait()
@@ -437,12 +454,16 @@ class ConfigLibrary(Generic[M]):
                 )
             except aiomqtt.MqttError as exc:
                 logger.debug("offline report not sent: %s", exc)
-        tasks = [t for t in (self._task, self._expiry_task) if t is not None]
+        tasks = [t for t in (self._task, self._expiry_task, self._applier_task) if t is not None]
         if tasks:
             await stop_tasks(tasks)
         if self._tg is not None:
             await self._tg.__aexit__(None, None, None)
         self._client = None
+        self._pending = None
+        if self._callback_thread is not None:
+            # A callback still blocking there keeps running on its own; nothing waits for it.
+            self._callback_thread.shutdown(wait=False, cancel_futures=True)
 
     # -- startup sources ------------------------------------------------------------
 
@@ -458,9 +479,16 @@ class ConfigLibrary(Generic[M]):
                     source="lkg",
                     position=lkg.position,
                     metrics=self._metrics,
+                    run_sync=self._run_sync,
                 )
         config, source = self._fallback()
-        return ConfigState(pipeline, current=config, source=source, metrics=self._metrics)
+        return ConfigState(
+            pipeline,
+            current=config,
+            source=source,
+            metrics=self._metrics,
+            run_sync=self._run_sync,
+        )
 
     def _fallback(self) -> tuple[M | None, ConfigSource]:
         if self.settings.env_fallback and has_env(self.service):
@@ -704,19 +732,70 @@ class ConfigLibrary(Generic[M]):
             return
         raw = payload if isinstance(payload, bytes) else str(payload).encode()
         self._refresh_trust(state.pipeline)
+        decided = True  # False when the envelope waits for the applier
         try:
-            async with self._apply_lock:
-                if self._holding:
-                    await self._hold(raw)
-                else:
-                    decision = await state.offer(raw, check=self._check_fresh)
-                    await self._update_freshness(publish=False)
-                    await self._act_on(decision)
+            if self._holding:
+                async with self._apply_lock:
+                    if self._holding:
+                        await self._hold(raw)
+                        return
+            queued = self._pending or self._applying
+            screened = state.screen(
+                raw,
+                check=self._check_fresh,
+                after=None if queued is None else queued.position,
+            )
+            if isinstance(screened, Decision):
+                await self._act_on(screened)
+                return
+            superseded = self._pending
+            if superseded is not None:
+                self._metrics.coalesced += 1
+                logger.debug(
+                    "config version %s skipped, version %s is newer: service=%s",
+                    superseded.envelope.version,
+                    screened.envelope.version,
+                    self.service,
+                    extra=self._log_fields(),
+                )
+            self._pending = screened
+            self._pending_messages += 1
+            self._apply_wake.set()
+            decided = False
         finally:
-            self._handled += 1
-            self._settled = state.position
+            if decided:
+                self._handled += 1
+                self._settled = state.position
             async with self._changed:
                 self._changed.notify_all()
+
+    async def _run_applier(self) -> None:
+        """Apply the newest verified envelope, one apply at a time (latest wins)."""
+        state = self._require_state()
+        while True:
+            await self._apply_wake.wait()
+            self._apply_wake.clear()
+            while (candidate := self._pending) is not None:
+                messages = self._pending_messages
+                self._pending, self._pending_messages = None, 0
+                self._applying = candidate
+                try:
+                    async with self._apply_lock:
+                        await self._apply_candidate(candidate)
+                finally:
+                    self._applying = None
+                    self._handled += messages
+                    self._settled = state.position
+                    async with self._changed:
+                        self._changed.notify_all()
+
+    async def _run_sync(self, function: Callable[[], object]) -> object:
+        """Run a plain-function callback on this library's callback thread; await it."""
+        if self._callback_thread is None:
+            self._callback_thread = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"config_lib-{self.service}-callbacks"
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._callback_thread, function)
 
     def _check_fresh(self, envelope: Envelope) -> None:
         self._gate.check(envelope, datetime.now(UTC))
@@ -762,14 +841,21 @@ class ConfigLibrary(Generic[M]):
         await self._update_freshness()
 
     async def _apply_candidate(self, candidate: Accepted[M]) -> None:
+        """Apply a verified envelope, the freshness and replay rules checked again first
+        (a record or a tombstone may have arrived while it waited)."""
         state = self._require_state()
         try:
+            check_order(candidate.position, state.floor())
             self._check_fresh(candidate.envelope)
+        except Duplicate:
+            return
         except ConfigLibError as exc:
             state.metrics.rejected[exc.reason] += 1
             await self._act_on(Decision("rejected", exc.reason, str(exc)))
             return
-        await self._act_on(await state.apply(candidate))
+        decision = await state.apply(candidate)
+        await self._update_freshness(publish=False)
+        await self._act_on(decision)
         self._settled = state.position
 
     async def _handle_record(self, payload: Any) -> None:
@@ -800,9 +886,12 @@ class ConfigLibrary(Generic[M]):
                 )
             return
         self._gate_wake.set()
-        async with self._apply_lock:
-            if self._holding:
-                await self._release_candidate()
+        if self._holding:
+            async with self._apply_lock:
+                if self._holding:
+                    await self._release_candidate()
+                await self._update_freshness()
+        else:  # never waits for a callback in progress (the applier holds the lock)
             await self._update_freshness()
         async with self._changed:
             self._changed.notify_all()

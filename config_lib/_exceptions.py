@@ -8,7 +8,9 @@ Every exception the library raises on purpose derives from :class:`ConfigLibErro
     ├── EnvelopeError            a received envelope was refused; ``reason`` is a short code
     │   ├── EnvelopeTooLarge     the raw message is over the size limit (checked before parsing)
     │   ├── MalformedEnvelope    not UTF-8 JSON, or not the envelope's shape
-    │   │   └── OutOfRange       an epoch or version at or above 2^48
+    │   │   ├── OutOfRange       an epoch or version at or above 2^48
+    │   │   ├── TooDeep          nested deeper than the protocol's limit (checked before parsing)
+    │   │   └── BadCiphertext    an object with an ``encrypted`` member that is not a ciphertext
     │   ├── UnsupportedFormat    the ``format`` number is not one this library speaks
     │   ├── UnknownKey           the ``key_id`` is not in the trust store
     │   ├── BadSignature         the signature does not verify
@@ -35,6 +37,7 @@ used for counters and applied reports.
 from __future__ import annotations
 
 __all__ = [
+    "BadCiphertext",
     "BadIssuedAt",
     "BadSignature",
     "ConfigLibError",
@@ -58,6 +61,7 @@ __all__ = [
     "ServiceMismatch",
     "ServiceRetired",
     "StaleEnvelope",
+    "TooDeep",
     "UnknownKey",
     "Unsigned",
     "UnsupportedFormat",
@@ -105,6 +109,21 @@ class OutOfRange(MalformedEnvelope):
     replay floor: accepting it would lock the service out of every later config)."""
 
     reason = "out_of_range"
+
+
+class TooDeep(MalformedEnvelope):
+    """JSON nested deeper than the protocol allows (docs/protocol.md, "Nesting"); found by a
+    scan of the text before any parsing, so a parser never recurses on hostile input."""
+
+    reason = "too_deep"
+
+
+class BadCiphertext(MalformedEnvelope):
+    """An object in ``config`` with an ``encrypted`` member that is not exactly a
+    ciphertext object this library can decrypt (unknown algorithm, extra or missing
+    members, non-canonical base64, wrong nonce length): refused, never taken as a value."""
+
+    reason = "bad_ciphertext"
 
 
 class UnsupportedFormat(EnvelopeError):

@@ -27,33 +27,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-import rfc8785
-from cryptography.exceptions import InvalidSignature
-
 from ._envelope import (
     FORMAT_VERSION,
     Envelope,
     Limits,
     Position,
     canonical_bytes,
-    decode_signature,
+    check_header,
+    check_signature,
     format_time,
     int_field,
-    parse_document,
+    parse_shared,
     parse_time,
-    str_field,
 )
 from ._exceptions import (
     BadIssuedAt,
-    BadSignature,
     DigestMismatch,
     FreshnessError,
-    InvalidName,
     MalformedEnvelope,
     Outdated,
     ServiceMismatch,
-    Unsigned,
-    UnsupportedFormat,
 )
 from ._keys import SigningKey, TrustStore
 from ._topics import validate_name
@@ -174,41 +167,10 @@ def verify_freshness(
     (``too_large``, ``malformed``, ``unsupported_format``, ``unsigned``, ``unknown_key``,
     ``bad_signature``, ``service_mismatch``). Time rules are :class:`FreshnessGate`'s.
     """
-    doc = parse_document(raw, limits)
-    fmt = doc.get("format")
-    if isinstance(fmt, bool) or not isinstance(fmt, int):
-        raise MalformedEnvelope("'format' must be an integer")
-    if fmt != FORMAT_VERSION:
-        raise UnsupportedFormat(f"record format {fmt} is not supported (this library speaks 1)")
-    if "signature" not in doc or doc["signature"] in ("", None):
-        raise Unsigned("freshness record has no signature")
-    missing = [f for f in _FIELDS if f not in doc]
-    if missing:
-        raise MalformedEnvelope(f"freshness record lacks {', '.join(map(repr, missing))}")
-    extra = sorted(set(doc) - set(_FIELDS))
-    if extra:
-        raise MalformedEnvelope(f"unexpected record field(s) {', '.join(map(repr, extra))}")
-    signed_service = str_field(doc, "service")
-    try:
-        validate_name(signed_service)
-    except InvalidName as exc:
-        raise MalformedEnvelope(str(exc)) from None
+    doc, content = parse_shared(bytes(raw), limits)
+    signed_service = check_header(doc, what="freshness record", fields=_FIELDS)
     epoch, version, digest, issued, expires = _check_shape(doc)
-    key_id = str_field(doc, "key_id")
-    sig_text = doc["signature"]
-    if not isinstance(sig_text, str):
-        raise MalformedEnvelope("'signature' must be a base64 string")
-    signature = decode_signature(sig_text)
-    public_key = trust.get(key_id)  # raises UnknownKey
-    unsigned = {k: v for k, v in doc.items() if k != "signature"}
-    try:
-        content = canonical_bytes(unsigned)
-    except rfc8785.CanonicalizationError as exc:  # pragma: no cover - shape checked above
-        raise MalformedEnvelope(f"record cannot be canonicalised: {exc}") from None
-    try:
-        public_key.verify(signature, content)
-    except InvalidSignature:
-        raise BadSignature(f"record signature does not verify with key {key_id}") from None
+    key_id = check_signature(doc, content, trust=trust, what="freshness record")
     if signed_service != service:
         raise ServiceMismatch(f"record is signed for {signed_service!r}, expected {service!r}")
     return FreshnessRecord(

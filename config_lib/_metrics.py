@@ -36,6 +36,8 @@ class ConfigMetrics:
     records_rejected: Counter[str] = field(default_factory=Counter)
     not_authorised: int = 0  # connections the broker refused (credentials or ACL)
     lkg_save_failed: int = 0
+    # Verified envelopes skipped because a newer one arrived before they could be applied.
+    coalesced: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -54,6 +56,7 @@ class ConfigMetrics:
             "records_rejected": dict(self.records_rejected),
             "not_authorised": self.not_authorised,
             "lkg_save_failed": self.lkg_save_failed,
+            "coalesced": self.coalesced,
         }
 
 
@@ -62,7 +65,7 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
 
     Register it with ``prometheus_client.REGISTRY.register(prometheus_collector(...))``.
     Exposes ``config_lib_messages_total{service,instance,outcome}`` (outcome: received,
-    applied, duplicate, failed), ``config_lib_rejected_total{service,instance,reason}``,
+    applied, duplicate, failed, coalesced), ``config_lib_rejected_total{service,instance,reason}``,
     ``config_lib_freshness{service,instance,state}`` (1 for the state in force, else 0) and
     ``config_lib_freshness_records_rejected_total{service,instance,reason}``.
     ``config_lib_not_authorised_total{service,instance}`` (the broker refused the user) and
@@ -80,7 +83,7 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
                 "Config messages by outcome",
                 labels=["service", "instance", "outcome"],
             )
-            for outcome in ("received", "applied", "duplicate", "failed"):
+            for outcome in ("received", "applied", "duplicate", "failed", "coalesced"):
                 messages.add_metric([service, instance, outcome], getattr(metrics, outcome))
             yield messages
             rejected = CounterMetricFamily(

@@ -32,7 +32,6 @@ pure check the manager runs; pinning the key per instance is the manager's part.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import logging
@@ -42,12 +41,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ._change import ConfigSource
+from ._encoding import decode_base64
 from ._envelope import Limits, canonical_bytes, parse_document, parse_time
 from ._exceptions import ConfigLibError, EnvelopeTooLarge, KeyFileError, ReportError
 from ._keys import SigningKey, load_or_create_signing_key
@@ -147,11 +146,8 @@ def _raw_public(key: SigningKey) -> bytes:
 
 def _strict_b64(text: str, size: int, what: str) -> bytes:
     """Canonical standard base64 (padded, no whitespace) of exactly ``size`` bytes."""
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ReportError(f"{what} is not valid base64", "bad_signature") from None
-    if len(data) != size or base64.b64encode(data).decode() != text:
+    data = decode_base64(text)
+    if data is None or len(data) != size:
         raise ReportError(f"{what} is not the canonical base64 of {size} bytes", "bad_signature")
     return data
 
@@ -166,7 +162,9 @@ def verify_report(
     ``identity_mismatch`` (checked in that order; see docs/protocol.md).
     """
     try:
-        doc = parse_document(raw, Limits(max_bytes=max_bytes))
+        # Parsing as for every signed message (docs/protocol.md, "Parsing"): any failure,
+        # numbers outside I-JSON and nesting included, is "malformed" for a report.
+        doc, signed = parse_document(raw, Limits(max_bytes=max_bytes))
     except EnvelopeTooLarge as exc:
         raise ReportError(str(exc), "too_large") from None
     except ConfigLibError as exc:
@@ -184,10 +182,6 @@ def verify_report(
     except ConfigLibError as exc:
         raise ReportError(str(exc), "malformed") from None
     body = {k: v for k, v in doc.items() if k != "signature"}
-    try:
-        signed = canonical_bytes(body)
-    except rfc8785.CanonicalizationError as exc:  # a float or an integer outside I-JSON
-        raise ReportError(f"the report has no RFC 8785 form: {exc}", "malformed") from None
     public = _strict_b64(doc["public_key"], 32, "public_key")
     if doc["key_id"] != hashlib.sha256(public).hexdigest()[:16]:
         raise ReportError("'key_id' is not the id of 'public_key'", "bad_signature")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -22,12 +23,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, SecretStr
 
+from ._encoding import decode_base64
 from ._exceptions import SecretError
 from ._keys import DataKey
 
 __all__ = [
     "ALGORITHM",
     "MASK",
+    "ciphertext_problem",
     "decrypt_secrets",
     "encrypt_secrets",
     "is_encrypted",
@@ -40,6 +43,29 @@ _AAD_PREFIX: Final = b"signed-config/secret/v1\x00"
 _FIELDS: Final = frozenset({"encrypted", "key_id", "nonce", "ciphertext"})
 
 
+_KEY_ID: Final = re.compile(r"[0-9a-f]{16}")
+NONCE_BYTES: Final = 12
+TAG_BYTES: Final = 16
+
+
+def ciphertext_problem(value: Mapping[str, Any]) -> str | None:
+    """What makes ``value`` (an object with an ``encrypted`` member) not exactly a
+    ciphertext object, or None. Unknown shapes are refused, never taken as plain values."""
+    if value.get("encrypted") != ALGORITHM:
+        return f"'encrypted' must be {ALGORITHM!r}"
+    if set(value) != _FIELDS:
+        return "members must be exactly encrypted, key_id, nonce and ciphertext"
+    if not isinstance(value["key_id"], str) or not _KEY_ID.fullmatch(value["key_id"]):
+        return "'key_id' must be 16 lowercase hex digits"
+    nonce = decode_base64(value["nonce"])
+    if nonce is None or len(nonce) != NONCE_BYTES:
+        return "'nonce' must be canonical base64 of 12 bytes"
+    ciphertext = decode_base64(value["ciphertext"])
+    if ciphertext is None or len(ciphertext) < TAG_BYTES:
+        return "'ciphertext' must be canonical base64 of at least 16 bytes"
+    return None
+
+
 def _pointer(path: str, part: str | int) -> str:
     return f"{path}/{str(part).replace('~', '~0').replace('/', '~1')}"
 
@@ -49,10 +75,9 @@ def _aad(service: str, path: str) -> bytes:
 
 
 def is_encrypted(value: object) -> bool:
-    """True if ``value`` is a secret ciphertext object."""
-    return (
-        isinstance(value, Mapping) and set(value) == _FIELDS and value.get("encrypted") == ALGORITHM
-    )
+    """True if ``value`` is meant as a secret ciphertext object (it has an ``encrypted``
+    member; whether it is a well-formed one is :func:`ciphertext_problem`'s question)."""
+    return isinstance(value, Mapping) and "encrypted" in value
 
 
 def _encrypt(plaintext: str, service: str, path: str, key: DataKey) -> dict[str, str]:
@@ -67,6 +92,9 @@ def _encrypt(plaintext: str, service: str, path: str, key: DataKey) -> dict[str,
 
 
 def _decrypt(obj: Mapping[str, Any], service: str, path: str, keys: Mapping[str, DataKey]) -> str:
+    problem = ciphertext_problem(obj)
+    if problem:
+        raise SecretError(f"secret at {path or '/'} is not a ciphertext object: {problem}")
     key = keys.get(obj["key_id"]) if isinstance(obj["key_id"], str) else None
     if key is None:
         raise SecretError(f"secret at {path or '/'}: no data key {obj['key_id']!r} for {service!r}")

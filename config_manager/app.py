@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -34,6 +36,7 @@ from .dialects import PostgresUrl
 from .events import EventHub
 from .instances import InstanceTracker
 from .keyring import KeyRing
+from .lease import PublisherLease
 from .lockfile import database_lock, hold_lock
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware, ServerTimingMiddleware
@@ -120,8 +123,17 @@ def create_app(
             # retained reports to the wildcard subscription (not every broker does).
             tracker.load(await store.instances())
             tracker.load_pins(await store.instance_keys())
+            lease = None
+            if isinstance(settings.database, PostgresUrl):
+                # Replicas: every manager on this database writes; one publishes.
+                lease = PublisherLease(
+                    settings.database,
+                    f"{socket.gethostname()}:{os.getpid()}:{store.replica}",
+                    settings.publisher_lease_s,
+                )
             publisher = await stack.enter_async_context(
                 OutboxPublisher(
+                    lease=lease,
                     store=store,
                     endpoint=endpoint,
                     signing_key=keys.signing,
@@ -159,6 +171,9 @@ def create_app(
                 prepare=publisher.prepare,
                 compatibility=compatibility,
             )
+            # Closed first (LIFO): changes queued for a group commit commit before the
+            # publisher and the store close.
+            stack.push_async_callback(app.state.writer.aclose)
             # Schema evolution: today's models against every stored current config. One
             # that no longer passes stays in force (nothing is dropped); /sync, /readyz and
             # configctl list it, and the service's next write must fix it.

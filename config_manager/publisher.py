@@ -25,6 +25,13 @@ It refuses to sign a version that skips ahead of the last one it signed in the s
 epoch (a version is always previous + 1; a rollback is a new version): the publisher
 stops with :class:`SigningRefused` rather than sign it.
 
+Replicas (PostgreSQL): given a :class:`~config_manager.lease.PublisherLease`, it connects
+and publishes only while this replica holds the lease; every publish checks the lease's
+deadline first, and a lost lease ends the session (back to waiting for the lease). Each
+new generation raises the epoch (after the fleet read-back) before anything is published,
+then the outbox is drained and every current config republished. Writes committed by
+other replicas reach it through the store's change notifications (outbox drained again).
+
 A storage fault (disk full...) never stops it: publishing needs no disk, so acknowledged
 rows keep being published; the marks "published" that cannot be written are kept in memory
 and retried with backoff, and a failed read of the outbox is retried the same way.
@@ -66,6 +73,7 @@ from config_lib import (
 
 from .dialects import database_errors
 from .instances import InstanceTracker
+from .lease import LeaseLost, PublisherLease
 from .metrics import Metrics
 from .store import ConfigStore, StorageError, StoredVersion
 
@@ -78,6 +86,27 @@ _PROBE_TOPIC = "config/freshness/~readback"
 
 class SigningRefused(RuntimeError):
     """The publisher was asked to sign a version that is not previous + 1 (a bug)."""
+
+
+class NotLeader(aiomqtt.MqttError):
+    """This replica may not publish (publisher lease lost or its deadline passed): the
+    session ends like a lost connection, and the publisher waits for the lease again."""
+
+
+class _FencedClient(aiomqtt.Client):
+    """An aiomqtt client that checks the publisher lease before every publish."""
+
+    def __init__(self, *args: Any, lease: PublisherLease | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lease = lease
+
+    async def publish(self, *args: Any, **kwargs: Any) -> None:
+        if self._lease is not None:
+            try:
+                self._lease.check()
+            except LeaseLost as exc:
+                raise NotLeader(str(exc)) from None
+        await super().publish(*args, **kwargs)
 
 
 _log = logging.getLogger(__name__)
@@ -111,8 +140,14 @@ class OutboxPublisher:
         limits: PublisherLimits = PublisherLimits(),
         services: Callable[[], Iterable[str]] | None = None,
         trust: TrustStore | None = None,
+        lease: PublisherLease | None = None,
     ) -> None:
         self._store = store
+        self._lease = lease
+        self._folded: int | None = None  # the lease generation the epoch was raised for
+        self._drain = False  # another replica committed: drain the outbox
+        self.standby = False  # waiting for the publisher lease another replica holds
+        self._keeper: asyncio.Task[None] | None = None
         self._endpoint = endpoint
         self._key = signing_key
         self._metrics = metrics
@@ -126,7 +161,8 @@ class OutboxPublisher:
         # After a storage fault: retry the marks (and outbox reads) with backoff.
         self._db_backoff = Backoff(limits.reconnect_min_s, limits.reconnect_max_s)
         self._mark_not_before = 0.0
-        self._presigned: dict[str, tuple[int, int, bytes]] = {}  # service -> (version, epoch, env)
+        # service -> (version, epoch, envelope, the values signed)
+        self._presigned: dict[str, tuple[int, int, bytes, dict[str, Any]]] = {}
         # service -> (version, epoch, envelope bytes) last acknowledged by the broker: what
         # the freshness records name and what every interval republishes, byte for byte.
         self._published: dict[str, tuple[int, int, bytes]] = {}
@@ -143,6 +179,9 @@ class OutboxPublisher:
         self._force: tuple[list[str], asyncio.Future[None]] | None = None
 
     async def __aenter__(self) -> Self:
+        self._store.on_change.append(self._remote_change)
+        if self._lease is not None:
+            self._keeper = asyncio.create_task(self._lease.keep(), name="publisher-lease")
         self._task = asyncio.create_task(self._run(), name="config-manager-outbox-publisher")
         self._saver = asyncio.create_task(
             self._save_instances_loop(), name="config-manager-instance-saver"
@@ -155,11 +194,16 @@ class OutboxPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tasks = [t for t in (self._task, self._saver) if t is not None]
-        self._task = self._saver = None
+        tasks = [t for t in (self._task, self._saver, self._keeper) if t is not None]
+        self._task = self._saver = self._keeper = None
         for task, error in await stop_tasks(tasks):
             _log.error("%s had stopped with an error: %r", task.get_name(), error)
         self._set_connected(False)
+        with contextlib.suppress(ValueError):
+            self._store.on_change.remove(self._remote_change)
+        if self._lease is not None:  # publishing has stopped: a successor need not wait
+            await self._lease.release()
+            await self._lease.close()
         await self._save_instances()  # what arrived since the last batch
 
     # -- public --------------------------------------------------------------------------
@@ -204,6 +248,11 @@ class OutboxPublisher:
         if not force[1].done():
             force[1].set_result(None)
 
+    def _remote_change(self) -> None:
+        """Another replica committed something: its outbox rows are in the database."""
+        self._drain = True
+        self._wake.set()
+
     def notify(self, stored: Sequence[StoredVersion] = ()) -> None:
         """A write committed these versions (and their outbox rows): publish them.
 
@@ -226,7 +275,7 @@ class OutboxPublisher:
             # Not signed ahead; the publication path refuses it again, loudly.
             _log.error("%s", exc)
             return
-        self._presigned[service] = (version, epoch, payload)
+        self._presigned[service] = (version, epoch, payload, values)
 
     def _sign(self, service: str, version: int, epoch: int, values: dict[str, Any]) -> bytes:
         """The one place envelopes are signed: never a version skipping ahead."""
@@ -249,7 +298,13 @@ class OutboxPublisher:
         if done is not None and done[:2] == (version.version, epoch):
             return done[2]  # the same bytes again: the digest in the records stays valid
         ready = self._presigned.get(version.service)
-        if ready is not None and ready[:2] == (version.version, epoch):
+        # Signed ahead of the commit: only for exactly the values committed (a change that
+        # failed to commit leaves its signature behind; another may take its version).
+        if (
+            ready is not None
+            and ready[:2] == (version.version, epoch)
+            and ready[3] is version.values
+        ):
             del self._presigned[version.service]
             return ready[2]
         return self._sign(version.service, version.version, epoch, version.values)
@@ -287,15 +342,25 @@ class OutboxPublisher:
         backoff = Backoff(self._limits.reconnect_min_s, self._limits.reconnect_max_s)
         kwargs = self._endpoint.client_kwargs()
         while True:
+            if self._lease is not None and not self._lease.valid:
+                self.standby = True
+                self.last_error = "standby: another replica holds the publisher lease"
+                await self._lease.acquire()
+                self.standby = False
             # Two connections: envelopes out on one, applied reports in on the other, so
             # that report traffic never delays a PUBACK (Nagle on the broker's side).
             ident = f"config-manager-{secrets.token_hex(4)}"
-            publishing = aiomqtt.Client(
+            publishing = _FencedClient(
                 **kwargs,
+                lease=self._lease,
                 identifier=ident,
                 timeout=self._limits.timeout_s,
                 keepalive=self._limits.keepalive_s,
             )
+            # A batch's envelopes and records are in flight together, by design: aiomqtt's
+            # warning past 10 pending publications (a log line per message) would cost more
+            # than the publication itself.
+            publishing.pending_calls_threshold = 2 * self._limits.batch + 10
             listening = aiomqtt.Client(
                 **kwargs,
                 identifier=ident + "-reports",
@@ -314,6 +379,8 @@ class OutboxPublisher:
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._publish_loop(publishing), name="outbox-drain")
                         group.create_task(self._receive_loop(listening), name="applied-reports")
+                        if self._lease is not None:
+                            group.create_task(self._until_lease_lost(), name="lease-watch")
             except* aiomqtt.MqttError as errors:
                 self.last_error = "; ".join(str(e) for e in errors.exceptions)
             except* StorageError as errors:
@@ -332,10 +399,33 @@ class OutboxPublisher:
             )
             await asyncio.sleep(delay)
 
+    async def _until_lease_lost(self) -> None:
+        assert self._lease is not None
+        await self._lease.lost.wait()
+        raise NotLeader("the publisher lease was lost")
+
+    async def _fold_generation(self) -> None:
+        """A new lease generation publishes at a new epoch: above the old holder's, so
+        instances refuse whatever it may still send."""
+        lease = self._lease
+        if lease is None or lease.generation is None or lease.generation == self._folded:
+            return
+        old = await self._store.epoch()
+        new = await self._store.bump_epoch()
+        self._folded = lease.generation
+        _log.warning(
+            "publisher lease generation %d: epoch %d -> %d; republishing every config",
+            lease.generation,
+            old,
+            new,
+        )
+
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         # The database is the truth at every (re)connection: drain its outbox first, then
         # republish each service's current version (heals a broker that lost its store).
         await self._readback_epoch(client)
+        await self._fold_generation()
+        self._drain = False
         self._set_connected(True)
         await self._drain_outbox(client)
         await self._republish_current(client)
@@ -349,6 +439,9 @@ class OutboxPublisher:
                 await self._forced(client)
                 if not self._queue:
                     await self._idle(next_tick)
+            if self._drain:  # another replica's commits: read from the outbox, in order
+                self._drain = False
+                await self._drain_outbox(client)
             if time.monotonic() >= next_tick and not self._queue:
                 await self._refresh(client)
                 next_tick = time.monotonic() + interval
@@ -367,6 +460,9 @@ class OutboxPublisher:
     async def _publish_batch(
         self, client: aiomqtt.Client, versions: Sequence[StoredVersion]
     ) -> None:
+        """Publish the envelopes of ``versions`` and, right behind them on the same
+        connection, their freshness records (signed while the envelopes are on their way);
+        all PUBACKs are awaited together."""
         epoch = await self._store.epoch()
         signed = [(v, self._envelope(v, epoch)) for v in versions]
         # Tasks start in creation order and each hands its message to the client before its
@@ -376,12 +472,13 @@ class OutboxPublisher:
                 group.create_task(
                     client.publish(updated_topic(v.service), payload, qos=1, retain=True)
                 )
-        changed: dict[str, tuple[int, int, bytes]] = {}
-        for v, payload in signed:
-            done = self._published.get(v.service)
-            if done is None or (epoch, v.version) >= (done[1], done[0]):
-                self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
-        await self._publish_records(client, changed)
+            await asyncio.sleep(0)  # the envelopes leave before the records are signed
+            changed: dict[str, tuple[int, int, bytes]] = {}
+            for v, payload in signed:
+                done = self._published.get(v.service)
+                if done is None or (epoch, v.version) >= (done[1], done[0]):
+                    self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
+            self._start_records(client, changed, group)
 
     async def _readback_epoch(self, client: aiomqtt.Client) -> None:
         """Raise the database's epoch above any newer position of our own on the broker."""
@@ -449,20 +546,27 @@ class OutboxPublisher:
         self, client: aiomqtt.Client, entries: dict[str, tuple[int, int, bytes]]
     ) -> None:
         """Sign and publish one freshness record per service in ``entries``."""
-        expires = timedelta(seconds=self._limits.freshness_expiry_s)
         async with asyncio.TaskGroup() as group:
-            for service, (version, epoch, payload) in sorted(entries.items()):
-                record = sign_freshness(
-                    service=service,
-                    epoch=epoch,
-                    version=version,
-                    envelope_sha256=envelope_digest(payload) if version else None,
-                    key=self._key,
-                    expires_in=expires,
-                )
-                group.create_task(
-                    client.publish(freshness_topic(service), record, qos=1, retain=True)
-                )
+            self._start_records(client, entries, group)
+
+    def _start_records(
+        self,
+        client: aiomqtt.Client,
+        entries: dict[str, tuple[int, int, bytes]],
+        group: asyncio.TaskGroup,
+    ) -> None:
+        """Sign the freshness records of ``entries``; their publications run in ``group``."""
+        expires = timedelta(seconds=self._limits.freshness_expiry_s)
+        for service, (version, epoch, payload) in sorted(entries.items()):
+            record = sign_freshness(
+                service=service,
+                epoch=epoch,
+                version=version,
+                envelope_sha256=envelope_digest(payload) if version else None,
+                key=self._key,
+                expires_in=expires,
+            )
+            group.create_task(client.publish(freshness_topic(service), record, qos=1, retain=True))
         if entries:
             self._metrics.published.labels(kind="freshness").inc(len(entries))
 

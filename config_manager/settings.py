@@ -37,6 +37,13 @@ class ManagerSettings(BaseSettings):
     trust_store: Path | None = Field(None, description="Trusted keys (data_dir/keys/trust.pem).")
     master_key: Path | None = Field(None, description="Master key (data_dir/keys/master.key).")
 
+    publisher_lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="PostgreSQL replicas: length of the publisher lease. The publishing "
+        "replica renews it every third; when it dies another takes over within about this.",
+    )
+
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL (mqtt:// or mqtts://).")
     mqtt_username: str | None = Field(
         None, description="MQTT user name (default: the URL's, else 'manager')."

@@ -270,6 +270,11 @@ class ReadinessPublic(BaseModel):
     storage_error: str | None
     schema_version: int | None
     broker: Literal["connected", "disconnected"]
+    publisher: Literal["publishing", "standby"] = Field(
+        "publishing",
+        description="'standby': a PostgreSQL replica while another one holds the publisher "
+        "lease (it accepts reads and writes; the other publishes them). Ready all the same.",
+    )
     broker_error: str | None
     publisher_failure: str | None
     outbox_depth: int | None

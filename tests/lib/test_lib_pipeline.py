@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -27,6 +28,7 @@ from config_lib import (
     TrustStore,
     UnknownKey,
     Unsigned,
+    canonical_bytes,
     derive_data_key,
     encrypt_secrets,
     sign_envelope,
@@ -227,19 +229,28 @@ def test_validator_raising_unexpected_error_is_a_rejection(keys: Any, service_na
 
 
 def test_deeply_nested_signed_config_is_a_rejection(keys: Any, service_name: str) -> None:
+    """The manager never signs it (sign_envelope refuses); a signer that did is refused as
+    too_deep before any parsing (docs/protocol.md, "Nesting")."""
     pipeline = ConfigPipeline(service=service_name, model=Picky, trust=keys.trust)
     nested: list[Any] = []
     for _ in range(900):
         nested = [nested]
-    raw = sign_envelope(
-        service=service_name,
-        version=1,
-        epoch=1,
-        config={"name": "a", "n": nested},
-        key=keys.signing,
-    )
-    with pytest.raises((InvalidConfig, MalformedEnvelope)):
-        pipeline.accept(raw)
+    config = {"name": "a", "n": nested}
+    with pytest.raises(ValueError, match="nested deeper"):
+        sign_envelope(service=service_name, version=1, epoch=1, config=config, key=keys.signing)
+    doc: dict[str, Any] = {
+        "format": 1,
+        "service": service_name,
+        "version": 1,
+        "epoch": 1,
+        "issued_at": "2026-11-23T12:00:00.000000Z",
+        "key_id": keys.signing.key_id,
+        "config": config,
+    }
+    doc["signature"] = base64.b64encode(keys.signing.sign(canonical_bytes(doc))).decode()
+    with pytest.raises(MalformedEnvelope) as info:
+        pipeline.accept(json.dumps(doc).encode())
+    assert info.value.reason == "too_deep"
 
 
 @settings(max_examples=150, deadline=None)

@@ -30,6 +30,7 @@ EXPECTED = {
     "NoConfig", "NotAuthorised", "Rollback", "SecretError", "ServiceMismatch",
     "ServiceRetired", "StaleEnvelope", "UnknownKey", "Unsigned", "UnsupportedFormat",
     "Outdated", "DigestMismatch", "BadIssuedAt", "FreshnessError", "OutOfRange", "MAX_POSITION",
+    "TooDeep", "BadCiphertext", "MAX_DEPTH", "check_ciphertexts",
     # signed freshness (TUF's timestamp role)
     "FreshnessGate", "FreshnessRecord", "FreshnessState", "envelope_digest", "sign_freshness",
     "verify_freshness", "freshness_topic",

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from mgr_harness import RunningManager, put
+from mgr_models import StricterDemo
 
 from config_lib import MASK, decrypt_secrets
 
@@ -255,3 +256,20 @@ async def test_every_route_bounds_its_body(manager: RunningManager) -> None:
         assert streamed.status_code == 413
         names = {t["name"] for t in (await http.get("/api/v1/tokens")).json()}
         assert not {"x", "y"} & names
+
+
+async def test_a_plain_member_named_encrypted_is_refused_not_signed(
+    manager_factory: Any, broker: Any, service_name: str
+) -> None:
+    """Receivers take any object with an ``encrypted`` member as a secret's ciphertext and
+    refuse other shapes (docs/protocol.md, "Secret fields"): the manager never signs one."""
+    running = manager_factory(mqtt_url=broker.url("manager"), models={service_name: StricterDemo})
+    async with running.client("editor") as http:
+        resp = await put(http, service_name, {"nested": {"encrypted": 1.0}}, 0)
+        assert resp.status_code == 422, resp.text
+        problem = resp.json()
+        assert problem["type"].endswith("/invalid-config")
+        assert "'encrypted' is reserved" in problem["detail"]
+        assert await _version(http, service_name) == 0
+        ok = await put(http, service_name, {"nested": {"threshold": 0.7}}, 0)
+        assert ok.status_code == 200, ok.text
