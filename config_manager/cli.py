@@ -743,11 +743,22 @@ def tokens_revoke(name: str) -> None:
 
 @app.command()
 def keys() -> None:
-    """Signing keys: rotation runs on the manager host (python -m config_manager keys)."""
-    fail(
-        "signing-key operations run on the manager host: python -m config_manager keys --help",
-        EXIT_USAGE,
+    """Show the signing key and the root-signed keyset in force. Rotation runs on the
+    manager host with the offline root key: python -m config_manager keys --help."""
+    body = _call("GET", "/api/v1/keys").json()
+    out.print(f"signing key: {body['signing_key_id']}", markup=False)
+    keyset = body["keyset"]
+    if keyset is None:
+        out.print("keyset: none (services use their trust store file)", markup=False)
+        return
+    out.print(
+        f"keyset: version {keyset['version']}, root {keyset['root_key_id']}, "
+        f"expires {keyset['expires_at']}",
+        markup=False,
     )
+    out.print(f"keys: {', '.join(keyset['key_ids'])}", markup=False)
+    if keyset["void_epochs_from"] is not None:
+        out.print(f"void epochs from: {keyset['void_epochs_from']}", markup=False)
 
 
 def main() -> None:

@@ -36,11 +36,13 @@ from config_lib import (
     derive_data_key,
     sign_envelope,
     sign_freshness,
+    sign_keyset,
     sign_report,
 )
 from config_lib._secrets import _aad
 
 OUT = Path(__file__).with_name("envelopes.json")
+KEYSETS_OUT = Path(__file__).with_name("keysets.json")
 SERVICE = "stt"
 ISSUED = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 EPOCH = 1795000000
@@ -1281,6 +1283,159 @@ def build() -> dict[str, Any]:
 
 def main() -> None:
     OUT.write_text(json.dumps(build(), indent=2, ensure_ascii=False) + "\n")
+    KEYSETS_OUT.write_text(json.dumps(keyset_vectors(), indent=2) + "\n")
+
+
+def keyset_vectors() -> dict[str, Any]:
+    """tests/vectors/keysets.json: the root-signed keyset (docs/protocol.md, *Keyset*)."""
+    trusted, trusted_doc = _key(1)
+    untrusted, untrusted_doc = _key(2)
+    root, root_doc = _key(3)
+    config = {"beam_size": 5, "language": "en", "temperature": 0.0}
+
+    def _resign(doc: dict[str, Any], key: SigningKey) -> str:
+        doc = {k: v for k, v in doc.items() if k != "signature"}
+        doc["signature"] = base64.b64encode(key.sign(canonical_bytes(doc))).decode()
+        return json.dumps(doc)
+
+    now = "2026-11-23T12:30:00.000000Z"
+    day = timedelta(days=1)
+
+    def keyset(**kw: Any) -> str:
+        args: dict[str, Any] = {
+            "version": 2,
+            "keys": [trusted.public_key],
+            "root": root,
+            "expires_in": day,
+            "issued_at": ISSUED,
+        }
+        args.update(kw)
+        return sign_keyset(**args).decode()
+
+    current = keyset(version=1, keys=[trusted.public_key, untrusted.public_key])
+    valid = keyset()
+    doc = json.loads(valid)
+    entry = doc["keys"][0]
+
+    def case(name: str, message: str, expect: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "message": message, "current": current, "expect": expect, **extra}
+
+    cases = [
+        case("valid", valid, "ok", key_ids=[trusted.key_id], void_epochs_from=None),
+        case(
+            "valid-two-keys",
+            keyset(version=3, keys=[trusted.public_key, untrusted.public_key]),
+            "ok",
+            key_ids=sorted([trusted.key_id, untrusted.key_id]),
+            void_epochs_from=None,
+        ),
+        case(
+            "valid-floor-reset",
+            keyset(void_epochs_from=1796000000),
+            "ok",
+            key_ids=[trusted.key_id],
+            void_epochs_from=1796000000,
+        ),
+        {
+            "name": "valid-first",
+            "message": valid,
+            "current": None,
+            "expect": "ok",
+            "key_ids": [trusted.key_id],
+            "void_epochs_from": None,
+        },
+        case("duplicate", current, "keyset_duplicate"),
+        case("rollback", keyset(version=1), "keyset_rollback"),
+        case("expired", keyset(issued_at=ISSUED - 2 * day), "keyset_expired"),
+        case("signed-by-another-root", keyset(root=untrusted), "unknown_key"),
+        case("tampered", valid.replace('"version": 2', '"version": 9'), "bad_signature"),
+        case(
+            "unsigned", json.dumps({k: v for k, v in doc.items() if k != "signature"}), "unsigned"
+        ),
+        case("unsupported-format", _resign({**doc, "format": 2}, root), "unsupported_format"),
+        case("extra-member", _resign({**doc, "admin": True}, root), "malformed"),
+        case("wrong-type", _resign({**doc, "type": "freshness"}, root), "malformed"),
+        case("no-keys", _resign({**doc, "keys": []}, root), "malformed"),
+        case(
+            "key-id-not-of-its-key",
+            _resign({**doc, "keys": [{**entry, "key_id": untrusted.key_id}]}, root),
+            "malformed",
+        ),
+        case("same-key-twice", _resign({**doc, "keys": [entry, entry]}, root), "malformed"),
+        case(
+            "public-key-not-canonical-base64",
+            _resign(
+                {**doc, "keys": [{**entry, "public_key": entry["public_key"].rstrip("=")}]}, root
+            ),
+            "malformed",
+        ),
+        case("version-zero", _resign({**doc, "version": 0}, root), "malformed"),
+        case("version-out-of-range", _resign({**doc, "version": 2**48}, root), "out_of_range"),
+        case("void-not-integer", _resign({**doc, "void_epochs_from": "1"}, root), "malformed"),
+        case(
+            "expires-before-issued",
+            _resign({**doc, "expires_at": doc["issued_at"]}, root),
+            "malformed",
+        ),
+        case(
+            "time-with-offset",
+            _resign({**doc, "issued_at": "2026-11-23T12:00:00+00:00"}, root),
+            "malformed",
+        ),
+        case("not-json", valid[:-1], "malformed"),
+        case("too-large", valid + " " * 16384, "too_large"),
+    ]
+
+    def envelope(key: SigningKey, epoch: int) -> str:
+        return sign_envelope(
+            service="stt", version=7, epoch=epoch, config=config, key=key, issued_at=ISSUED
+        ).decode()
+
+    reset = keyset(void_epochs_from=1796000000)
+    envelopes = [
+        {
+            "name": "listed-key",
+            "keyset": valid,
+            "message": envelope(trusted, 1795000000),
+            "expect": "ok",
+        },
+        {
+            "name": "key-not-in-keyset",
+            "keyset": valid,
+            "message": envelope(untrusted, 1795000000),
+            "expect": "unknown_key",
+        },
+        {
+            "name": "void-epoch",
+            "keyset": reset,
+            "message": envelope(trusted, 1796000000),
+            "expect": "void_epoch",
+        },
+        {
+            "name": "void-position-no-longer-a-floor",
+            "keyset": reset,
+            "message": envelope(trusted, 1795000000),
+            "last": [1796000005, 9],
+            "expect": "ok",
+        },
+        {
+            "name": "below-the-void-range-still-ordered",
+            "keyset": reset,
+            "message": envelope(trusted, 1795000000),
+            "last": [1795000001, 1],
+            "expect": "rollback",
+        },
+    ]
+    out = {
+        "comment": "Generated by tests/vectors/generate.py; see docs/protocol.md, Keyset",
+        "now": now,
+        "max_depth": MAX_DEPTH,
+        "service": "stt",
+        "keys": {"root": root_doc, "trusted": trusted_doc, "untrusted": untrusted_doc},
+        "cases": cases,
+        "envelopes": envelopes,
+    }
+    return out
 
 
 if __name__ == "__main__":
