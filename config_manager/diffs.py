@@ -11,6 +11,7 @@ an unchanged secret produces no operation.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Final
 
 import jsonpatch
@@ -94,11 +95,12 @@ def _changed_members(left: Any, right: Any) -> tuple[Any, Any]:
 
 
 def redacted_diff(
-    service: str, old: dict[str, Any], new: dict[str, Any], key: DataKey
+    service: str, old: dict[str, Any], new: dict[str, Any], keys: Sequence[DataKey]
 ) -> list[dict[str, Any]]:
-    """RFC 6902 patch turning ``old`` into ``new`` (stored forms), secrets redacted."""
-    old_plain = decrypt_secrets(old, service=service, keys=[key])
-    new_plain = decrypt_secrets(new, service=service, keys=[key])
+    """RFC 6902 patch turning ``old`` into ``new`` (stored forms), secrets redacted;
+    ``keys`` are the service's data keys (the current one and retired ones)."""
+    old_plain = decrypt_secrets(old, service=service, keys=keys)
+    new_plain = decrypt_secrets(new, service=service, keys=keys)
     left = _redact(old, old_plain, _ABSENT)
     right = _redact(new, new_plain, old_plain)
     left, right = _changed_members(left, right)
