@@ -263,6 +263,9 @@ class ConfigStore:
         # The highest epoch of this manager's own messages seen on the broker (set by the
         # publisher's read-back): every epoch bump moves above it too.
         self.fleet_floor: int | None = None
+        # The keyset's floor reset (docs/protocol.md, *Keyset*): epochs from here are void,
+        # so a bump never goes there (the clock is then not followed).
+        self.void_from: int | None = None
         self._head = GENESIS  # row_hash of the last stored version row
         self._retired: dict[str, str] = {}  # service -> retired_at
 
@@ -531,8 +534,13 @@ class ConfigStore:
         return new
 
     def _next_epoch(self) -> int:
-        """The epoch of a bump: above the old one, the clock and the fleet's highest."""
-        return max(self._epoch + 1, int(time.time()), (self.fleet_floor or 0) + 1)
+        """The epoch of a bump: above the old one, the clock and the fleet's highest (the
+        clock only while it is below the keyset's void range)."""
+        floor = max(self._epoch + 1, (self.fleet_floor or 0) + 1)
+        clock = int(time.time())
+        if self.void_from is not None and clock >= self.void_from:
+            clock = 0
+        return max(floor, clock)
 
     async def raise_epoch_above(self, floor: int) -> int:
         """Make the epoch at least ``floor + 1`` (and at least ``old + 1``); returns it."""
@@ -545,6 +553,11 @@ class ConfigStore:
         return new
 
     async def _set_epoch(self, new: int) -> None:
+        if self.void_from is not None and new >= self.void_from:
+            raise ValueError(
+                f"epoch {new} would be in the range the keyset declares void (from "
+                f"{self.void_from}): see 'Epoch floor reset' in docs/operations.md"
+            )
         if new > MAX_POSITION:
             raise ValueError(f"epoch {new} would be at or above 2^48: see docs/operations.md")
         await self.conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))

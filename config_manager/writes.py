@@ -287,7 +287,9 @@ class ConfigWriter:
         cached = self._models.get(current.service)
         if cached is not None and cached[:2] == (current.version, current.epoch):
             return cached[2]
-        plain = decrypt_secrets(current.values, service=current.service, keys=[self._key(current)])
+        plain = decrypt_secrets(
+            current.values, service=current.service, keys=self.keys.decrypt_keys(current.service)
+        )
         model = self.model(current.service).model_validate(plain)
         if current.version > 0:
             self._models[current.service] = (current.version, current.epoch, model)
@@ -303,7 +305,9 @@ class ConfigWriter:
         cached = self._stored_errors.get(service)
         if cached is not None and cached[0] == key:
             return cached[1]
-        plain = decrypt_secrets(stored.values, service=service, keys=[self.keys.data_key(service)])
+        plain = decrypt_secrets(
+            stored.values, service=service, keys=self.keys.decrypt_keys(service)
+        )
         errors: list[dict[str, Any]] | None = None
         try:
             self.model(service).model_validate_json(json.dumps(plain), strict=True)
@@ -336,9 +340,6 @@ class ConfigWriter:
                 found[service] = errors
         return found
 
-    def _key(self, current: CurrentConfig) -> Any:
-        return self.keys.data_key(current.service)
-
     # -- building ------------------------------------------------------------------------
     def plan(
         self,
@@ -351,7 +352,9 @@ class ConfigWriter:
         """Validate a whole document (PUT) or a merge patch (PATCH) against ``current``."""
         service = current.service
         model = self.model(service)
-        plain = decrypt_secrets(current.values, service=service, keys=[self._key(current)])
+        plain = decrypt_secrets(
+            current.values, service=service, keys=self.keys.decrypt_keys(current.service)
+        )
         if patch is not None:
             if not isinstance(patch, dict):
                 raise Problem(
@@ -435,14 +438,14 @@ class ConfigWriter:
         """Whether ``change`` stores exactly the current document (compared in plaintext)."""
         if current.version == 0:
             return False  # nothing stored yet: the first write always stores
-        key = [self._key(current)]
+        key = self.keys.decrypt_keys(current.service)
         old = decrypt_secrets(current.values, service=current.service, keys=key)
         new = decrypt_secrets(change.values, service=current.service, keys=key)
         return bool(old == new)
 
     def diff(self, service: str, old: dict[str, Any], new: dict[str, Any]) -> list[Any]:
         """RFC 6902 patch from ``old`` to ``new`` (stored forms), secrets redacted."""
-        return redacted_diff(service, old, new, self.keys.data_key(service))
+        return redacted_diff(service, old, new, self.keys.decrypt_keys(service))
 
     async def refused(
         self, ctx: WriteContext, problem: Problem, services: Sequence[str | None]
@@ -561,7 +564,9 @@ class ConfigWriter:
                 service=service,
                 version=to_version,
             )
-        plain = decrypt_secrets(target.values, service=service, keys=[self.keys.data_key(service)])
+        plain = decrypt_secrets(
+            target.values, service=service, keys=self.keys.decrypt_keys(service)
+        )
         ctx = WriteContext(
             ctx.actor, ctx.request_id, ctx.idempotency, "rollback", {"to_version": to_version}
         )
@@ -664,7 +669,7 @@ class ConfigWriter:
                         plain = decrypt_secrets(
                             documents[service],
                             service=service,
-                            keys=[self.keys.data_key(service)],
+                            keys=self.keys.decrypt_keys(service),
                         )
                     except Exception as exc:
                         raise Problem(
