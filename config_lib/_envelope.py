@@ -112,16 +112,21 @@ class Envelope:
 
 
 _SAFE_INT: Final = 2**53 - 1  # RFC 8785 (I-JSON): integers beyond it are refused
+_PLAIN_DEPTH: Final = 64  # deeper documents take rfc8785's path (well past the protocol's limit)
 
 
-def _plain_json(value: Any) -> bool:
+def _plain_json(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` is JSON whose RFC 8785 form ``json.dumps`` writes byte for byte.
 
     Strings, booleans, null, integers in the I-JSON range, lists and dicts with string
     keys in which no character is above U+D7FF (there, sorting by code point, as Python
     does, and by UTF-16 code unit, as RFC 8785 does, agree). Floats are not (ECMAScript's
-    number form differs from Python's), nor subclasses (enums...).
+    number form differs from Python's), nor subclasses (enums...). Nor anything nested
+    deeper than ``_PLAIN_DEPTH`` levels: that goes to ``rfc8785``, whose own refusal
+    callers already handle (this check must never recurse out of the stack itself).
     """
+    if depth > _PLAIN_DEPTH:
+        return False
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return True
@@ -131,11 +136,11 @@ def _plain_json(value: Any) -> bool:
         for key, item in value.items():
             if type(key) is not str or not (key.isascii() or max(key) <= "\ud7ff"):
                 return False
-            if not _plain_json(item):
+            if not _plain_json(item, depth + 1):
                 return False
         return True
     if kind is list or kind is tuple:
-        return all(_plain_json(item) for item in value)
+        return all(_plain_json(item, depth + 1) for item in value)
     return False
 
 

@@ -490,6 +490,47 @@ function verifySecret (c, ctx) {
   if (text !== c.plaintext) throw new Error(`plaintext ${text} != ${c.plaintext}`);
 }
 
+// --- applied reports (docs/protocol.md, "Report signature") --------------------------------
+
+const REPORT_MAX_BYTES = 16384;
+const REPORT_STRINGS = ['instance', 'service', 'status', 'time', 'public_key', 'key_id'];
+
+/** Checks 1-6 against the topic's service and instance, then the manager's pin (7) and
+ * replay floor (8): `pinned` (base64 key, or null: pinned on first use), `high` (time or null). */
+function verifyReport (c, ctx) {
+  let doc;
+  try {
+    doc = parseMessage(rawOf(c), c.max_bytes ?? REPORT_MAX_BYTES, ctx.maxDepth);
+  } catch (e) {
+    // For a report every parsing failure but the size is "malformed" (too deep included).
+    if (e instanceof Refusal && e.reason === 'too_deep') refuse('malformed', e.message);
+    throw e;
+  }
+  if (!has(doc, 'signature') || doc.signature === '' || doc.signature === null) refuse('unsigned', 'no signature');
+  if (typeof doc.signature !== 'string') refuse('malformed', 'signature must be a string');
+  for (const m of REPORT_STRINGS) nonEmptyString(doc, m);
+  const time = parseTime(doc.time, 'time');
+  const unsigned = Object.create(null);
+  for (const k of Object.keys(doc)) if (k !== 'signature') unsigned[k] = plain(doc[k]);
+  const content = Buffer.from(canonicalize(unsigned), 'utf8');
+  const pub = base64Canonical(doc.public_key);
+  if (pub === null || pub.length !== 32) refuse('bad_signature', 'public_key is not canonical base64 of 32 bytes');
+  if (doc.key_id !== crypto.createHash('sha256').update(pub).digest('hex').slice(0, 16)) refuse('bad_signature', 'key_id is not the id of public_key');
+  const signature = base64Canonical(doc.signature);
+  if (signature === null || signature.length !== 64) refuse('bad_signature', 'signature is not canonical base64 of 64 bytes');
+  let good = false;
+  try {
+    const key = crypto.createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, pub]), format: 'der', type: 'spki' });
+    good = crypto.verify(null, content, key, signature);
+  } catch {
+    good = false;
+  }
+  if (!good) refuse('bad_signature', 'does not verify');
+  if (doc.service !== ctx.service || doc.instance !== c.instance) refuse('identity_mismatch', `${doc.service}/${doc.instance}`);
+  if (c.pinned !== null && doc.public_key !== c.pinned) refuse('key_mismatch', 'not the pinned key');
+  if (c.high !== null && time < parseTime(c.high, 'high') && doc.status !== 'offline') refuse('replayed', 'older than the latest genuine report');
+}
+
 const VERIFIERS = {
   envelope: verifyEnvelope,
   freshness: verifyFreshness,
@@ -497,6 +538,7 @@ const VERIFIERS = {
   name: verifyName,
   trust_store: verifyTrustStore,
   secret: verifySecret,
+  report: verifyReport,
 };
 
 // --- the keyset ----------------------------------------------------------------------------
