@@ -1,12 +1,31 @@
-"""Fan-out benchmark: one signed config to N subscribers, N applied reports back.
+"""Fan-out benchmark: 1,000 ConfigLibrary subscribers against 1,000 plain ones (issue 14,
+goal 3), then the broker's capacity figures.
 
-Run: ``.venv/bin/python bench/bench_fanout.py [--sizes 50,200,500] [--rounds 5]``
-(or ``python -m bench fanout``). Feeds the capacity model in docs/scale.md.
+Run: ``.venv/bin/python bench/bench_fanout.py [--subscribers 1000] [--processes 4]
+[--rounds 20] [--sizes 50,200,500]`` (or ``python -m bench fanout``).
 
-Starts mosquitto with the project's config and ACL on a free loopback port, connects N
-plain aiomqtt subscribers (user ``stt``, as service instances do) to ``config/updated/stt``
-and one ``manager`` client to ``config/applied/#``. Each round publishes one real signed
-envelope (retained, QoS 1) and measures:
+**Goal 3** (``library`` in ``bench/results/fanout.json``): a real data directory, mosquitto
+and the config manager (``python -m config_manager serve``) are started; ``--processes``
+worker processes each run ``subscribers / processes`` ``ConfigLibrary`` instances of
+``stt`` (each its own MQTT connection, instance id and LKG folder under /dev/shm: a fleet's
+instances do not share one disk) with an async ``on_change`` callback, and as many worker
+processes each run the same number of plain aiomqtt subscribers (user ``stt``) on a topic
+of their own. Rounds alternate, so machine noise hits both alike:
+
+* **library**: ``PATCH /api/v1/configs/stt`` until the last of the N callbacks has run
+  (timestamps from ``time.perf_counter``, the system-wide monotonic clock);
+* **raw**: the same envelope bytes published (QoS 1, retained) until the last of the N
+  plain subscribers has it.
+
+The goal is p50 and p99 of library/raw at most 1.3. Memory per idle ConfigLibrary (RSS
+growth of a worker process per instance, after startup) is reported beside that of a plain
+subscriber.
+
+**Capacity** (``results``; ``--sizes ''`` skips it), which feeds the capacity model in
+docs/scale.md: starts mosquitto with the project's config and ACL on a free loopback port,
+connects N plain aiomqtt subscribers (user ``stt``, as service instances do) to
+``config/updated/stt`` and one ``manager`` client to ``config/applied/#``. Each round
+publishes one real signed envelope (retained, QoS 1) and measures:
 
 * **fan-out**: from the publish call until the N-th subscriber has the envelope; divided
   by N, the broker's cost per delivery (the subscribers here share one process, so this is
@@ -20,16 +39,18 @@ envelope (retained, QoS 1) and measures:
 * **manager ingest**: parsing N reports (``InstanceTracker``) and saving them in one batch
   (``ConfigStore.save_instances`` on a real SQLite file), per report.
 
-Prints medians per N; writes ``bench/results/fanout.json``.
+Prints medians per N (``--capacity-rounds`` rounds each); writes ``bench/results/fanout.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -39,7 +60,8 @@ from typing import Any
 
 import aiomqtt
 
-REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(__file__).resolve()
+REPO = SCRIPT.parents[1]
 sys.path.insert(0, str(REPO))
 
 from config_lib import (  # noqa: E402 - after the path set-up for `python bench/...`
@@ -55,6 +77,7 @@ from config_lib import (  # noqa: E402 - after the path set-up for `python bench
     updated_topic,
     verify_envelope,
 )
+from config_lib._tasks import stop_tasks  # noqa: E402
 from config_manager.broker import (  # noqa: E402
     BrokerFiles,
     MosquittoProcess,
@@ -216,7 +239,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             process.start()
             try:
                 assert process.pid is not None
-                result = await measure(size, args.rounds, port, users, process.pid)
+                result = await measure(size, args.capacity_rounds, port, users, process.pid)
                 ingest = await manager_ingest(size, Path(tmp))
                 result["manager_parse_per_report_us"] = ingest["parse_us"]
                 result["manager_save_per_report_us"] = ingest["save_us"]
@@ -226,17 +249,306 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+# -- goal 3: a fleet of ConfigLibrary instances against plain subscribers ----------------
+RAW_TOPIC = "audio/chunks/fanout-bench"  # user stt reads it, orchestrator writes it
+GOAL_RATIO = 1.3
+# Each MQTT login costs the broker a PBKDF2 of the password (tens of ms): connect a few
+# at a time, with a generous timeout, or the startup storm times out.
+CONNECT_BATCH = 8
+STARTUP_TIMEOUT = 600.0
+
+
+def _rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _emit(*fields: object) -> None:
+    print(*fields, flush=True)
+
+
+async def fleet_worker(args: argparse.Namespace) -> int:
+    """One worker process: ``--count`` libraries (or plain subscribers), driven by stdin.
+
+    Prints ``ready <rss per instance>``; then, for every version (library) or sequence
+    number (raw, the first 8 bytes... of the payload are not read: a counter of messages)
+    seen by all its instances, ``done <n> <perf_counter of the last>``. Stops on EOF.
+    """
+    import gc
+
+    from config_lib import ConfigChange, ConfigLibrary, LibrarySettings, TrustStore, load_data_key
+
+    data: Path = args.data
+    user = SERVICE
+
+    def endpoint() -> MqttEndpoint:
+        password = (data / "secrets" / "mqtt" / f"{user}.password").read_text().strip()
+        return MqttEndpoint("127.0.0.1", args.port, user, password)
+
+    gc.collect()
+    before = _rss_bytes()
+    seen: dict[int, list[float]] = {}
+
+    def record(key: int, at: float) -> None:
+        times = seen.setdefault(key, [])
+        times.append(at)
+        if len(times) == args.count:
+            # process_time: this process's CPU (all threads) so far, for CPU per update
+            _emit("done", key, repr(max(times)), repr(time.process_time()))
+            del seen[key]
+
+    async with contextlib.AsyncExitStack() as stack:
+        if args.worker == "library":
+            trust = TrustStore.load(data / "keys" / "trust.pem")
+            keys = [load_data_key(data / "keys" / "services" / f"{SERVICE}.key", SERVICE)]
+            lkg_root = Path(tempfile.mkdtemp(prefix=f"fanout-{args.name}-", dir="/dev/shm"))
+            stack.callback(shutil.rmtree, lkg_root, True)
+            libs = []
+            for i in range(args.count):
+                settings = LibrarySettings(
+                    data_dir=data,
+                    lkg_dir=lkg_root / str(i),
+                    mqtt_url=None,
+                    initial_wait=10.0,
+                    fresh_wait=10.0,
+                    env_fallback=False,
+                    connect_timeout=TIMEOUT,
+                )
+                libs.append(
+                    ConfigLibrary(
+                        service=SERVICE,
+                        model=SttConfig,
+                        settings=settings,
+                        trust=trust,
+                        data_keys=keys,
+                        endpoint=endpoint(),
+                        instance_id=f"{args.name}-{i}",
+                    )
+                )
+
+            async def on_change(change: ConfigChange[SttConfig]) -> None:
+                record(change.version or 0, time.perf_counter())
+
+            for batch in range(0, len(libs), CONNECT_BATCH):
+                await asyncio.gather(
+                    *(stack.enter_async_context(lib) for lib in libs[batch : batch + CONNECT_BATCH])
+                )
+            for lib in libs:
+                await lib.wait_for_version(1, timeout=TIMEOUT)  # connected, first config in
+                lib.on_change(on_change)
+        else:
+            clients = [
+                aiomqtt.Client(**endpoint().client_kwargs(), timeout=TIMEOUT)
+                for _ in range(args.count)
+            ]
+            for batch in range(0, len(clients), CONNECT_BATCH):
+                await asyncio.gather(
+                    *(stack.enter_async_context(c) for c in clients[batch : batch + CONNECT_BATCH])
+                )
+            for client in clients:
+                await client.subscribe(RAW_TOPIC, qos=1)
+            group = await stack.enter_async_context(asyncio.TaskGroup())
+            counters = [0] * args.count
+
+            async def listen(index: int, client: aiomqtt.Client) -> None:
+                async for _ in client.messages:
+                    counters[index] += 1
+                    record(counters[index], time.perf_counter())
+
+            tasks = [group.create_task(listen(i, c)) for i, c in enumerate(clients)]
+            stack.push_async_callback(stop_tasks, tasks)
+        gc.collect()
+        _emit("ready", (_rss_bytes() - before) / args.count)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
+    return 0
+
+
+def _payload(message: aiomqtt.Message) -> bytes:
+    assert isinstance(message.payload, bytes)
+    return message.payload
+
+
+class _Worker:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: asyncio.Queue[list[str]] = asyncio.Queue()
+
+    async def read(self) -> None:
+        assert self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            self.lines.put_nowait(line.decode().split())
+        self.lines.put_nowait(["eof"])
+
+    async def expect(self, word: str, limit_s: float = TIMEOUT) -> list[str]:
+        async with asyncio.timeout(limit_s):
+            fields = await self.lines.get()
+        if fields[0] != word:
+            raise RuntimeError(f"worker said {fields}, expected {word}")
+        return fields
+
+
+async def _start_workers(
+    kind: str, args: argparse.Namespace, port: int, data: Path, tmp: Path
+) -> list[_Worker]:
+    per = args.subscribers // args.processes
+    workers = []
+    for n in range(args.processes):
+        argv = [
+            sys.executable, str(SCRIPT), "--worker", kind,
+            "--count", str(per), "--name", f"{kind[0]}{n}", "--port", str(port),
+            "--data", str(data),
+        ]  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )  # its stderr is ours: warnings and errors show
+        worker = _Worker(proc)
+        workers.append(worker)
+    return workers
+
+
+async def fleet(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    from bench.bench_manager import manager_stack
+
+    per = args.subscribers // args.processes
+    lib_times: list[float] = []
+    raw_times: list[float] = []
+    # CPU seconds of all worker processes of a kind between two rounds' last callbacks
+    lib_cpu: list[float] = []
+    raw_cpu: list[float] = []
+    last_cpu: dict[str, float] = {}
+    async with manager_stack(tmp, publish_wait_s=2.0) as mgr, asyncio.TaskGroup() as group:
+        port = mgr.broker.port
+        await mgr.put(0)  # a first version for the libraries to start from
+        workers: list[_Worker] = []
+        try:
+            libs = await _start_workers("library", args, port, mgr.data, tmp)
+            workers += libs
+            for w in libs:
+                group.create_task(w.read())
+            lib_mem = [float((await w.expect("ready", STARTUP_TIMEOUT))[1]) for w in libs]
+            raws = await _start_workers("raw", args, port, mgr.data, tmp)
+            workers += raws
+            for w in raws:
+                group.create_task(w.read())
+            raw_mem = [float((await w.expect("ready", STARTUP_TIMEOUT))[1]) for w in raws]
+            async with (
+                aiomqtt.Client(**mgr.endpoint("debug").client_kwargs(), timeout=TIMEOUT) as watch,
+                aiomqtt.Client(
+                    **mgr.endpoint("orchestrator").client_kwargs(), timeout=TIMEOUT
+                ) as raw_pub,
+            ):
+                await watch.subscribe(updated_topic(SERVICE), qos=1)
+                envelopes = watch.messages
+                async with asyncio.timeout(TIMEOUT):
+                    payload = _payload(await anext(envelopes))
+                for i in range(1, args.rounds + 2):
+                    # library round: one PATCH, until the last callback
+                    sent = await mgr.put(i)
+                    lib_ends = [await w.expect("done") for w in libs]
+                    version = int(lib_ends[0][1])
+                    assert all(int(e[1]) == version for e in lib_ends), lib_ends
+                    lib_at = max(float(e[2]) for e in lib_ends)
+                    async with asyncio.timeout(TIMEOUT):
+                        while json.loads(payload)["version"] != version:
+                            payload = _payload(await anext(envelopes))
+                    await asyncio.sleep(0.3)  # this round's reports and LKG writes finish
+                    # raw round: the same envelope bytes, until the last plain subscriber
+                    start = time.perf_counter()
+                    await raw_pub.publish(RAW_TOPIC, payload, qos=1, retain=True)
+                    ends = [await w.expect("done") for w in raws]
+                    raw_at = max(float(e[2]) for e in ends)
+                    cpu = {"lib": sum(float(e[3]) for e in lib_ends)}
+                    cpu["raw"] = sum(float(e[3]) for e in ends)
+                    if i > 1:  # the first round warms up
+                        lib_times.append(lib_at - sent)
+                        raw_times.append(raw_at - start)
+                        lib_cpu.append(cpu["lib"] - last_cpu["lib"])
+                        raw_cpu.append(cpu["raw"] - last_cpu["raw"])
+                    last_cpu = cpu
+                    await asyncio.sleep(0.3)
+        finally:
+            for w in workers:
+                assert w.proc.stdin is not None
+                w.proc.stdin.close()
+            for w in workers:
+                try:
+                    await asyncio.wait_for(w.proc.wait(), 30)
+                except TimeoutError:
+                    w.proc.kill()
+                    await w.proc.wait()
+    from bench.bench_manager import summary
+
+    lib, raw = summary(lib_times), summary(raw_times)
+    return {
+        "subscribers": per * args.processes,
+        "processes": args.processes,
+        "envelope_bytes": len(payload),
+        "library_put_to_last_callback": lib,
+        "raw_publish_to_last_delivery": raw,
+        "ratio_p50": lib["p50_ms"] / raw["p50_ms"],
+        "ratio_p99": lib["p99_ms"] / raw["p99_ms"],
+        "goal_ratio": GOAL_RATIO,
+        # Worker CPU per subscriber per update (the library's: verify, decrypt, validate,
+        # callback, LKG file, report, freshness records; the raw one: receive only).
+        "library_cpu_per_update_us": statistics.median(lib_cpu) / (per * args.processes) * 1e6,
+        "raw_cpu_per_update_us": statistics.median(raw_cpu) / (per * args.processes) * 1e6,
+        "memory_per_idle_library_kib": statistics.median(lib_mem) / 1024,
+        "memory_per_plain_subscriber_kib": statistics.median(raw_mem) / 1024,
+    }
+
+
+def print_fleet(r: dict[str, Any]) -> None:
+    lib, raw = r["library_put_to_last_callback"], r["raw_publish_to_last_delivery"]
+    print(f"fan-out to {r['subscribers']} subscribers in {r['processes']}+{r['processes']} "
+          f"processes, {lib['n']} rounds, envelope {r['envelope_bytes']} B")  # fmt: skip
+    for name, t in (("library PUT -> last callback", lib), ("raw publish -> last delivery", raw)):
+        print(f"  {name:<30} p50 {t['p50_ms']:8.1f} ms  p99 {t['p99_ms']:8.1f} ms")
+    for q in ("p50", "p99"):
+        ratio = r[f"ratio_{q}"]
+        verdict = "meets" if ratio <= GOAL_RATIO else "MISSES"
+        print(f"  goal 3 ratio {q}: x{ratio:.2f} (goal <= x{GOAL_RATIO}) {verdict}")
+    print(f"  CPU per subscriber per update: library {r['library_cpu_per_update_us']:.0f} us, "
+          f"plain subscriber {r['raw_cpu_per_update_us']:.0f} us")  # fmt: skip
+    print(f"  memory per idle ConfigLibrary {r['memory_per_idle_library_kib']:.0f} KiB "
+          f"(plain subscriber {r['memory_per_plain_subscriber_kib']:.0f} KiB)")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=20, help="timed rounds of each kind")
     parser.add_argument(
-        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[50, 200, 500]
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[50, 200, 500],
+        help="capacity run: subscriber counts ('' to skip)",
     )
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--capacity-rounds", type=int, default=5)
+    parser.add_argument("--worker", choices=["library", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--name", default="w", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    results = asyncio.run(run(args))
-    print(f"{'N':>5} {'fan-out p50':>12} {'per delivery':>13} {'fan-in p50':>11} "
-          f"{'per report':>11} {'verify':>8} {'broker CPU/msg':>15} "
-          f"{'mgr parse+save/report':>22}")  # fmt: skip
+    if args.worker is not None:
+        return asyncio.run(fleet_worker(args))
+    out = REPO / "bench" / "results" / "fanout.json"
+    out.parent.mkdir(exist_ok=True)
+    report: dict[str, Any] = {}
+    if args.subscribers:
+        with tempfile.TemporaryDirectory(prefix="bench-fanout-fleet-") as tmp:
+            library = asyncio.run(fleet(args, Path(tmp)))
+        report["library"] = library
+        print_fleet(library)
+    results = asyncio.run(run(args)) if args.sizes else []
+    report["results"] = results
+    if results:
+        print(f"\n{'N':>5} {'fan-out p50':>12} {'per delivery':>13} {'fan-in p50':>11} "
+              f"{'per report':>11} {'verify':>8} {'broker CPU/msg':>15} "
+              f"{'mgr parse+save/report':>22}")  # fmt: skip
     for r in results:
         print(
             f"{r['subscribers']:>5} {r['fan_out_p50_ms']:>10.1f}ms "
@@ -245,9 +557,8 @@ def main() -> int:
             f"{r['broker_cpu_per_message_us']:>13.1f}us "
             f"{r['manager_parse_per_report_us']:>10.1f}+{r['manager_save_per_report_us']:.1f}us"
         )
-    out = REPO / "bench" / "results" / "fanout.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"results": results}, indent=2) + "\n")
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results written to {out.relative_to(REPO)}")
     return 0
 
 

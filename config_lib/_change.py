@@ -46,10 +46,24 @@ def _diff(old: Any, new: Any, path: str, out: set[str]) -> None:
         out.add(path)
 
 
-def changed_fields(old: BaseModel, new: BaseModel) -> frozenset[str]:
-    """Dotted paths of the leaf fields whose values differ (secrets compared by value)."""
+def changed_fields(
+    old: BaseModel,
+    new: BaseModel,
+    *,
+    old_values: Mapping[str, Any] | None = None,
+    new_values: Mapping[str, Any] | None = None,
+) -> frozenset[str]:
+    """Dotted paths of the leaf fields whose values differ (secrets compared by value).
+
+    ``old_values``/``new_values``: the models' ``model_dump()`` when already known.
+    """
     out: set[str] = set()
     # mode="python" keeps SecretStr objects, which compare by their secret value.
-    _diff(old.model_dump(), new.model_dump(), "", out)
+    _diff(
+        old.model_dump() if old_values is None else old_values,
+        new.model_dump() if new_values is None else new_values,
+        "",
+        out,
+    )
     out.discard("")
     return frozenset(out)

@@ -42,6 +42,7 @@ from ._exceptions import (
 from ._keys import SigningKey, TrustStore
 from ._secrets import ciphertext_problem
 from ._topics import validate_name
+from ._verdicts import PARSED, verify_once
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -110,8 +111,53 @@ class Envelope:
         return (self.epoch, self.version)
 
 
+_SAFE_INT: Final = 2**53 - 1  # RFC 8785 (I-JSON): integers beyond it are refused
+_PLAIN_DEPTH: Final = 64  # deeper documents take rfc8785's path (well past the protocol's limit)
+
+
+def _plain_json(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is JSON whose RFC 8785 form ``json.dumps`` writes byte for byte.
+
+    Strings, booleans, null, integers in the I-JSON range, lists and dicts with string
+    keys in which no character is above U+D7FF (there, sorting by code point, as Python
+    does, and by UTF-16 code unit, as RFC 8785 does, agree). Floats are not (ECMAScript's
+    number form differs from Python's), nor subclasses (enums...). Nor anything nested
+    deeper than ``_PLAIN_DEPTH`` levels: that goes to ``rfc8785``, whose own refusal
+    callers already handle (this check must never recurse out of the stack itself).
+    """
+    if depth > _PLAIN_DEPTH:
+        return False
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or max(key) <= "\ud7ff"):
+                return False
+            if not _plain_json(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_plain_json(item, depth + 1) for item in value)
+    return False
+
+
 def canonical_bytes(value: Any) -> bytes:
-    """RFC 8785 canonical JSON of ``value``."""
+    """RFC 8785 canonical JSON of ``value``.
+
+    Plain JSON (the common case: no floats) is written by the C encoder of ``json``, whose
+    output for it is exactly RFC 8785's (same escapes, keys sorted the same way, no
+    spaces); anything else goes through ``rfc8785`` (tests compare the two on generated
+    documents and on the vectors).
+    """
+    if _plain_json(value):
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: rfc8785 refuses it with its own error
     return rfc8785.dumps(value)
 
 
@@ -289,6 +335,35 @@ def parse_document(raw: bytes, limits: Limits) -> tuple[dict[str, Any], bytes]:
     return doc, content
 
 
+def parse_shared(raw: bytes, limits: Limits) -> tuple[dict[str, Any], bytes]:
+    """:func:`parse_document`, remembered per exact bytes in this process
+    (config_lib._verdicts): libraries receiving the same message parse and canonicalise
+    it once. The size limit is checked first, every call; the document returned is
+    shared, so callers must not change it."""
+    if len(raw) > limits.max_bytes:
+        raise EnvelopeTooLarge(f"message is {len(raw)} bytes, the limit is {limits.max_bytes}")
+    parsed = PARSED.get("document", raw)
+    if parsed is None:
+        parsed = parse_document(raw, limits)
+        PARSED.put("document", raw, parsed)
+    return parsed  # type: ignore[return-value]
+
+
+def check_order(position: Position, last: Position | None) -> None:
+    """Refuse ``position`` if it equals (:class:`Duplicate`) or precedes (:class:`Rollback`)
+    ``last``, the last accepted position."""
+    if last is None:
+        return
+    epoch, version = position
+    if position == tuple(last):
+        raise Duplicate(f"version {version} (epoch {epoch}) is already in force")
+    if position < tuple(last):
+        raise Rollback(
+            f"version {version} (epoch {epoch}) is older than the accepted "
+            f"version {last[1]} (epoch {last[0]})"
+        )
+
+
 def int_field(doc: Mapping[str, Any], name: str) -> int:
     """A non-negative integer member; at or above 2^48 is ``out_of_range`` (see the doc)."""
     value = doc[name]
@@ -345,9 +420,9 @@ def check_signature(doc: Mapping[str, Any], content: bytes, *, trust: TrustStore
     if not isinstance(sig_text, str):
         raise MalformedEnvelope("'signature' must be a base64 string")
     signature = decode_signature(sig_text)
-    public_key = trust.get(key_id)  # raises UnknownKey
+    public_key = trust.get(key_id)  # raises UnknownKey; asked for every message
     try:
-        public_key.verify(signature, content)
+        verify_once(public_key, signature, content)  # the math, once per process
     except InvalidSignature:
         raise BadSignature(f"{what} signature does not verify with key {key_id}") from None
     return key_id
@@ -383,7 +458,8 @@ def verify_envelope(
     service, then ``(epoch, version)`` against ``last`` (the last accepted position):
     older raises :class:`Rollback`, equal raises :class:`Duplicate`.
     """
-    doc, content = parse_document(raw, limits)
+    raw = bytes(raw)
+    doc, content = parse_shared(raw, limits)
     signed_service = check_header(doc, what="envelope", fields=_FIELDS, optional=_OPTIONAL_FIELDS)
     version = int_field(doc, "version")
     epoch = int_field(doc, "epoch")
@@ -402,15 +478,7 @@ def verify_envelope(
 
     if signed_service != service:
         raise ServiceMismatch(f"envelope is signed for {signed_service!r}, expected {service!r}")
-    position = (epoch, version)
-    if last is not None:
-        if position == tuple(last):
-            raise Duplicate(f"version {version} (epoch {epoch}) is already in force")
-        if position < tuple(last):
-            raise Rollback(
-                f"version {version} (epoch {epoch}) is older than the accepted "
-                f"version {last[1]} (epoch {last[0]})"
-            )
+    check_order((epoch, version), last)
     return Envelope(
         service=signed_service,
         version=version,
@@ -418,6 +486,6 @@ def verify_envelope(
         issued_at=issued_at,
         key_id=key_id,
         config=doc["config"],
-        raw=bytes(raw),
+        raw=raw,
         retired=retired,
     )

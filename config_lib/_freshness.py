@@ -37,7 +37,7 @@ from ._envelope import (
     check_signature,
     format_time,
     int_field,
-    parse_document,
+    parse_shared,
     parse_time,
 )
 from ._exceptions import (
@@ -167,7 +167,7 @@ def verify_freshness(
     (``too_large``, ``malformed``, ``unsupported_format``, ``unsigned``, ``unknown_key``,
     ``bad_signature``, ``service_mismatch``). Time rules are :class:`FreshnessGate`'s.
     """
-    doc, content = parse_document(raw, limits)
+    doc, content = parse_shared(bytes(raw), limits)
     signed_service = check_header(doc, what="freshness record", fields=_FIELDS)
     epoch, version, digest, issued, expires = _check_shape(doc)
     key_id = check_signature(doc, content, trust=trust, what="freshness record")
@@ -231,18 +231,29 @@ class FreshnessGate:
             self.floor = record.position
         return record
 
+    def void(self, from_epoch: int) -> None:
+        """The root's floor reset: forget a kept record and a floor at a void epoch."""
+        if self.floor is not None and self.floor[0] >= from_epoch:
+            self.floor = None
+        if self.record is not None and self.record.epoch >= from_epoch:
+            self.record = None
+
     def fresh_record(self, now: datetime) -> FreshnessRecord | None:
         """The kept record if it has not expired."""
         record = self.record
         return record if record is not None and not record.expired(now) else None
 
-    def check(self, envelope: Envelope, now: datetime) -> None:
-        """Raise if ``envelope`` may not be applied given the records seen (see class doc)."""
+    def check_issued_at(self, envelope: Envelope, now: datetime) -> None:
+        """Raise :class:`BadIssuedAt` if ``envelope`` is dated later than ``now + skew``."""
         if envelope.issued_at > now + self.skew:
             raise BadIssuedAt(
                 f"envelope issued at {format_time(envelope.issued_at)}, later than now + "
                 f"{self.skew.total_seconds():.0f}s"
             )
+
+    def check(self, envelope: Envelope, now: datetime) -> None:
+        """Raise if ``envelope`` may not be applied given the records seen (see class doc)."""
+        self.check_issued_at(envelope, now)
         floor = self.floor
         if floor is not None and envelope.position < floor:
             raise Outdated(

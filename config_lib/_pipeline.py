@@ -7,9 +7,9 @@ the LKG loader, tests and benchmarks all feed it the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,6 +19,7 @@ from ._keys import DataKey, TrustStore
 from ._secrets import decrypt_secrets
 from ._sources import validation_summary
 from ._topics import validate_name
+from ._verdicts import VALIDATED
 
 __all__ = ["Accepted", "ConfigPipeline"]
 
@@ -31,6 +32,8 @@ class Accepted(Generic[M]):
 
     envelope: Envelope
     config: M = field(repr=False)
+    # ``config.model_dump()`` when already known (shared with the validation cache).
+    values: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def position(self) -> Position:
@@ -60,6 +63,9 @@ class ConfigPipeline(Generic[M]):
         self.trust = trust
         self.data_keys = tuple(data_keys)
         self.limits = limits if limits is not None else Limits()
+        # Validated configs are shared through config_lib._verdicts only for frozen models
+        # (an instance other libraries hold must not change under them).
+        self._shareable = bool(model.model_config.get("frozen"))
 
     def accept(self, raw: bytes, *, last: Position | None = None) -> Accepted[M]:
         envelope = verify_envelope(
@@ -71,6 +77,20 @@ class ConfigPipeline(Generic[M]):
                 f"{self.service} was retired by the config manager at {where}",
                 position=envelope.position,
             )
+        if self._shareable:
+            tag = (self.model, self.service, self.data_keys)
+            cached = VALIDATED.get(tag, envelope.raw)
+            if isinstance(cached, Accepted):
+                # Same bytes, model and data keys: the same immutable config, with this
+                # call's verified envelope.
+                return Accepted(envelope, cached.config, cached.values)
+            accepted = self._validate(envelope, where)
+            accepted = Accepted(envelope, accepted.config, accepted.config.model_dump())
+            VALIDATED.put(tag, envelope.raw, accepted)
+            return accepted
+        return self._validate(envelope, where)
+
+    def _validate(self, envelope: Envelope, where: str) -> Accepted[M]:
         try:
             values = decrypt_secrets(envelope.config, service=self.service, keys=self.data_keys)
         except RecursionError:

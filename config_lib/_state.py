@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel
 
 from ._change import ConfigChange, ConfigSource, changed_fields
 from ._envelope import Envelope, Position
-from ._exceptions import ConfigLibError, Duplicate, ServiceRetired
+from ._exceptions import ConfigLibError, Duplicate, ServiceRetired, VoidEpoch
 from ._metrics import ConfigMetrics
 from ._pipeline import Accepted, ConfigPipeline
 
-__all__ = ["ChangeCallback", "ConfigState", "Decision", "DecisionStatus"]
+__all__ = [
+    "ChangeCallback",
+    "ConfigState",
+    "Decision",
+    "DecisionStatus",
+    "SyncRunner",
+    "is_async_callback",
+]
 
 M = TypeVar("M", bound=BaseModel)
 logger = logging.getLogger("config_lib")
@@ -47,8 +54,28 @@ def _name(callback: object) -> str:
     return getattr(callback, "__qualname__", None) or repr(callback)
 
 
-async def _call(callback: ChangeCallback[M], change: ConfigChange[M]) -> None:
-    result = callback(change)
+SyncRunner: TypeAlias = Callable[[Callable[[], object]], Awaitable[object]]
+"""Runs a plain function somewhere (a thread) and returns its result when awaited."""
+
+
+def is_async_callback(callback: object) -> bool:
+    """True for ``async def`` functions and methods, and objects with an async ``__call__``."""
+    if inspect.iscoroutinefunction(callback):
+        return True
+    call = getattr(callback, "__call__", None)  # noqa: B004 - an object's async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+async def _call(
+    callback: ChangeCallback[M], change: ConfigChange[M], run_sync: SyncRunner | None
+) -> None:
+    """Run one callback: an async one on the event loop; a plain function through
+    ``run_sync`` (the library's callback thread) when given, else inline. A plain function
+    that returns an awaitable has it awaited on the loop."""
+    if run_sync is None or is_async_callback(callback):
+        result: object = callback(change)
+    else:
+        result = await run_sync(lambda: callback(change))
     if inspect.isawaitable(result):
         await result
 
@@ -64,16 +91,24 @@ class ConfigState(Generic[M]):
         source: ConfigSource,
         position: Position | None = None,
         metrics: ConfigMetrics | None = None,
+        run_sync: SyncRunner | None = None,
     ) -> None:
         self.pipeline = pipeline
+        # Where plain-function callbacks run (None: inline, on the caller's loop).
+        self.run_sync = run_sync
         self.current = current
         self.source: ConfigSource = source
         self.position = position
         self.retired_at: Position | None = None  # the tombstone's position, once retired
+        # The keyset's floor reset: positions at epochs >= this are void (never applied,
+        # and no longer a replay floor).
+        self.void_from: int | None = None
         self.metrics = metrics or ConfigMetrics()
         # A tuple replaced on every change: registering from another thread (the threaded
         # adapter) never races with an apply iterating over it.
         self._callbacks: tuple[ChangeCallback[M], ...] = ()
+        self._values: Mapping[str, Any] | None = None
+        self._values_of: M | None = None
 
     @property
     def version(self) -> int | None:
@@ -82,6 +117,9 @@ class ConfigState(Generic[M]):
     @property
     def epoch(self) -> int | None:
         return None if self.position is None else self.position[0]
+
+    def voided(self, epoch: int) -> bool:
+        return self.void_from is not None and epoch >= self.void_from
 
     def on_change(self, callback: ChangeCallback[M]) -> Callable[[], None]:
         """Register ``callback``; returns the function that unregisters it."""
@@ -100,12 +138,33 @@ class ConfigState(Generic[M]):
         ``check`` (the freshness rules) may refuse a verified envelope by raising a
         :class:`~config_lib.ConfigLibError` before anything is applied.
         """
+        screened = self.screen(raw, check=check)
+        if isinstance(screened, Decision):
+            return screened
+        return await self.apply(screened)
+
+    def screen(
+        self,
+        raw: bytes,
+        *,
+        check: Callable[[Envelope], None] | None = None,
+        after: Position | None = None,
+    ) -> Accepted[M] | Decision[M]:
+        """Count ``raw`` as received and run it through the pipeline (no callback, no
+        change): the accepted config, or the decision that refuses it.
+
+        The replay floor is the position in force (or the tombstone's); ``after`` raises
+        it (an envelope already waiting to be applied).
+        """
         self.metrics.received += 1
         try:
-            last = self.position
-            if self.retired_at is not None and (last is None or last < self.retired_at):
-                last = self.retired_at  # after a tombstone only a newer config counts
+            last = self.floor(after)
             accepted = self.pipeline.accept(raw, last=last)
+            if self.voided(accepted.envelope.epoch):
+                raise VoidEpoch(
+                    f"epoch {accepted.envelope.epoch} is void (the keyset's floor reset voids "
+                    f"epochs from {self.void_from})"
+                )
             if check is not None:
                 check(accepted.envelope)
         except Duplicate as exc:
@@ -118,7 +177,15 @@ class ConfigState(Generic[M]):
         except ConfigLibError as exc:
             self.metrics.rejected[exc.reason] += 1
             return Decision("rejected", exc.reason, str(exc))
-        return await self.apply(accepted)
+        return accepted
+
+    def floor(self, after: Position | None = None) -> Position | None:
+        """The highest of the position in force, the tombstone's and ``after``: only a newer
+        envelope may be applied."""
+        candidates = [p for p in (self.position, self.retired_at, after) if p is not None]
+        # A void position (the keyset's floor reset) orders nothing.
+        candidates = [p for p in candidates if not self.voided(p[0])]
+        return max(candidates) if candidates else None
 
     async def apply(self, accepted: Accepted[M]) -> Decision[M]:
         """Call every callback in registration order; on a failure restore the previous one.
@@ -132,10 +199,11 @@ class ConfigState(Generic[M]):
         if old is None:  # first config of a service that had none: nothing to change from
             self._commit(accepted)
             return Decision("applied", accepted=accepted)
+        old_values = self._values if self._values_of is old else None
         change = ConfigChange(
             old=old,
             new=new,
-            changed=changed_fields(old, new),
+            changed=changed_fields(old, new, old_values=old_values, new_values=accepted.values),
             version=version,
             epoch=epoch,
             source="broker",
@@ -144,7 +212,7 @@ class ConfigState(Generic[M]):
         for callback in self._callbacks:
             called.append(callback)
             try:
-                await _call(callback, change)
+                await _call(callback, change, self.run_sync)
             # A user callback boundary: whatever a service's callback raises must not stop
             # the subscription or leave a half-applied config, so every Exception is caught,
             # logged (type only: its message may hold values) and the update is rolled back.
@@ -165,6 +233,8 @@ class ConfigState(Generic[M]):
         return Decision("applied", accepted=accepted, change=change)
 
     def _commit(self, accepted: Accepted[M]) -> None:
+        # The dump of the config in force, if known: the next diff needs only the new one.
+        self._values, self._values_of = accepted.values, accepted.config
         self.current = accepted.config
         self.position = accepted.position
         self.source = "broker"
@@ -182,7 +252,7 @@ class ConfigState(Generic[M]):
         )
         for callback in reversed(called):
             try:
-                await _call(callback, back)
+                await _call(callback, back, self.run_sync)
             # Same user callback boundary as in apply(): keep restoring the others.
             except Exception as exc:
                 logger.error(

@@ -8,7 +8,8 @@
     handle.sync_module_constants(my_module)   # keeps my_module.BEAM_SIZE etc. current
     handle.close()
 
-Callbacks run on the library's thread, one at a time, in registration order.
+Plain callbacks run on the library's callback thread (not the caller's), one at a time,
+in registration order.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ class ThreadedConfig(Generic[M]):
     # -- changes --------------------------------------------------------------------
 
     def register_callback(self, callback: Callable[[ConfigChange[M]], None]) -> Callable[[], None]:
-        """Call ``callback(change)`` on the library's thread after each applied update."""
+        """Call ``callback(change)`` on the library's callback thread after each applied
+        update."""
         return self._lib().on_change(callback)
 
     def on_change(self, callback: ChangeCallback[M]) -> Callable[[], None]:

@@ -23,8 +23,9 @@ from .dialects import PostgresSync, PostgresUrl
 
 __all__ = ["CopyError", "CopyResult", "copy_sqlite_to_postgres"]
 
-# Copied by hand (below), in this order; every other table by name.
-_SPECIAL: Final = ("schema_migrations", "meta", "services", "versions", "outbox")
+# Copied by hand (below), in this order; every other table by name. The publisher lease
+# is not data: each database keeps its own.
+_SPECIAL: Final = ("schema_migrations", "meta", "services", "versions", "outbox", "publisher_lease")
 
 
 class CopyError(Exception):
@@ -97,7 +98,7 @@ def copy_sqlite_to_postgres(
                     f"the PostgreSQL schema has no table {', '.join(missing)}: a migration "
                     "exists for SQLite only (see config_manager/migrations/README.md)"
                 )
-            data_tables = sorted(dst_tables - {"schema_migrations", "meta"})
+            data_tables = sorted(dst_tables - {"schema_migrations", "meta", "publisher_lease"})
             with dst.transaction():
                 dst.execute("SET CONSTRAINTS ALL DEFERRED")
                 nonempty = [

@@ -63,7 +63,7 @@ SQLITE_PRAGMAS: Final = (
 # lock key held while migrating (replicas starting together migrate once).
 PG_WRITE_LOCK: Final = 0x636F6E666967  # "config"
 PG_MIGRATE_LOCK: Final = 0x6D6967726174  # "migrat"
-PG_OWNER_LOCK: Final = 0x6F776E6572  # "owner": held by the one manager of the database
+PG_IDLE_IN_TRANSACTION_MS: Final = 10_000
 
 # SQLite primary result codes that mean "the storage failed", not "the query is wrong":
 # BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
@@ -220,13 +220,16 @@ class SqliteDatabase(Database):
             raise
         return cls(path, conn)
 
+    # One hand-over to the connection's thread per statement (a cursor's execute, fetchall
+    # and close would be three; under load each costs a wake-up of the event loop).
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self.conn.execute(sql, params) as cur:
-            return [tuple(row) for row in await cur.fetchall()]
+        return [tuple(row) for row in await self.conn.execute_fetchall(sql, params)]
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self.conn.execute(sql, params) as cur:
-            return int(cur.rowcount)
+        # No rows to read: the statement is finished (reset) when execute returns, so the
+        # cursor needs no closing of its own (it is released with this reference).
+        cur = await self.conn.execute(sql, params)
+        return int(cur.rowcount)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self.conn.executemany(sql, rows)
@@ -256,6 +259,19 @@ class SqliteDatabase(Database):
         await self.conn.close()
 
 
+async def _pg_connect(url: PostgresUrl) -> psycopg.AsyncConnection[Any]:
+    """The store's connection. A manager stopped in the middle of a transaction (SIGSTOP)
+    would hold the write lock of every replica: the server ends such a session."""
+    import psycopg
+
+    return await psycopg.AsyncConnection.connect(
+        url.url,
+        autocommit=True,
+        application_name="config_manager",
+        options=f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS}",
+    )
+
+
 class PostgresDatabase(Database):
     """psycopg 3, one connection in autocommit mode with explicit transactions.
 
@@ -272,23 +288,15 @@ class PostgresDatabase(Database):
 
     @classmethod
     async def open(cls, url: PostgresUrl) -> PostgresDatabase:
-        import psycopg
 
-        conn = await psycopg.AsyncConnection.connect(
-            url.url, autocommit=True, application_name="config_manager"
-        )
-        return cls(url, conn)
+        return cls(url, await _pg_connect(url))
 
     async def _reopen(self) -> None:
         """A lost connection is replaced at the next statement outside a transaction."""
-        import psycopg
 
         if self.conn.closed or self.conn.broken:
-            self.conn = await psycopg.AsyncConnection.connect(
-                self.target.url if isinstance(self.target, PostgresUrl) else "",
-                autocommit=True,
-                application_name="config_manager",
-            )
+            assert isinstance(self.target, PostgresUrl)
+            self.conn = await _pg_connect(self.target)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if not self.in_transaction:

@@ -21,9 +21,23 @@ reports, which service users can write) and, if any names a position above the
 database's, raises the database's epoch above the highest epoch seen. So a recreated
 database, or a clock that went backwards, still reaches every running instance.
 
+Keyset (docs/protocol.md, *Keyset*): at every (re)connection, before any envelope, it
+publishes the root-signed keyset retained on ``config/keyset``. :meth:`rotate` hands it
+a new signing key and keyset (the operator's ``python -m config_manager keys`` command,
+noticed by :class:`~config_manager.keyring.KeyWatcher`): it publishes the new keyset,
+then re-signs every current envelope under the new key (same version, same epoch) with
+its freshness record, so services rewrite their LKG files and the old key can be dropped.
+
 It refuses to sign a version that skips ahead of the last one it signed in the same
 epoch (a version is always previous + 1; a rollback is a new version): the publisher
 stops with :class:`SigningRefused` rather than sign it.
+
+Replicas (PostgreSQL): given a :class:`~config_manager.lease.PublisherLease`, it connects
+and publishes only while this replica holds the lease; every publish checks the lease's
+deadline first, and a lost lease ends the session (back to waiting for the lease). Each
+new generation raises the epoch (after the fleet read-back) before anything is published,
+then the outbox is drained and every current config republished. Writes committed by
+other replicas reach it through the store's change notifications (outbox drained again).
 
 A storage fault (disk full...) never stops it: publishing needs no disk, so acknowledged
 rows keep being published; the marks "published" that cannot be written are kept in memory
@@ -47,8 +61,10 @@ from typing import Any, Self
 import aiomqtt
 
 from config_lib import (
+    KEYSET_TOPIC,
     Backoff,
     ConfigLibError,
+    Keyset,
     MqttEndpoint,
     SigningKey,
     TrustStore,
@@ -66,6 +82,7 @@ from config_lib import (
 
 from .dialects import database_errors
 from .instances import InstanceTracker
+from .lease import LeaseLost, PublisherLease
 from .metrics import Metrics
 from .store import ConfigStore, StorageError, StoredVersion
 
@@ -78,6 +95,27 @@ _PROBE_TOPIC = "config/freshness/~readback"
 
 class SigningRefused(RuntimeError):
     """The publisher was asked to sign a version that is not previous + 1 (a bug)."""
+
+
+class NotLeader(aiomqtt.MqttError):
+    """This replica may not publish (publisher lease lost or its deadline passed): the
+    session ends like a lost connection, and the publisher waits for the lease again."""
+
+
+class _FencedClient(aiomqtt.Client):
+    """An aiomqtt client that checks the publisher lease before every publish."""
+
+    def __init__(self, *args: Any, lease: PublisherLease | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lease = lease
+
+    async def publish(self, *args: Any, **kwargs: Any) -> None:
+        if self._lease is not None:
+            try:
+                self._lease.check()
+            except LeaseLost as exc:
+                raise NotLeader(str(exc)) from None
+        await super().publish(*args, **kwargs)
 
 
 _log = logging.getLogger(__name__)
@@ -111,8 +149,15 @@ class OutboxPublisher:
         limits: PublisherLimits = PublisherLimits(),
         services: Callable[[], Iterable[str]] | None = None,
         trust: TrustStore | None = None,
+        keyset: Keyset | None = None,
+        lease: PublisherLease | None = None,
     ) -> None:
         self._store = store
+        self._lease = lease
+        self._folded: int | None = None  # the lease generation the epoch was raised for
+        self._drain = False  # another replica committed: drain the outbox
+        self.standby = False  # waiting for the publisher lease another replica holds
+        self._keeper: asyncio.Task[None] | None = None
         self._endpoint = endpoint
         self._key = signing_key
         self._metrics = metrics
@@ -126,12 +171,21 @@ class OutboxPublisher:
         # After a storage fault: retry the marks (and outbox reads) with backoff.
         self._db_backoff = Backoff(limits.reconnect_min_s, limits.reconnect_max_s)
         self._mark_not_before = 0.0
-        self._presigned: dict[str, tuple[int, int, bytes]] = {}  # service -> (version, epoch, env)
+        # service -> (version, epoch, envelope, the values signed)
+        self._presigned: dict[str, tuple[int, int, bytes, dict[str, Any]]] = {}
         # service -> (version, epoch, envelope bytes) last acknowledged by the broker: what
         # the freshness records name and what every interval republishes, byte for byte.
         self._published: dict[str, tuple[int, int, bytes]] = {}
         self._services = services  # registered services: a record even before any config
         self._trust = trust if trust is not None else TrustStore([signing_key.public_key])
+        # The root-signed keyset's exact bytes (published as they are) and its floor reset:
+        # positions at epochs >= void_from are not the fleet's (read-back ignores them).
+        self._keyset = keyset.raw if keyset is not None else None
+        self._void_from = keyset.void_epochs_from if keyset is not None else None
+        if self._void_from is not None:
+            store.void_from = self._void_from
+        self._rotation: tuple[SigningKey, Keyset | None, TrustStore] | None = None
+        self.rotated = asyncio.Event()  # set when a rotation has been published
         self._last_signed: dict[str, tuple[int, int]] = {}  # service -> (epoch, version)
         self.fleet_epoch: int | None = None  # highest epoch of our own messages on the broker
         self._task: asyncio.Task[None] | None = None
@@ -143,6 +197,9 @@ class OutboxPublisher:
         self._force: tuple[list[str], asyncio.Future[None]] | None = None
 
     async def __aenter__(self) -> Self:
+        self._store.on_change.append(self._remote_change)
+        if self._lease is not None:
+            self._keeper = asyncio.create_task(self._lease.keep(), name="publisher-lease")
         self._task = asyncio.create_task(self._run(), name="config-manager-outbox-publisher")
         self._saver = asyncio.create_task(
             self._save_instances_loop(), name="config-manager-instance-saver"
@@ -155,11 +212,16 @@ class OutboxPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tasks = [t for t in (self._task, self._saver) if t is not None]
-        self._task = self._saver = None
+        tasks = [t for t in (self._task, self._saver, self._keeper) if t is not None]
+        self._task = self._saver = self._keeper = None
         for task, error in await stop_tasks(tasks):
             _log.error("%s had stopped with an error: %r", task.get_name(), error)
         self._set_connected(False)
+        with contextlib.suppress(ValueError):
+            self._store.on_change.remove(self._remote_change)
+        if self._lease is not None:  # publishing has stopped: a successor need not wait
+            await self._lease.release()
+            await self._lease.close()
         await self._save_instances()  # what arrived since the last batch
 
     # -- public --------------------------------------------------------------------------
@@ -204,6 +266,52 @@ class OutboxPublisher:
         if not force[1].done():
             force[1].set_result(None)
 
+    def rotate(self, key: SigningKey, keyset: Keyset | None, trust: TrustStore) -> None:
+        """Sign with ``key`` from now on; publish ``keyset`` and re-sign every current
+        envelope (done by the publishing loop, between two batches)."""
+        self._rotation = (key, keyset, trust)
+        self.rotated.clear()
+        self._wake.set()
+
+    async def _rotate(self, client: aiomqtt.Client) -> None:
+        """Carry out a pending rotation (only with an empty queue)."""
+        rotation, self._rotation = self._rotation, None
+        if rotation is None:
+            return
+        key, keyset, trust = rotation
+        old = self._key.key_id
+        self._key, self._trust = key, trust
+        if keyset is not None:
+            self._keyset = keyset.raw
+            self._void_from = self._store.void_from = keyset.void_epochs_from
+            floor = self._store.fleet_floor
+            if self._void_from is not None and floor is not None and floor >= self._void_from:
+                self._store.fleet_floor = self.fleet_epoch = None  # the void range's
+            await self._publish_keyset(client)
+        # Everything signed so far is signed again under the new key (same positions).
+        # Their records go first: a service holding a position receives the record naming
+        # the new bytes before the bytes themselves (else digest_mismatch).
+        self._presigned.clear()
+        self._published.clear()
+        await self._republish_current(client, records_first=True)
+        _log.warning(
+            "signing key rotated: %s -> %s (keyset version %s); current configs re-signed",
+            old,
+            key.key_id,
+            keyset.version if keyset is not None else "-",
+        )
+        self.rotated.set()
+
+    async def _publish_keyset(self, client: aiomqtt.Client) -> None:
+        if self._keyset is not None:
+            await client.publish(KEYSET_TOPIC, self._keyset, qos=1, retain=True)
+            self._metrics.published.labels(kind="keyset").inc()
+
+    def _remote_change(self) -> None:
+        """Another replica committed something: its outbox rows are in the database."""
+        self._drain = True
+        self._wake.set()
+
     def notify(self, stored: Sequence[StoredVersion] = ()) -> None:
         """A write committed these versions (and their outbox rows): publish them.
 
@@ -226,7 +334,7 @@ class OutboxPublisher:
             # Not signed ahead; the publication path refuses it again, loudly.
             _log.error("%s", exc)
             return
-        self._presigned[service] = (version, epoch, payload)
+        self._presigned[service] = (version, epoch, payload, values)
 
     def _sign(self, service: str, version: int, epoch: int, values: dict[str, Any]) -> bytes:
         """The one place envelopes are signed: never a version skipping ahead."""
@@ -249,7 +357,13 @@ class OutboxPublisher:
         if done is not None and done[:2] == (version.version, epoch):
             return done[2]  # the same bytes again: the digest in the records stays valid
         ready = self._presigned.get(version.service)
-        if ready is not None and ready[:2] == (version.version, epoch):
+        # Signed ahead of the commit: only for exactly the values committed (a change that
+        # failed to commit leaves its signature behind; another may take its version).
+        if (
+            ready is not None
+            and ready[:2] == (version.version, epoch)
+            and ready[3] is version.values
+        ):
             del self._presigned[version.service]
             return ready[2]
         return self._sign(version.service, version.version, epoch, version.values)
@@ -287,15 +401,25 @@ class OutboxPublisher:
         backoff = Backoff(self._limits.reconnect_min_s, self._limits.reconnect_max_s)
         kwargs = self._endpoint.client_kwargs()
         while True:
+            if self._lease is not None and not self._lease.valid:
+                self.standby = True
+                self.last_error = "standby: another replica holds the publisher lease"
+                await self._lease.acquire()
+                self.standby = False
             # Two connections: envelopes out on one, applied reports in on the other, so
             # that report traffic never delays a PUBACK (Nagle on the broker's side).
             ident = f"config-manager-{secrets.token_hex(4)}"
-            publishing = aiomqtt.Client(
+            publishing = _FencedClient(
                 **kwargs,
+                lease=self._lease,
                 identifier=ident,
                 timeout=self._limits.timeout_s,
                 keepalive=self._limits.keepalive_s,
             )
+            # A batch's envelopes and records are in flight together, by design: aiomqtt's
+            # warning past 10 pending publications (a log line per message) would cost more
+            # than the publication itself.
+            publishing.pending_calls_threshold = 2 * self._limits.batch + 10
             listening = aiomqtt.Client(
                 **kwargs,
                 identifier=ident + "-reports",
@@ -314,6 +438,8 @@ class OutboxPublisher:
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._publish_loop(publishing), name="outbox-drain")
                         group.create_task(self._receive_loop(listening), name="applied-reports")
+                        if self._lease is not None:
+                            group.create_task(self._until_lease_lost(), name="lease-watch")
             except* aiomqtt.MqttError as errors:
                 self.last_error = "; ".join(str(e) for e in errors.exceptions)
             except* StorageError as errors:
@@ -332,10 +458,34 @@ class OutboxPublisher:
             )
             await asyncio.sleep(delay)
 
+    async def _until_lease_lost(self) -> None:
+        assert self._lease is not None
+        await self._lease.lost.wait()
+        raise NotLeader("the publisher lease was lost")
+
+    async def _fold_generation(self) -> None:
+        """A new lease generation publishes at a new epoch: above the old holder's, so
+        instances refuse whatever it may still send."""
+        lease = self._lease
+        if lease is None or lease.generation is None or lease.generation == self._folded:
+            return
+        old = await self._store.epoch()
+        new = await self._store.bump_epoch()
+        self._folded = lease.generation
+        _log.warning(
+            "publisher lease generation %d: epoch %d -> %d; republishing every config",
+            lease.generation,
+            old,
+            new,
+        )
+
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         # The database is the truth at every (re)connection: drain its outbox first, then
         # republish each service's current version (heals a broker that lost its store).
         await self._readback_epoch(client)
+        await self._fold_generation()
+        self._drain = False
+        await self._publish_keyset(client)  # before any envelope it lets services verify
         self._set_connected(True)
         await self._drain_outbox(client)
         await self._republish_current(client)
@@ -346,9 +496,13 @@ class OutboxPublisher:
         while True:
             if not self._queue:
                 await self._mark_acknowledged()  # idle: bookkeeping off the write path
+                await self._rotate(client)
                 await self._forced(client)
                 if not self._queue:
                     await self._idle(next_tick)
+            if self._drain:  # another replica's commits: read from the outbox, in order
+                self._drain = False
+                await self._drain_outbox(client)
             if time.monotonic() >= next_tick and not self._queue:
                 await self._refresh(client)
                 next_tick = time.monotonic() + interval
@@ -365,10 +519,18 @@ class OutboxPublisher:
                 await self._mark_acknowledged()
 
     async def _publish_batch(
-        self, client: aiomqtt.Client, versions: Sequence[StoredVersion]
+        self,
+        client: aiomqtt.Client,
+        versions: Sequence[StoredVersion],
+        *,
+        records_first: bool = False,
     ) -> None:
         epoch = await self._store.epoch()
         signed = [(v, self._envelope(v, epoch)) for v in versions]
+        if records_first:
+            await self._publish_records(
+                client, {v.service: (v.version, epoch, payload) for v, payload in signed}
+            )
         # Tasks start in creation order and each hands its message to the client before its
         # first await, so messages leave in version order while PUBACKs are awaited together.
         async with asyncio.TaskGroup() as group:
@@ -381,7 +543,10 @@ class OutboxPublisher:
             done = self._published.get(v.service)
             if done is None or (epoch, v.version) >= (done[1], done[0]):
                 self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
-        await self._publish_records(client, changed)
+        if not records_first:  # (a rotation signed and sent them before the envelopes)
+            # The records only once the envelopes are acknowledged: a record naming a
+            # version must not reach an instance before that version's envelope can have.
+            await self._publish_records(client, changed)
 
     async def _readback_epoch(self, client: aiomqtt.Client) -> None:
         """Raise the database's epoch above any newer position of our own on the broker."""
@@ -436,33 +601,45 @@ class OutboxPublisher:
         try:
             if topic == updated_topic(service):
                 env = verify_envelope(payload, trust=self._trust, service=service)
-                return env.position
-            record = verify_freshness(payload, trust=self._trust, service=service)
-            return (record.epoch, record.version)
+                found = env.position
+            else:
+                record = verify_freshness(payload, trust=self._trust, service=service)
+                found = (record.epoch, record.version)
         except ConfigLibError as exc:
             _log.warning(
                 "ignoring a retained message on %s that is not ours (%s)", topic, exc.reason
             )
             return None
+        if self._void_from is not None and found[0] >= self._void_from:
+            _log.info("ignoring a retained message on %s at void epoch %d", topic, found[0])
+            return None
+        return found
 
     async def _publish_records(
         self, client: aiomqtt.Client, entries: dict[str, tuple[int, int, bytes]]
     ) -> None:
         """Sign and publish one freshness record per service in ``entries``."""
-        expires = timedelta(seconds=self._limits.freshness_expiry_s)
         async with asyncio.TaskGroup() as group:
-            for service, (version, epoch, payload) in sorted(entries.items()):
-                record = sign_freshness(
-                    service=service,
-                    epoch=epoch,
-                    version=version,
-                    envelope_sha256=envelope_digest(payload) if version else None,
-                    key=self._key,
-                    expires_in=expires,
-                )
-                group.create_task(
-                    client.publish(freshness_topic(service), record, qos=1, retain=True)
-                )
+            self._start_records(client, entries, group)
+
+    def _start_records(
+        self,
+        client: aiomqtt.Client,
+        entries: dict[str, tuple[int, int, bytes]],
+        group: asyncio.TaskGroup,
+    ) -> None:
+        """Sign the freshness records of ``entries``; their publications run in ``group``."""
+        expires = timedelta(seconds=self._limits.freshness_expiry_s)
+        for service, (version, epoch, payload) in sorted(entries.items()):
+            record = sign_freshness(
+                service=service,
+                epoch=epoch,
+                version=version,
+                envelope_sha256=envelope_digest(payload) if version else None,
+                key=self._key,
+                expires_in=expires,
+            )
+            group.create_task(client.publish(freshness_topic(service), record, qos=1, retain=True))
         if entries:
             self._metrics.published.labels(kind="freshness").inc(len(entries))
 
@@ -551,10 +728,12 @@ class OutboxPublisher:
             return
         self._db_backoff.reset()
 
-    async def _republish_current(self, client: aiomqtt.Client) -> None:
+    async def _republish_current(
+        self, client: aiomqtt.Client, *, records_first: bool = False
+    ) -> None:
         current = await self._store.current_all()  # retired services left out
         if current:
-            await self._publish_batch(client, current)
+            await self._publish_batch(client, current, records_first=records_first)
             self._metrics.published.labels(kind="republish").inc(len(current))
         tombstones = self._store.tombstones()
         if tombstones:

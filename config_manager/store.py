@@ -22,18 +22,18 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from config_lib import MAX_POSITION, Backoff, stop_tasks
 
 from .db import migrate, now_iso
 from .dialects import (
-    PG_OWNER_LOCK,
     Database,
+    PostgresUrl,
     Target,
     database_errors,
     is_integrity_error,
@@ -53,17 +53,13 @@ __all__ = [
     "ServiceSummary",
     "StorageError",
     "StorageLimits",
-    "StoreInUse",
     "StoredVersion",
     "TokenRecord",
     "VersionConflict",
+    "WriteMember",
 ]
 
 _log = logging.getLogger(__name__)
-
-
-class StoreInUse(RuntimeError):
-    """Another config manager has this database open."""
 
 
 class StorageError(Exception):
@@ -155,6 +151,16 @@ class NewVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class WriteMember:
+    """One writer's part of a (group) commit: its new versions, audit entries and claim."""
+
+    changes: tuple[NewVersion, ...]
+    actor: str
+    audit: tuple[AuditEntry, ...] = ()
+    idempotency: IdempotencyClaim | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxItem:
     id: int
     service: str
@@ -186,6 +192,8 @@ def _token(row: Sequence[Any]) -> TokenRecord:
 
 
 _TOKEN_TTL_S = 30.0
+_CHANNEL: Final = "config_manager"  # NOTIFY channel: another replica changed something
+_TOKENS_CHANGED: Final = "tokens"  # ... its payload when a token was revoked
 IDEMPOTENCY_TTL_S = 24 * 3600.0
 _VERSION_COLUMNS = "service, version, epoch, values_json, created_at, created_by, change_id"
 _CURRENT_SQL = (
@@ -240,45 +248,112 @@ class ConfigStore:
         self.writable = asyncio.Event()  # set while no storage fault is pending
         self.writable.set()
         self.schema_version = 0
-        # This process is the database's only writer (one manager per database), so the
-        # epoch and each service's current version are cached and kept up to date here.
+        # The epoch and each service's current version are cached and kept up to date here.
+        # A SQLite file has one manager (its only writer). On PostgreSQL several replicas
+        # may write: each write checks, under the write lock, that the cache reflects the
+        # database's last change (``meta.revision``), and LISTEN/NOTIFY refreshes the
+        # caches of the other replicas (docs/manager.md, "Replicas").
+        self.replica = secrets.token_hex(4)
+        self._revision = 0
+        self._listener: asyncio.Task[None] | None = None
+        self.on_change: list[Callable[[], None]] = []  # called after another replica's change
         self._epoch = 0
         self._current: dict[str, StoredVersion] = {}
         self._tokens: dict[str, tuple[float, TokenRecord | None]] = {}
         # The highest epoch of this manager's own messages seen on the broker (set by the
         # publisher's read-back): every epoch bump moves above it too.
         self.fleet_floor: int | None = None
+        # The keyset's floor reset (docs/protocol.md, *Keyset*): epochs from here are void,
+        # so a bump never goes there (the clock is then not followed).
+        self.void_from: int | None = None
         self._head = GENESIS  # row_hash of the last stored version row
         self._retired: dict[str, str] = {}  # service -> retired_at
 
     async def __aenter__(self) -> Self:
         self.schema_version = await asyncio.to_thread(migrate, self.path)
         self._conn = await open_database(self.path)
-        if self.dialect == "postgresql":
-            await self._own_postgres()
         async with self._lock:
-            rows = await self._all("SELECT value FROM meta WHERE key = 'epoch'")
-            self._epoch = int(rows[0][0])
-            rows = await self._all(_CURRENT_SQL + " ORDER BY s.name")
-            self._current = {row[0]: _version(row) for row in rows}
-            rows = await self._all(
-                "SELECT name, retired_at FROM services WHERE retired_at IS NOT NULL"
-            )
-            self._retired = {row[0]: row[1] for row in rows}
+            await self._load()
             self._head = await self._chain_unhashed()
+        if self.dialect == "postgresql":
+            self._listener = asyncio.create_task(self._listen(), name="store-listener")
         return self
 
-    async def _own_postgres(self) -> None:
-        """One manager per PostgreSQL database (as the lock file is for a SQLite file): a
-        session advisory lock, released by the server when this connection ends."""
-        rows = await self._all("SELECT pg_try_advisory_lock(?)", (PG_OWNER_LOCK,))
-        if not rows[0][0]:
-            await self.conn.close()
-            self._conn = None
-            raise StoreInUse(
-                f"the database {self.path} is in use by another config manager "
-                "(it holds the PostgreSQL advisory lock of the manager)"
-            )
+    async def _load(self) -> None:
+        """(Re)read what is cached: epoch, current versions, retired services, revision."""
+        rows = await self._all("SELECT key, value FROM meta WHERE key IN ('epoch', 'revision')")
+        meta = dict(rows)
+        self._epoch = int(meta["epoch"])
+        self._revision = int(meta.get("revision", 0))
+        rows = await self._all(_CURRENT_SQL + " ORDER BY s.name")
+        self._current = {row[0]: _version(row) for row in rows}
+        rows = await self._all("SELECT name, retired_at FROM services WHERE retired_at IS NOT NULL")
+        self._retired = {row[0]: row[1] for row in rows}
+        rows = await self._all(
+            f"SELECT row_hash FROM versions ORDER BY {self.conn.row_order} DESC LIMIT 1"  # noqa: S608
+        )
+        self._head = rows[0][0] if rows and rows[0][0] else GENESIS
+
+    # -- replicas (PostgreSQL) -------------------------------------------------------------
+    async def _fresh(self) -> bool:
+        """Inside a write transaction (so under the write lock): whether the cache reflects
+        the database's last change. If not, it is reloaded (this transaction's view)."""
+        if self.dialect != "postgresql":
+            return True  # a SQLite file has one manager: the cache is the truth
+        rows = await self._all("SELECT value FROM meta WHERE key = 'revision'")
+        if (int(rows[0][0]) if rows else 0) == self._revision:
+            return True
+        await self._load()
+        self._tokens.clear()
+        return False
+
+    async def _changed(self) -> None:
+        """Inside a write transaction: one more change for the other replicas to see (the
+        caller counts it in ``_revision`` once committed)."""
+        if self.dialect != "postgresql":
+            return
+        await self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('revision', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(self._revision + 1),),
+        )
+        await self.conn.execute("SELECT pg_notify(?, ?)", (_CHANNEL, self.replica))
+
+    async def _listen(self) -> None:
+        """Refresh the caches when another replica changed something (LISTEN/NOTIFY); after
+        every (re)connection too, as notifications may have been missed meanwhile."""
+        import psycopg
+
+        assert isinstance(self.path, PostgresUrl)
+        backoff = Backoff(self._limits.retry_min_s, self._limits.retry_max_s)
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.path.url, autocommit=True, application_name="config_manager-listen"
+                ) as conn:
+                    await conn.execute(f"LISTEN {_CHANNEL}")
+                    backoff.reset()
+                    await self.refresh()
+                    async for note in conn.notifies():
+                        if note.payload == _TOKENS_CHANGED:  # a revocation elsewhere
+                            self._tokens.clear()
+                        elif note.payload != self.replica:
+                            await self.refresh()
+            except psycopg.Error as exc:
+                _log.warning("replica cache listener: %s; reconnecting", exc)
+            await backoff.sleep()
+
+    async def refresh(self) -> bool:
+        """Reload the cache if another replica changed the database; True if it did."""
+        async with self._op("refresh"):
+            rows = await self._all("SELECT value FROM meta WHERE key = 'revision'")
+            if (int(rows[0][0]) if rows else 0) == self._revision:
+                return False
+            await self._load()
+            self._tokens.clear()
+        for callback in list(self.on_change):
+            callback()
+        return True
 
     async def _chain_unhashed(self) -> str:
         """Hash-chain rows stored before the chain existed (in storage order); returns the head."""
@@ -319,9 +394,10 @@ class ConfigStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            await stop_tasks([probe])
+        tasks = [t for t in (self._probe, self._listener) if t is not None]
+        self._probe = self._listener = None
+        if tasks:
+            await stop_tasks(tasks)
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -449,23 +525,39 @@ class ConfigStore:
         ``fleet`` is the highest epoch of the manager's own messages read back from the
         broker, so a clock that went backwards never makes the epoch go backwards.
         """
-        async with self._op("bump_epoch", writes=True):
+        async with self._op("bump_epoch", writes=True), self.conn.transaction():
+            await self._fresh()
             new = self._next_epoch()
             await self._set_epoch(new)
+            await self._changed()
+        self._revision += 1
         return new
 
     def _next_epoch(self) -> int:
-        """The epoch of a bump: above the old one, the clock and the fleet's highest."""
-        return max(self._epoch + 1, int(time.time()), (self.fleet_floor or 0) + 1)
+        """The epoch of a bump: above the old one, the clock and the fleet's highest (the
+        clock only while it is below the keyset's void range)."""
+        floor = max(self._epoch + 1, (self.fleet_floor or 0) + 1)
+        clock = int(time.time())
+        if self.void_from is not None and clock >= self.void_from:
+            clock = 0
+        return max(floor, clock)
 
     async def raise_epoch_above(self, floor: int) -> int:
         """Make the epoch at least ``floor + 1`` (and at least ``old + 1``); returns it."""
-        async with self._op("raise_epoch", writes=True):
+        async with self._op("raise_epoch", writes=True), self.conn.transaction():
+            await self._fresh()
             new = max(self._epoch + 1, floor + 1)
             await self._set_epoch(new)
+            await self._changed()
+        self._revision += 1
         return new
 
     async def _set_epoch(self, new: int) -> None:
+        if self.void_from is not None and new >= self.void_from:
+            raise ValueError(
+                f"epoch {new} would be in the range the keyset declares void (from "
+                f"{self.void_from}): see 'Epoch floor reset' in docs/operations.md"
+            )
         if new > MAX_POSITION:
             raise ValueError(f"epoch {new} would be at or above 2^48: see docs/operations.md")
         await self.conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))
@@ -575,11 +667,14 @@ class ConfigStore:
         async with self._op("retire", writes=True):
             conn = self.conn
             async with conn.transaction():
+                await self._fresh()
                 await conn.execute(
                     "UPDATE services SET retired_at = ?, retired_by = ? WHERE name = ?",
                     (at, audit.actor, service),
                 )
                 await conn.execute(_AUDIT_SQL, _audit_params(audit, at))
+                await self._changed()
+            self._revision += 1
             self._retired[service] = at
         return at
 
@@ -599,89 +694,158 @@ class ConfigStore:
         first (an import). Raises :class:`VersionConflict` (and writes nothing) if any
         change's expected version is not the current one.
         """
-        changes = list(changes)
-        change_id = secrets.token_hex(8)
+        member = WriteMember(tuple(changes), actor, tuple(audit), idempotency)
+        [outcome] = await self.write_group([member], bump_epoch=bump_epoch)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def write_group(
+        self, members: Sequence[WriteMember], *, bump_epoch: bool = False
+    ) -> list[list[StoredVersion] | BaseException]:
+        """Group commit: every member's versions in ONE durable transaction (one fsync).
+
+        Each member (one writer's change: its versions, audit entries and idempotency
+        claim) runs in a savepoint of its own: a member that fails — a version conflict,
+        any error of its own statements — is rolled back alone and its exception returned
+        in its place, while the others commit. A storage fault (or a failed COMMIT) fails
+        the whole transaction: raised, nothing written. The caches (current versions,
+        chain head, epoch) change only after the COMMIT returned.
+
+        Savepoints are standard SQL (SQLite and PostgreSQL alike): nothing here depends on
+        the dialect.
+        """
         created = now_iso()
-        stored: list[StoredVersion] = []
+        outcomes: list[list[StoredVersion] | BaseException] = []
+        current: dict[str, StoredVersion] = {}
         async with self._op("write", writes=True):
             conn = self.conn
-            epoch = self._epoch
+            epoch = self._next_epoch() if bump_epoch else self._epoch
             head = self._head
             await conn.begin()
             try:
+                if not await self._fresh():
+                    # Another replica changed the database since this one's cache was
+                    # read: what each change was checked against may be stale. Refused as
+                    # conflicts (the cache is now current): the clients re-read, retry.
+                    await conn.rollback()
+                    return [
+                        VersionConflict(
+                            m.changes[0].service,
+                            m.changes[0].expected_version,
+                            self._version_of(m.changes[0].service),
+                        )
+                        for m in members
+                    ]
                 if bump_epoch:
-                    epoch = self._next_epoch()
                     await conn.execute(
                         "UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),)
                     )
-                for change in changes:
-                    version = change.expected_version + 1
-                    prev, head = (
-                        head,
-                        row_hash(
-                            service=change.service,
-                            version=version,
-                            epoch=epoch,
-                            values=change.values,
-                            created_at=created,
-                            created_by=actor,
-                            prev_hash=head,
-                        ),
-                    )
+                single = len(members) == 1
+                member_errors: tuple[type[Exception], ...] = (VersionConflict, *database_errors())
+                for member in members:
+                    if not single:
+                        await conn.execute("SAVEPOINT member")
                     try:
-                        # The triggers check the version, advance the service and add the
-                        # outbox row (id = this row's rowid / seq).
-                        rows = await conn.fetchall(
-                            "INSERT INTO versions (service, version, epoch, values_json, "  # noqa: S608
-                            "created_at, created_by, change_id, prev_hash, row_hash) "
-                            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {conn.row_order}",
-                            (
-                                change.service,
-                                version,
-                                epoch,
-                                _dumps(change.values),
-                                created,
-                                actor,
-                                change_id,
-                                prev,
-                                head,
-                            ),
+                        stored, member_head = await self._insert_member(
+                            member, epoch, head, created, current
                         )
-                    except database_errors() as exc:
-                        if not is_integrity_error(exc) or not _is_conflict(exc):
+                    except member_errors as exc:
+                        if single or conn.is_storage_error(exc):
                             raise
-                        raise VersionConflict(
-                            change.service,
-                            change.expected_version,
-                            self._version_of(change.service),
-                        ) from None
-                    outbox_id = int(rows[0][0])
-                    stored.append(
-                        StoredVersion(
-                            change.service,
-                            version,
-                            epoch,
-                            change.values,
-                            created,
-                            actor,
-                            change_id,
-                            outbox_id,
-                        )
-                    )
-                for entry in audit:
-                    await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
-                if idempotency is not None:
-                    await self._claim(idempotency, change_id, stored)
+                        await conn.execute("ROLLBACK TO SAVEPOINT member")
+                        await conn.execute("RELEASE SAVEPOINT member")
+                        outcomes.append(exc)
+                        continue
+                    if not single:
+                        await conn.execute("RELEASE SAVEPOINT member")
+                    head = member_head
+                    outcomes.append(stored)
+                    for item in stored:
+                        current[item.service] = item
+                await self._changed()
                 await conn.commit()
+                self._revision += 1
             except BaseException:
                 # A failed COMMIT (disk full...) may already have ended the transaction.
                 await conn.rollback()
                 raise
             self._head = head
             self._epoch = epoch
-            for item in stored:
-                self._current[item.service] = item
-        return stored
+            self._current.update(current)
+        return outcomes
+
+    async def _insert_member(
+        self,
+        member: WriteMember,
+        epoch: int,
+        head: str,
+        created: str,
+        current: dict[str, StoredVersion],
+    ) -> tuple[list[StoredVersion], str]:
+        """One member's rows (inside the caller's transaction); returns them and the head."""
+        conn = self.conn
+        change_id = secrets.token_hex(8)
+        stored: list[StoredVersion] = []
+        for change in member.changes:
+            version = change.expected_version + 1
+            prev, head = (
+                head,
+                row_hash(
+                    service=change.service,
+                    version=version,
+                    epoch=epoch,
+                    values=change.values,
+                    created_at=created,
+                    created_by=member.actor,
+                    prev_hash=head,
+                ),
+            )
+            try:
+                # The triggers check the version, advance the service and add the
+                # outbox row (id = this row's rowid / seq).
+                rows = await conn.fetchall(
+                    "INSERT INTO versions (service, version, epoch, values_json, "  # noqa: S608
+                    "created_at, created_by, change_id, prev_hash, row_hash) "
+                    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {conn.row_order}",
+                    (
+                        change.service,
+                        version,
+                        epoch,
+                        _dumps(change.values),
+                        created,
+                        member.actor,
+                        change_id,
+                        prev,
+                        head,
+                    ),
+                )
+            except database_errors() as exc:
+                if not is_integrity_error(exc) or not _is_conflict(exc):
+                    raise
+                now = current.get(change.service)
+                raise VersionConflict(
+                    change.service,
+                    change.expected_version,
+                    now.version if now is not None else self._version_of(change.service),
+                ) from None
+            stored.append(
+                StoredVersion(
+                    change.service,
+                    version,
+                    epoch,
+                    change.values,
+                    created,
+                    member.actor,
+                    change_id,
+                    int(rows[0][0]),
+                )
+            )
+        for entry in member.audit:
+            await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
+        if member.idempotency is not None:
+            await self._claim(member.idempotency, change_id, stored)
+        return stored, head
 
     async def _claim(
         self,
@@ -966,6 +1130,8 @@ class ConfigStore:
                 "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 (now_iso(), name),
             )
+            if self.dialect == "postgresql":  # other replicas drop their cached tokens
+                await self.conn.execute("SELECT pg_notify(?, ?)", (_CHANNEL, _TOKENS_CHANGED))
             self._tokens.clear()
         return count > 0
 

@@ -44,7 +44,9 @@ async def readyz(store: StoreDep, publisher: PublisherDep, request: Request) -> 
     failure = publisher.failure
     reasons = [
         f"storage: {storage}" if storage else "",
-        "" if publisher.connected else f"broker: {publisher.last_error or 'not connected'}",
+        ""
+        if publisher.connected or publisher.standby
+        else f"broker: {publisher.last_error or 'not connected'}",
         f"publisher stopped: {failure}" if failure else "",
     ]
     ready = not any(reasons)
@@ -57,6 +59,9 @@ async def readyz(store: StoreDep, publisher: PublisherDep, request: Request) -> 
         "schema_version": store.schema_version,
         "broker": "connected" if publisher.connected else "disconnected",
         "broker_error": publisher.last_error,
+        # PostgreSQL replicas: 'standby' while another replica holds the publisher lease
+        # (this one accepts reads and writes; the other publishes them).
+        "publisher": "standby" if publisher.standby else "publishing",
         "publisher_failure": failure,
         "outbox_depth": depth,
         "publication": "unknown" if depth is None else "pending" if depth else "up to date",

@@ -1,5 +1,5 @@
 """The manager on PostgreSQL: migrations per dialect, the one-shot copy from SQLite, a
-real manager serving writes from PostgreSQL (one per database), settings and CLI errors."""
+real manager on PostgreSQL beside another store (replicas), settings, CLI errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mgr_harness import RunningManager, put, watch
+from mgr_harness import RunningManager, eventually, put, watch
 from mgr_models import DemoConfig
 
 from config_manager import ManagerSettings
@@ -17,7 +17,7 @@ from config_manager.__main__ import main
 from config_manager.broker import free_port
 from config_manager.db import migrations
 from config_manager.dialects import DIALECTS, PostgresUrl, open_sync
-from config_manager.store import AuditEntry, ConfigStore, NewVersion, StoreInUse
+from config_manager.store import AuditEntry, ConfigStore, NewVersion
 from config_manager.tokens import Role, create_token_sync
 from tests.postgres import PostgresServer
 
@@ -184,10 +184,21 @@ async def test_a_manager_serves_and_publishes_from_postgresql(
         stale = await put(http, service_name, {"rate": 8000}, 0)
         assert stale.status_code == 412, stale.text
 
-    # One manager per database: a second store on the same PostgreSQL refuses to open.
-    with pytest.raises(StoreInUse, match="in use by another config manager"):
-        async with ConfigStore(url):
-            pass
+    # Replicas: a second store on the same database sees what the first stored; the
+    # manager's cache follows the other's writes (LISTEN/NOTIFY) and it publishes them.
+    async with ConfigStore(url) as other, watch(broker, keys.trust, service_name) as watcher:
+        assert (await other.current(service_name)) is not None
+        values = {**(await other.current(service_name)).values, "rate": 9000}  # type: ignore[union-attr]
+        [stored] = await other.write([NewVersion(service_name, 1, values)], actor="t")
+        envelope = await watcher.until_version(2)
+        assert envelope[-1].config["rate"] == 9000
+        async with first.client("viewer") as http:
+
+            async def followed() -> bool:
+                got = await http.get(f"/api/v1/configs/{service_name}")
+                return bool(got.json()["version"] == stored.version)
+
+            await eventually(followed)
     first.stop()
     # Restarted on the same database, it serves what is stored there.
     again = manager_factory(
@@ -200,7 +211,7 @@ async def test_a_manager_serves_and_publishes_from_postgresql(
     async with again.client("viewer") as http:
         got = await http.get(f"/api/v1/configs/{service_name}")
         assert got.status_code == 200
-        assert (got.json()["version"], got.json()["values"]["rate"]) == (1, 22050)
+        assert (got.json()["version"], got.json()["values"]["rate"]) == (2, 9000)
     with open_sync(url) as db:
         assert db.execute("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")[0][0] == 0
 
