@@ -152,7 +152,11 @@ def canonical_bytes(value: Any) -> bytes:
     spaces); anything else goes through ``rfc8785`` (tests compare the two on generated
     documents and on the vectors).
     """
-    if _plain_json(value):
+    try:
+        plain = _plain_json(value)
+    except RecursionError:  # nested too deep for the check: rfc8785 decides (and refuses)
+        plain = False
+    if plain:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         try:
             return text.encode("utf-8")
@@ -444,6 +448,29 @@ def check_ciphertexts(value: Any) -> None:
             check_ciphertexts(item)
 
 
+class _Shape(tuple[str, int, int, datetime, bool]):
+    """(service, version, epoch, issued_at, retired) of a well-formed envelope."""
+
+
+def _check_envelope_shape(doc: Mapping[str, Any], raw: bytes) -> _Shape:
+    """Steps 3-5 of an envelope (everything before the key and signature)."""
+    signed_service = check_header(doc, what="envelope", fields=_FIELDS, optional=_OPTIONAL_FIELDS)
+    version = int_field(doc, "version")
+    epoch = int_field(doc, "epoch")
+    str_field(doc, "key_id")
+    issued_at = parse_time(doc, "issued_at")
+    if not isinstance(doc["config"], dict):
+        raise MalformedEnvelope("'config' must be a JSON object")
+    retired = "retired" in doc
+    if retired and doc["retired"] is not True:
+        raise MalformedEnvelope("'retired' must be true when present")
+    if retired and doc["config"]:
+        raise MalformedEnvelope("a tombstone ('retired': true) must carry an empty config")
+    if b"encrypted" in raw or b"\\u" in raw:  # else no member can be named "encrypted"
+        check_ciphertexts(doc["config"])
+    return _Shape((signed_service, version, epoch, issued_at, retired))
+
+
 def verify_envelope(
     raw: bytes,
     *,
@@ -460,20 +487,12 @@ def verify_envelope(
     """
     raw = bytes(raw)
     doc, content = parse_shared(raw, limits)
-    signed_service = check_header(doc, what="envelope", fields=_FIELDS, optional=_OPTIONAL_FIELDS)
-    version = int_field(doc, "version")
-    epoch = int_field(doc, "epoch")
-    str_field(doc, "key_id")
-    issued_at = parse_time(doc, "issued_at")
-    if not isinstance(doc["config"], dict):
-        raise MalformedEnvelope("'config' must be a JSON object")
-    retired = "retired" in doc
-    if retired and doc["retired"] is not True:
-        raise MalformedEnvelope("'retired' must be true when present")
-    if retired and doc["config"]:
-        raise MalformedEnvelope("a tombstone ('retired': true) must carry an empty config")
-    if b"encrypted" in raw or b"\\u" in raw:  # else no member can be named "encrypted"
-        check_ciphertexts(doc["config"])
+    # The shape checks depend on the bytes alone: once per exact bytes in this process.
+    shape = PARSED.get("envelope-shape", raw)
+    if not isinstance(shape, _Shape):
+        shape = _check_envelope_shape(doc, raw)
+        PARSED.put("envelope-shape", raw, shape)
+    signed_service, version, epoch, issued_at, retired = shape
     key_id = check_signature(doc, content, trust=trust, what="envelope")
 
     if signed_service != service:
