@@ -176,7 +176,9 @@ async def _measure(
         loop = asyncio.get_running_loop()
         applied: asyncio.Future[float] = loop.create_future()
 
-        def on_change(change: ConfigChange[BenchConfig]) -> None:
+        # async: it runs on the event loop (a plain function would run on the library's
+        # callback thread, where an asyncio future must not be touched)
+        async def on_change(change: ConfigChange[BenchConfig]) -> None:
             if not applied.done():
                 applied.set_result(time.perf_counter())
 

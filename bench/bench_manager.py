@@ -295,7 +295,9 @@ async def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
         applied: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
 
-        def on_change(change: ConfigChange[SttConfig]) -> None:
+        # async: it runs on the event loop (a plain function would run on the library's
+        # callback thread, where an asyncio.Queue must not be touched)
+        async def on_change(change: ConfigChange[SttConfig]) -> None:
             applied.put_nowait((change.version or 0, time.perf_counter()))
 
         library = ConfigLibrary(
