@@ -147,7 +147,11 @@ def canonical_bytes(value: Any) -> bytes:
     spaces); anything else goes through ``rfc8785`` (tests compare the two on generated
     documents and on the vectors).
     """
-    if _plain_json(value):
+    try:
+        plain = _plain_json(value)
+    except RecursionError:  # nested deeper than the check's recursion: let rfc8785 judge
+        plain = False
+    if plain:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         try:
             return text.encode("utf-8")
