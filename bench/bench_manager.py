@@ -428,6 +428,9 @@ def serve_many(n: int, port: int) -> int:
         port=port,
         log_level="warning",
         access_log=False,
+        # the clients' pooled connections outlive uvicorn's default 5 s idle limit on a
+        # loaded machine (a reused connection closed by the server is a ReadError)
+        timeout_keep_alive=120,
     )
     return 0
 

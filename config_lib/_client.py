@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel
 
@@ -411,6 +412,11 @@ class ConfigLibrary(Generic[M]):
                 try:
                     async with asyncio.timeout(self.settings.initial_wait):
                         await self._synced.wait()
+                        # What the broker had is verified; wait until it is also applied.
+                        async with self._changed:
+                            await self._changed.wait_for(
+                                lambda: self._pending is None and self._applying is None
+                            )
                 except TimeoutError:
                     logger.warning(
                         "broker not reached within %.1fs, serving %s config: service=%s",
@@ -913,13 +919,15 @@ class ConfigLibrary(Generic[M]):
                 async for message in client.messages:
                     if self._lifecycle is not _Lifecycle.OPEN:
                         return  # closing: a cancellation was swallowed, stop anyway
-                    if message.topic.matches(self._topic):
+                    # Exact topics (no wildcards subscribed): a string comparison.
+                    topic = message.topic.value
+                    if topic == self._topic:
                         await self._handle(message.payload)
-                    elif message.topic.matches(KEYSET_TOPIC):
+                    elif topic == KEYSET_TOPIC:
                         await self._handle_keyset(message.payload)
-                    elif message.topic.matches(self._freshness_topic):
+                    elif topic == self._freshness_topic:
                         await self._handle_record(message.payload)
-                    elif message.topic.matches(request_topic):
+                    elif topic == request_topic:
                         # Asked to report again: the latest report, as it is (no payload
                         # is read; only the manager may publish here).
                         await self._publish(self._report or self._make_report("applied"), qos=1)
@@ -1259,7 +1267,7 @@ class ConfigLibrary(Generic[M]):
             return None
         path = self._lkg.path
         try:
-            await asyncio.to_thread(self._lkg.save, raw)
+            await asyncio.get_running_loop().run_in_executor(None, self._lkg.save, raw)
         except OSError as exc:
             self._metrics.lkg_save_failed += 1
             self._lkg_unsaved = raw
@@ -1302,12 +1310,18 @@ class ConfigLibrary(Generic[M]):
         client = self._client
         if client is None or self._lifecycle is _Lifecycle.CLOSED:
             return  # republished on the next connection; nothing after the offline report
+        body = report.to_bytes(self._report_key)
+        if qos == 0:
+            # Fire and forget, as QoS 0 is: hand the packet to paho's queue and go on.
+            # aiomqtt's publish() would wait until paho has written it to the socket (a
+            # task, a timer and a few loop turns per report); the session's socket
+            # callbacks write it just the same, in order.
+            info = client._client.publish(self._applied_topic, body, 0, True)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise aiomqtt.MqttCodeError(info.rc, "Could not publish the applied report")
+            return
         await client.publish(
-            self._applied_topic,
-            report.to_bytes(self._report_key),
-            qos=qos,
-            retain=True,
-            timeout=self.settings.connect_timeout,
+            self._applied_topic, body, qos=qos, retain=True, timeout=self.settings.connect_timeout
         )
 
     def _refresh_trust(self, pipeline: ConfigPipeline[M]) -> None:

@@ -50,6 +50,7 @@ from ._exceptions import (
 )
 from ._keys import SigningKey, TrustStore
 from ._topics import validate_name
+from ._verdicts import PARSED
 
 __all__ = [
     "FRESHNESS_MAX_BYTES",
@@ -167,9 +168,14 @@ def verify_freshness(
     (``too_large``, ``malformed``, ``unsupported_format``, ``unsigned``, ``unknown_key``,
     ``bad_signature``, ``service_mismatch``). Time rules are :class:`FreshnessGate`'s.
     """
-    doc, content = parse_shared(bytes(raw), limits)
-    signed_service = check_header(doc, what="freshness record", fields=_FIELDS)
-    epoch, version, digest, issued, expires = _check_shape(doc)
+    raw = bytes(raw)
+    doc, content = parse_shared(raw, limits)
+    # The shape checks depend on the bytes alone: once per exact bytes in this process.
+    shape = PARSED.get("freshness-shape", raw)
+    if not isinstance(shape, tuple):
+        shape = (check_header(doc, what="freshness record", fields=_FIELDS), *_check_shape(doc))
+        PARSED.put("freshness-shape", raw, shape)
+    signed_service, epoch, version, digest, issued, expires = shape
     key_id = check_signature(doc, content, trust=trust, what="freshness record")
     if signed_service != service:
         raise ServiceMismatch(f"record is signed for {signed_service!r}, expected {service!r}")

@@ -525,9 +525,6 @@ class OutboxPublisher:
         *,
         records_first: bool = False,
     ) -> None:
-        """Publish the envelopes of ``versions`` and, right behind them on the same
-        connection, their freshness records (signed while the envelopes are on their way);
-        all PUBACKs are awaited together."""
         epoch = await self._store.epoch()
         signed = [(v, self._envelope(v, epoch)) for v in versions]
         if records_first:
@@ -541,14 +538,15 @@ class OutboxPublisher:
                 group.create_task(
                     client.publish(updated_topic(v.service), payload, qos=1, retain=True)
                 )
-            await asyncio.sleep(0)  # the envelopes leave before the records are signed
-            changed: dict[str, tuple[int, int, bytes]] = {}
-            for v, payload in signed:
-                done = self._published.get(v.service)
-                if done is None or (epoch, v.version) >= (done[1], done[0]):
-                    self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
-            if not records_first:  # (a rotation signed and sent them before the envelopes)
-                self._start_records(client, changed, group)
+        changed: dict[str, tuple[int, int, bytes]] = {}
+        for v, payload in signed:
+            done = self._published.get(v.service)
+            if done is None or (epoch, v.version) >= (done[1], done[0]):
+                self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
+        if not records_first:  # (a rotation signed and sent them before the envelopes)
+            # The records only once the envelopes are acknowledged: a record naming a
+            # version must not reach an instance before that version's envelope can have.
+            await self._publish_records(client, changed)
 
     async def _readback_epoch(self, client: aiomqtt.Client) -> None:
         """Raise the database's epoch above any newer position of our own on the broker."""

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,6 +99,9 @@ async def test_one_command_rotates_the_signing_key_of_a_running_fleet(
             shown = (await http.get("/api/v1/keys")).json()
         assert shown["signing_key_id"] == new_id
         assert sorted(shown["keyset"]["key_ids"]) == sorted([new_id, keys.signing.key_id])
+        printed = await asyncio.to_thread(_configctl, manager, "keys")
+        assert f"signing key: {new_id}" in printed
+        assert "keyset: version 2," in printed
 
         # The old key is dropped: a config it signs (a leaked key) is refused.
         assert (
@@ -183,6 +189,27 @@ def test_bad_key_commands_get_one_line(
     assert f"keys: {keys.signing.key_id}" in shown
 
 
+def _configctl(manager: RunningManager, *args: str) -> str:
+    """``configctl`` as a subprocess (viewer token) against ``manager``; its stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFIGCTL_")}
+    env.update(
+        CONFIGCTL_URL=manager.base_url,
+        CONFIGCTL_TOKEN=manager.tokens["viewer"],
+        CONFIGCTL_CONFIG=str(manager.data_dir / "no-config.toml"),
+        COLUMNS="200",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "config_manager.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_configctl_keys_shows_the_keyset_in_force_without_a_root_key(
     manager: RunningManager,
 ) -> None:
@@ -192,6 +219,7 @@ def test_configctl_keys_shows_the_keyset_in_force_without_a_root_key(
         ).json()
     assert body["keyset"] is None
     assert len(body["signing_key_id"]) == 16
+    assert "keyset: none" in _configctl(manager, "keys")
 
 
 PLAIN = "sk-Plaintext-Walrus-4711"  # must never appear in the database file

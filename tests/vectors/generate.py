@@ -194,6 +194,31 @@ def envelope_cases(ctx: Ctx) -> list[Case]:
             resign(env(config={"a": 1.5, "b": -0.0, "c": 1e21, "d": 1e-7, "e": 0.1, "f": -12})),
         ),
         accept(
+            "valid-tricky-doubles",
+            E,
+            resign(
+                env(
+                    config={
+                        "min_subnormal": 5e-324,
+                        "max_double": 1.7976931348623157e308,
+                        "micro": 0.000001,
+                        "below_micro": 0.0000001,
+                        "e20": 123456789012345680000.0,
+                        "e21": 1234567890123456800000.0,
+                        "above_safe": 9007199254740993.0,
+                        "third": 1 / 3,
+                        "negative_tiny": -2.2250738585072014e-308,
+                        "float_list": [0.1 + 0.2, 1e-5, 4.35, 1e16, 2**70 * 1.0],
+                    }
+                )
+            ),
+        ),
+        accept(
+            "valid-unsorted-unicode-members",
+            E,
+            resign(env(config={"\U0001f600": 1, "\uff61": 2, "a": 3, "\u00e9": 4, "Z": 5})),
+        ),
+        accept(
             "valid-exponent-written",
             E,
             resign(env(config={"x": 100.0})).replace('"x": 100.0', '"x": 1E2'),
