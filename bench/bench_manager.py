@@ -23,7 +23,13 @@ Then **sustained writes**: ``--burst`` acknowledged PUTs back to back (each base
 previous ETag), timed until the subscriber has verified the last one; and the same burst
 on etcd (put until the last watch event).
 
-Prints medians, p99 and ratios; writes ``bench/results/manager.json``.
+Then **concurrent writes** (group commit): ``--clients`` clients (50), each on a service of
+its own (a manager started with that many extra services registered), each sending
+``--per-client`` acknowledged writes back to back, timed until a raw subscriber has verified
+every one; against etcd with as many clients, each on a key of its own, timed until a prefix
+watch has delivered every put.
+
+Prints medians, p99 and ratios beside issue 14's goals; writes ``bench/results/manager.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from typing import Any
 
 import aiomqtt
 import httpx
+from pydantic import BaseModel
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -206,7 +213,7 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def manager_stack(
-    tmp: Path, publish_wait_s: float, nodelay: bool = False
+    tmp: Path, publish_wait_s: float, nodelay: bool = False, extra_services: int = 0
 ) -> AsyncIterator[Stack]:
     data = tmp / "data"
     mqtt_port, http_port = free_port(), free_port()
@@ -228,6 +235,10 @@ async def manager_stack(
         "CONFIG_MANAGER_LOG_LEVEL": "WARNING",
     }
     argv = [sys.executable, "-m", "config_manager", "serve", "--port", str(http_port)]
+    if extra_services:
+        # The same server with ``extra_services`` more services registered (bench-NN).
+        argv = [sys.executable, __file__, "--serve-many", str(extra_services), "--port",
+                str(http_port)]  # fmt: skip
     try:
         with _process(argv, env, tmp / "manager.log") as proc:
             await _wait_http(f"http://127.0.0.1:{http_port}/readyz", 30, proc)
@@ -388,6 +399,201 @@ async def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return result
 
 
+class BenchService(BaseModel):
+    """The model of the concurrent phase's extra services (one field, like the PATCHes)."""
+
+    initial_prompt: str = ""
+
+
+def bench_services(n: int) -> list[str]:
+    return [f"bench-{i:02d}" for i in range(n)]
+
+
+def serve_many(n: int, port: int) -> int:
+    """``python -m config_manager serve``, with ``n`` extra services registered."""
+    import logging
+
+    import uvicorn
+
+    from config_manager import ManagerSettings, SchemaRegistry, create_app
+
+    settings = ManagerSettings(port=port)
+    registry = SchemaRegistry.from_entry_points()
+    for name in bench_services(n):
+        registry.register(name, BenchService)
+    logging.basicConfig(level=settings.log_level.upper())
+    uvicorn.run(
+        create_app(settings, registry=registry),
+        host=settings.host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        # the clients' pooled connections outlive uvicorn's default 5 s idle limit on a
+        # loaded machine (a reused connection closed by the server is a ReadError)
+        timeout_keep_alive=120,
+    )
+    return 0
+
+
+class WildcardWatch:
+    """Verifies every envelope on ``config/updated/+``; counts them per service."""
+
+    def __init__(self, client: aiomqtt.Client, trust: TrustStore) -> None:
+        self.client = client
+        self.trust = trust
+        self.latest: dict[str, int] = {}
+        self.count = 0
+        self.changed = asyncio.Event()
+
+    async def run(self) -> None:
+        async for message in self.client.messages:
+            assert isinstance(message.payload, bytes)
+            service = str(message.topic).rsplit("/", 1)[-1]
+            env = verify_envelope(message.payload, trust=self.trust, service=service)
+            self.latest[service] = max(self.latest.get(service, 0), env.version)
+            self.count += 1
+            self.changed.set()
+
+    async def until(self, versions: dict[str, int], wait_s: float = 60) -> float:
+        async with asyncio.timeout(wait_s):
+            while any(self.latest.get(s, 0) < v for s, v in versions.items()):
+                self.changed.clear()
+                await self.changed.wait()
+        return time.perf_counter()
+
+
+async def concurrent(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """``args.clients`` writers, a service (a key) each, ``args.per_client`` writes each."""
+    services = bench_services(args.clients)
+    limits = httpx.Limits(
+        max_connections=args.clients + 10, max_keepalive_connections=args.clients + 10
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        mgr = await stack.enter_async_context(
+            manager_stack(tmp / "conc", args.publish_wait, extra_services=args.clients)
+        )
+        etcd_http = await stack.enter_async_context(etcd(tmp / "conc"))
+        trust = TrustStore.load(mgr.data / "keys" / "trust.pem")
+        raw_client = await stack.enter_async_context(
+            aiomqtt.Client(**mgr.endpoint("debug").client_kwargs())
+        )
+        await raw_client.subscribe("config/updated/+", qos=1)
+        raw = WildcardWatch(raw_client, trust)
+        group = await stack.enter_async_context(asyncio.TaskGroup())
+        raw_task = group.create_task(raw.run())
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=str(mgr.http.base_url),
+                headers=dict(mgr.http.headers),
+                timeout=60,
+                limits=limits,
+            )
+        )
+
+        etags = dict.fromkeys(services, "0")
+
+        async def mgr_client(service: str, rounds: int, start: int) -> int:
+            for i in range(rounds):
+                resp = await http.patch(
+                    f"/api/v1/configs/{service}",
+                    json={"initial_prompt": f"concurrent write {start + i}"},
+                    headers={"If-Match": etags[service]},
+                )
+                if resp.status_code != 200:
+                    raise RuntimeError(f"write failed: {resp.status_code} {resp.text}")
+                etags[service] = resp.headers["etag"]
+            return start + rounds
+
+        # warm-up: one write per service (connections opened, models cached)
+        await asyncio.gather(*(mgr_client(s, 1, 0) for s in services))
+        await raw.until(dict.fromkeys(services, 1))
+        start = time.perf_counter()
+        ends = await asyncio.gather(*(mgr_client(s, args.per_client, 1) for s in services))
+        acked = time.perf_counter()
+        last = await raw.until(dict(zip(services, ends, strict=True)))
+        total = args.clients * args.per_client
+        manager = {
+            "clients": args.clients,
+            "writes": total,
+            "acknowledged_per_s": total / (acked - start),
+            "published_per_s": total / (last - start),
+        }
+
+        watch = EtcdWatch(etcd_http, b"bench/")
+        # a prefix watch: range_end = the prefix with its last byte + 1
+        watch_task = group.create_task(_etcd_prefix_watch(watch))
+        await asyncio.wait_for(watch.created.wait(), 10)
+        etcd_client = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=str(etcd_http.base_url), timeout=60, limits=limits)
+        )
+
+        async def etcd_client_run(key: str, rounds: int) -> None:
+            for i in range(rounds):
+                body = {"key": _b64(key.encode()), "value": _b64(f"concurrent {i}".encode())}
+                (await etcd_client.post("/v3/kv/put", json=body)).raise_for_status()
+
+        await asyncio.gather(*(etcd_client_run(f"bench/{s}", 1) for s in services))
+        for _ in services:
+            await asyncio.wait_for(watch.events.get(), 10)
+        start = time.perf_counter()
+        await asyncio.gather(*(etcd_client_run(f"bench/{s}", args.per_client) for s in services))
+        acked = time.perf_counter()
+        for _ in range(total):
+            await asyncio.wait_for(watch.events.get(), 30)
+        last = time.perf_counter()
+        etcd_result = {
+            "clients": args.clients,
+            "writes": total,
+            "acknowledged_per_s": total / (acked - start),
+            "published_per_s": total / (last - start),
+        }
+        raw_task.cancel()
+        watch_task.cancel()
+    return {"manager": manager, "etcd": etcd_result}
+
+
+async def _etcd_prefix_watch(watch: EtcdWatch) -> None:
+    end = watch.key[:-1] + bytes([watch.key[-1] + 1])
+    body = {"create_request": {"key": _b64(watch.key), "range_end": _b64(end)}}
+    async with watch.http.stream("POST", "/v3/watch", json=body, timeout=None) as resp:
+        async for line in resp.aiter_lines():
+            if not line.strip():
+                continue
+            result = json.loads(line).get("result", {})
+            if result.get("created"):
+                watch.created.set()
+            for event in result.get("events", []):
+                watch.events.put_nowait(base64.b64decode(event["kv"]["value"]))
+
+
+def goals(results: dict[str, Any]) -> dict[str, Any]:
+    """Issue 14's goals 1 and 2, each as a ratio measured in this run."""
+    lib = results["ratio_manager_library_vs_etcd"]
+    s = results["sustained"]
+    out: dict[str, Any] = {
+        "1_put_to_callback_p50_vs_etcd": {"ratio": lib["p50"], "goal": "<= 1.0"},
+        "1_put_to_callback_p99_vs_etcd": {"ratio": lib["p99"], "goal": "<= 1.0"},
+        "2_sequential_writes_per_s_vs_etcd": {
+            "ratio": s["ratio_published_per_s"], "goal": ">= 1.0"
+        },
+    }
+    c = results.get("concurrent")
+    if c is not None:
+        out["2_concurrent_writes_per_s_vs_etcd"] = {
+            "ratio": c["manager"]["published_per_s"] / c["etcd"]["published_per_s"],
+            "goal": ">= 1.0",
+        }
+        out["2_concurrent_vs_own_sequential"] = {
+            "ratio": c["manager"]["published_per_s"] / s["manager"]["published_per_s"],
+            "goal": ">= 5.0",
+        }
+    for goal in out.values():
+        bound = float(goal["goal"].split()[1])
+        below = goal["goal"].startswith("<=")
+        goal["met"] = goal["ratio"] <= bound if below else goal["ratio"] >= bound
+    return out
+
+
 def print_table(results: dict[str, Any]) -> None:
     print(f"{'path':<34} {'p50 ms':>8} {'p99 ms':>8}")
     labels = {
@@ -411,6 +617,18 @@ def print_table(results: dict[str, Any]) -> None:
             f"{s[who]['published_per_s']:.0f}/s with all delivered"
         )
     print(f"sustained ratio manager / etcd (all delivered): x{s['ratio_published_per_s']:.2f}")
+    c = results.get("concurrent")
+    if c is not None:
+        for who in ("manager", "etcd"):
+            print(
+                f"concurrent {who:<8} {c[who]['clients']} clients, {c[who]['writes']} writes: "
+                f"{c[who]['acknowledged_per_s']:.0f} acknowledged/s, "
+                f"{c[who]['published_per_s']:.0f}/s with all delivered"
+            )
+    print("issue 14 goals (ratios from this run):")
+    for name, goal in results["goals"].items():
+        verdict = "met" if goal["met"] else "NOT met"
+        print(f"  {name:<38} x{goal['ratio']:.2f}  goal {goal['goal']:<7} {verdict}")
 
 
 def main() -> int:
@@ -418,6 +636,10 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--burst", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=50, help="concurrent writers (0: skip)")
+    parser.add_argument("--per-client", type=int, default=20, help="writes per writer")
+    parser.add_argument("--serve-many", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--publish-wait",
         type=float,
@@ -431,11 +653,16 @@ def main() -> int:
         "takes applied reports on a connection of their own)",
     )
     args = parser.parse_args()
+    if args.serve_many:
+        return serve_many(args.serve_many, args.port)
     if not Path(ETCD).exists() or find_mosquitto() is None:
         print("needs /usr/bin/etcd (etcd-server) and mosquitto", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="bench-manager-") as tmp:
         results = asyncio.run(latency(args, Path(tmp)))
+        if args.clients:
+            results["concurrent"] = asyncio.run(concurrent(args, Path(tmp)))
+    results["goals"] = goals(results)
     results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
     results["args"] = vars(args)
     print_table(results)

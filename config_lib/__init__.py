@@ -33,6 +33,7 @@ from ._exceptions import (
     InvalidConfig,
     InvalidName,
     KeyFileError,
+    KeysetError,
     LibraryStateError,
     MalformedEnvelope,
     NoConfig,
@@ -49,6 +50,7 @@ from ._exceptions import (
     UnknownKey,
     Unsigned,
     UnsupportedFormat,
+    VoidEpoch,
 )
 from ._files import write_atomic
 from ._freshness import (
@@ -72,6 +74,7 @@ from ._keys import (
     load_signing_key,
     save_data_key,
 )
+from ._keyset import KEYSET_MAX_BYTES, Keyset, sign_keyset, verify_keyset
 from ._metrics import ConfigMetrics, prometheus_collector
 from ._mqtt import MqttEndpoint
 from ._pipeline import Accepted, ConfigPipeline
@@ -83,12 +86,20 @@ from ._report import (
     sign_report,
     verify_report,
 )
-from ._secrets import MASK, decrypt_secrets, encrypt_secrets, is_encrypted, mask_secrets
+from ._secrets import (
+    MASK,
+    decrypt_secrets,
+    encrypt_secrets,
+    is_encrypted,
+    mask_secrets,
+    reencrypt_secrets,
+)
 from ._settings import LibrarySettings, default_instance_id
 from ._sources import env_prefix
 from ._tasks import stop_tasks
 from ._threaded import ThreadedConfig, initialize_and_subscribe, sync_module_constants
 from ._topics import (
+    KEYSET_TOPIC,
     NAME_ALPHABET,
     applied_topic,
     applied_wildcard,
@@ -104,6 +115,8 @@ from ._topics import (
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "FORMAT_VERSION",
+    "KEYSET_MAX_BYTES",
+    "KEYSET_TOPIC",
     "MASK",
     "MAX_DEPTH",
     "MAX_POSITION",
@@ -134,6 +147,8 @@ __all__ = [
     "InvalidConfig",
     "InvalidName",
     "KeyFileError",
+    "Keyset",
+    "KeysetError",
     "LibrarySettings",
     "LibraryStateError",
     "Limits",
@@ -158,6 +173,7 @@ __all__ = [
     "Unsigned",
     "UnsupportedFormat",
     "VerifiedReport",
+    "VoidEpoch",
     "applied_topic",
     "applied_wildcard",
     "canonical_bytes",
@@ -182,11 +198,13 @@ __all__ = [
     "parse_applied_topic",
     "parse_updated_topic",
     "prometheus_collector",
+    "reencrypt_secrets",
     "report_request_topic",
     "sanitize_name",
     "save_data_key",
     "sign_envelope",
     "sign_freshness",
+    "sign_keyset",
     "sign_report",
     "stop_tasks",
     "sync_module_constants",
@@ -194,6 +212,7 @@ __all__ = [
     "validate_name",
     "verify_envelope",
     "verify_freshness",
+    "verify_keyset",
     "verify_report",
     "write_atomic",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 import socket
 import time
@@ -34,12 +35,13 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel
 
 from ._backoff import Backoff
 from ._change import ConfigSource
-from ._envelope import Envelope, Position, check_order
+from ._envelope import Envelope, Position, check_order, verify_envelope
 from ._exceptions import (
     ConfigLibError,
     Duplicate,
@@ -49,9 +51,12 @@ from ._exceptions import (
     NoConfig,
     NotAuthorised,
     ServiceRetired,
+    VoidEpoch,
 )
+from ._files import write_atomic
 from ._freshness import FreshnessGate, FreshnessRecord, FreshnessState, verify_freshness
 from ._keys import DataKey, SigningKey, TrustStore
+from ._keyset import Keyset, verify_keyset
 from ._lkg import LkgStore
 from ._metrics import ConfigMetrics
 from ._mqtt import MqttEndpoint
@@ -62,6 +67,7 @@ from ._sources import env_prefix, from_defaults, from_env, has_env
 from ._state import ChangeCallback, ConfigState, Decision
 from ._tasks import stop_tasks
 from ._topics import (
+    KEYSET_TOPIC,
     applied_topic,
     freshness_topic,
     report_request_topic,
@@ -85,10 +91,13 @@ class _Lifecycle(enum.Enum):
 class ConfigLibrary(Generic[M]):
     """Subscribe to ``config/updated/<service>``, verify, validate and hot-apply.
 
-    Keyword-only. ``trust``, ``data_keys`` and ``endpoint`` override what ``settings``
-    would load (handy in tests); ``endpoint`` None with ``settings.mqtt_url`` None runs
-    without a broker. An async context manager that owns its one background task (the
-    MQTT session with reconnects); it cannot be entered twice.
+    Keyword-only. ``trust``, ``root``, ``data_keys`` and ``endpoint`` override what
+    ``settings`` would load (handy in tests). With a root key (``root``, or
+    ``settings.root_path()``) the trusted signing keys are those of the root-signed keyset
+    in force (``config/keyset``, kept beside the LKG file), not a trust store file.
+    ``endpoint`` None with ``settings.mqtt_url`` None runs without a broker. An async
+    context manager that owns its one background task (the MQTT session with reconnects);
+    it cannot be entered twice.
     """
 
     def __init__(
@@ -102,6 +111,7 @@ class ConfigLibrary(Generic[M]):
         endpoint: MqttEndpoint | None = None,
         instance_id: str | None = None,
         require_fresh: bool | None = None,
+        root: TrustStore | None = None,
     ) -> None:
         self.service = validate_name(service)
         self.model = model
@@ -110,6 +120,12 @@ class ConfigLibrary(Generic[M]):
             instance_id or self.settings.resolved_instance_id(), "instance"
         )
         self._trust = trust
+        self._root = root
+        # Keyset mode (a root key is configured): the keyset in force and where it is kept.
+        self._keyset: Keyset | None = None
+        self._keyset_path: Path | None = None
+        # The exact bytes of the envelope in force (a re-signed copy rewrites the LKG).
+        self._in_force_raw: bytes | None = None
         self._data_keys = list(data_keys) if data_keys is not None else None
         self._endpoint = endpoint if endpoint is not None else self.settings.endpoint(service)
         self._topic = updated_topic(service)
@@ -159,6 +175,10 @@ class ConfigLibrary(Generic[M]):
         # The trust store file, when loaded from settings: reloaded when it changes, so a
         # new signing key can be trusted without a restart (key rotation).
         self._trust_file: Path | None = None
+        # The data key file, when loaded from settings: reloaded when it changes (master
+        # key rotation); keys already loaded are kept for what was encrypted with them.
+        self._data_key_file: Path | None = None
+        self._data_key_stamp: tuple[int, int, int] | None = None
         self._trust_stamp: tuple[int, int, int] | None = None
         # The position in force once its LKG write and report are done (what waiters see).
         self._settled: Position | None = None
@@ -204,6 +224,11 @@ class ConfigLibrary(Generic[M]):
     def freshness_record(self) -> FreshnessRecord | None:
         """The newest valid freshness record received (it may have expired since)."""
         return self._gate.record
+
+    @property
+    def keyset(self) -> Keyset | None:
+        """The root-signed keyset in force (None without a root key, or before the first)."""
+        return self._keyset
 
     @property
     def metrics(self) -> ConfigMetrics:
@@ -285,6 +310,21 @@ class ConfigLibrary(Generic[M]):
         """Wait until :attr:`freshness` is ``state``; raises TimeoutError after ``timeout``."""
         await self._wait(lambda: self._freshness == state, timeout)
 
+    async def wait_for_keyset(
+        self,
+        version: int,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109 - a bounded wait is the point of this helper
+    ) -> Keyset:
+        """Wait until a keyset of ``version`` or newer is in force (a root key is set)."""
+
+        def reached() -> bool:
+            return self._keyset is not None and self._keyset.version >= version
+
+        await self._wait(reached, timeout)
+        assert self._keyset is not None
+        return self._keyset
+
     async def wait_for_received(
         self,
         count: int,
@@ -314,17 +354,27 @@ class ConfigLibrary(Generic[M]):
         if self._lifecycle is not _Lifecycle.NEW:
             raise LibraryStateError("a ConfigLibrary can be entered only once")
         self._lifecycle = _Lifecycle.OPEN
-        if self._trust is not None:
+        root_file = None if self._root is not None else self.settings.root_path()
+        if root_file is not None:
+            self._root = TrustStore.load(root_file)
+        if self._root is not None:
+            trust = self._load_keyset(self._root)
+            if self._keyset is None:
+                # No keyset yet (a service moving to a root key): the trust store it had
+                # verifies its LKG file until the first keyset replaces it.
+                trust = self._trust or self._fallback_trust()
+        elif self._trust is not None:
             trust = self._trust
         else:
             self._trust_file = self.settings.trust_path()
             self._trust_stamp = _file_stamp(self._trust_file)
             trust = self.settings.load_trust()
-        data_keys = (
-            self._data_keys
-            if self._data_keys is not None
-            else self.settings.load_data_keys(self.service)
-        )
+        if self._data_keys is not None:
+            data_keys = self._data_keys
+        else:
+            self._data_key_file = self.settings.data_key_path(self.service)
+            self._data_key_stamp = _file_stamp(self._data_key_file)
+            data_keys = self.settings.load_data_keys(self.service)
         pipeline = ConfigPipeline(
             service=self.service,
             model=self.model,
@@ -336,6 +386,8 @@ class ConfigLibrary(Generic[M]):
             self.settings.report_key_path(self.service, self.instance_id)
         )
         self._state = self._initial_state(pipeline)
+        if self._keyset is not None and self._keyset.void_epochs_from is not None:
+            self._void(self._keyset.void_epochs_from)
         self._settled = self._state.position
         for callback in self._pending_callbacks:
             self._state.on_change(callback)
@@ -360,6 +412,11 @@ class ConfigLibrary(Generic[M]):
                 try:
                     async with asyncio.timeout(self.settings.initial_wait):
                         await self._synced.wait()
+                        # What the broker had is verified; wait until it is also applied.
+                        async with self._changed:
+                            await self._changed.wait_for(
+                                lambda: self._pending is None and self._applying is None
+                            )
                 except TimeoutError:
                     logger.warning(
                         "broker not reached within %.1fs, serving %s config: service=%s",
@@ -465,6 +522,147 @@ class ConfigLibrary(Generic[M]):
             # A callback still blocking there keeps running on its own; nothing waits for it.
             self._callback_thread.shutdown(wait=False, cancel_futures=True)
 
+    # -- keyset ---------------------------------------------------------------------
+
+    def _load_keyset(self, root: TrustStore) -> TrustStore:
+        """The keyset kept beside the LKG file (verified with the root; an expired one still
+        loads: it was in force), or an empty trust store until the broker's arrives."""
+        self._keyset_path = path = self.settings.keyset_path(self.service)
+        if path is not None and path.exists():
+            try:
+                self._keyset = verify_keyset(path.read_bytes(), root=root)
+            except (ConfigLibError, OSError) as exc:
+                logger.warning(
+                    "kept keyset refused, waiting for the broker's: service=%s path=%s "
+                    "reason=%s detail=%s",
+                    self.service,
+                    path,
+                    getattr(exc, "reason", "unreadable"),
+                    exc,
+                    extra={"service": self.service, "keyset_path": str(path)},
+                )
+        return self._keyset.trust if self._keyset is not None else TrustStore()
+
+    def _fallback_trust(self) -> TrustStore:
+        path = self.settings.trust_path()
+        if not path.exists():
+            return TrustStore()
+        try:
+            return TrustStore.load(path)
+        except KeyFileError:
+            return TrustStore()
+
+    async def _handle_keyset(self, payload: Any) -> None:
+        """A keyset: verify with the root, keep it if newer, trust exactly its keys."""
+        if not payload or self._root is None:
+            return
+        state = self._require_state()
+        raw = payload if isinstance(payload, bytes) else str(payload).encode()
+        self._metrics.keysets_received += 1
+        try:
+            await self._accept_keyset(state, raw, self._root)
+        finally:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _accept_keyset(self, state: ConfigState[M], raw: bytes, root: TrustStore) -> None:
+        try:
+            keyset = verify_keyset(raw, root=root, current=self._keyset, now=datetime.now(UTC))
+        except ConfigLibError as exc:
+            self._metrics.keysets_rejected[exc.reason] += 1
+            if exc.reason != "keyset_duplicate":
+                logger.warning(
+                    "keyset refused: service=%s reason=%s detail=%s",
+                    self.service,
+                    exc.reason,
+                    exc,
+                    extra={**self._log_fields(), "reason": exc.reason},
+                )
+            return
+        async with self._apply_lock:
+            self._keyset = keyset
+            state.pipeline.trust = keyset.trust
+            if keyset.void_epochs_from is not None:
+                self._void(keyset.void_epochs_from)
+            if self._keyset_path is not None:
+                try:
+                    await asyncio.to_thread(write_atomic, self._keyset_path, raw, mode=0o600)
+                except OSError as exc:
+                    logger.error(
+                        "keyset not written (kept in memory): service=%s path=%s error=%s",
+                        self.service,
+                        self._keyset_path,
+                        exc.strerror,
+                        extra=self._log_fields(),
+                    )
+        logger.info(
+            "keyset accepted: service=%s version=%s keys=%s expires_at=%s",
+            self.service,
+            keyset.version,
+            ",".join(keyset.trust),
+            keyset.expires_at.isoformat(),
+            extra={**self._log_fields(), "keyset_version": keyset.version},
+        )
+
+    def _void(self, from_epoch: int) -> None:
+        """The root-signed floor reset: positions at epochs >= ``from_epoch`` are void."""
+        state = self._require_state()
+        if state.void_from != from_epoch:
+            logger.warning(
+                "epochs from %s declared void by the root (floor reset): service=%s "
+                "version_in_force=%s epoch_in_force=%s",
+                from_epoch,
+                self.service,
+                state.version,
+                state.epoch,
+                extra=self._log_fields(),
+            )
+        state.void_from = from_epoch
+        self._gate.void(from_epoch)
+
+    async def _resigned(self, raw: bytes) -> None:
+        """A duplicate with other bytes: if it is the config in force re-signed (same
+        position, same config, a trusted key), rewrite the LKG file with it so that the
+        retired key can be dropped. Callbacks are not run: nothing changed."""
+        async with self._apply_lock:  # the applier's LKG writes never interleave with this
+            await self._resign_lkg(raw)
+
+    async def _resign_lkg(self, raw: bytes) -> None:
+        state = self._require_state()
+        kept = self._in_force_raw
+        if kept is None or raw == kept or state.position is None:
+            return
+        try:
+            envelope = verify_envelope(
+                raw, trust=state.pipeline.trust, service=self.service, limits=state.pipeline.limits
+            )
+            self._gate.check_issued_at(envelope, datetime.now(UTC))
+        except ConfigLibError:
+            return  # cannot happen for a verified duplicate but for the clock: keep the old
+        if envelope.position != state.position or envelope.retired:
+            return
+        if json.loads(kept).get("config") != envelope.config:
+            logger.warning(
+                "a different config signed at the version in force was ignored: service=%s "
+                "version=%s key=%s",
+                self.service,
+                envelope.version,
+                envelope.key_id,
+                extra=self._log_fields(),
+            )
+            self._metrics.rejected["conflicting_duplicate"] += 1
+            return
+        self._in_force_raw = raw
+        self._metrics.resigned += 1
+        logger.info(
+            "config in force re-signed: service=%s version=%s key=%s (LKG rewritten)",
+            self.service,
+            envelope.version,
+            envelope.key_id,
+            extra={**self._log_fields(), "key_id": envelope.key_id},
+        )
+        await self._save_lkg(raw)
+
     # -- startup sources ------------------------------------------------------------
 
     def _initial_state(self, pipeline: ConfigPipeline[M]) -> ConfigState[M]:
@@ -473,6 +671,7 @@ class ConfigLibrary(Generic[M]):
             self._lkg = LkgStore(path, pipeline)
             lkg = self._lkg.load()
             if lkg is not None:
+                self._in_force_raw = lkg.envelope.raw
                 return ConfigState(
                     pipeline,
                     current=lkg.config,
@@ -615,6 +814,23 @@ class ConfigLibrary(Generic[M]):
                     ) from None
                 raise
             try:
+                # The keyset first (with a root key): its retained message then arrives
+                # before the config it lets us verify.
+                if self._root is not None:
+                    try:
+                        granted = await _unless_closed(
+                            client, client.subscribe(KEYSET_TOPIC, qos=1)
+                        )
+                    except _ConnectionClosed:
+                        granted = None
+                    if granted is None or any(_refused(code) for code in granted):
+                        raise NotAuthorised(
+                            f"the broker refused MQTT user {user!r} a subscription to "
+                            f"{KEYSET_TOPIC}: the ACL must let every service read it "
+                            "('pattern read config/keyset')",
+                            operation="subscribe",
+                            topic=KEYSET_TOPIC,
+                        )
                 # The config, then its freshness record (their order of arrival does not
                 # matter: at startup envelopes are held until a record decides).
                 for topic in (self._topic, self._freshness_topic):
@@ -703,11 +919,15 @@ class ConfigLibrary(Generic[M]):
                 async for message in client.messages:
                     if self._lifecycle is not _Lifecycle.OPEN:
                         return  # closing: a cancellation was swallowed, stop anyway
-                    if message.topic.matches(self._topic):
+                    # Exact topics (no wildcards subscribed): a string comparison.
+                    topic = message.topic.value
+                    if topic == self._topic:
                         await self._handle(message.payload)
-                    elif message.topic.matches(self._freshness_topic):
+                    elif topic == KEYSET_TOPIC:
+                        await self._handle_keyset(message.payload)
+                    elif topic == self._freshness_topic:
                         await self._handle_record(message.payload)
-                    elif message.topic.matches(request_topic):
+                    elif topic == request_topic:
                         # Asked to report again: the latest report, as it is (no payload
                         # is read; only the manager may publish here).
                         await self._publish(self._report or self._make_report("applied"), qos=1)
@@ -732,6 +952,7 @@ class ConfigLibrary(Generic[M]):
             return
         raw = payload if isinstance(payload, bytes) else str(payload).encode()
         self._refresh_trust(state.pipeline)
+        self._refresh_data_keys(state.pipeline)
         decided = True  # False when the envelope waits for the applier
         try:
             if self._holding:
@@ -747,6 +968,8 @@ class ConfigLibrary(Generic[M]):
             )
             if isinstance(screened, Decision):
                 await self._act_on(screened)
+                if screened.status == "duplicate":
+                    await self._resigned(raw)
                 return
             superseded = self._pending
             if superseded is not None:
@@ -798,6 +1021,8 @@ class ConfigLibrary(Generic[M]):
         return await asyncio.get_running_loop().run_in_executor(self._callback_thread, function)
 
     def _check_fresh(self, envelope: Envelope) -> None:
+        if self._require_state().voided(envelope.epoch):
+            raise VoidEpoch(f"epoch {envelope.epoch} is void (the keyset's floor reset)")
         self._gate.check(envelope, datetime.now(UTC))
 
     async def _hold(self, raw: bytes) -> None:
@@ -873,6 +1098,8 @@ class ConfigLibrary(Generic[M]):
         self._metrics.records_received += 1
         try:
             record = verify_freshness(raw, trust=state.pipeline.trust, service=self.service)
+            if state.voided(record.epoch):
+                raise VoidEpoch(f"freshness record at void epoch {record.epoch} (floor reset)")
             self._gate.offer(record, datetime.now(UTC))
         except ConfigLibError as exc:
             self._metrics.records_rejected[exc.reason] += 1
@@ -1027,6 +1254,7 @@ class ConfigLibrary(Generic[M]):
             ",".join(changed) or "-",
             extra={**fields, "changed": changed},
         )
+        self._in_force_raw = decision.accepted.envelope.raw
         problem = await self._save_lkg(decision.accepted.envelope.raw)
         lkg: dict[str, str] = {"reason": "lkg_not_saved", "detail": problem} if problem else {}
         await self._publish(self._make_report("applied", **attempted, **lkg))
@@ -1039,7 +1267,7 @@ class ConfigLibrary(Generic[M]):
             return None
         path = self._lkg.path
         try:
-            await asyncio.to_thread(self._lkg.save, raw)
+            await asyncio.get_running_loop().run_in_executor(None, self._lkg.save, raw)
         except OSError as exc:
             self._metrics.lkg_save_failed += 1
             self._lkg_unsaved = raw
@@ -1082,12 +1310,18 @@ class ConfigLibrary(Generic[M]):
         client = self._client
         if client is None or self._lifecycle is _Lifecycle.CLOSED:
             return  # republished on the next connection; nothing after the offline report
+        body = report.to_bytes(self._report_key)
+        if qos == 0:
+            # Fire and forget, as QoS 0 is: hand the packet to paho's queue and go on.
+            # aiomqtt's publish() would wait until paho has written it to the socket (a
+            # task, a timer and a few loop turns per report); the session's socket
+            # callbacks write it just the same, in order.
+            info = client._client.publish(self._applied_topic, body, 0, True)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise aiomqtt.MqttCodeError(info.rc, "Could not publish the applied report")
+            return
         await client.publish(
-            self._applied_topic,
-            report.to_bytes(self._report_key),
-            qos=qos,
-            retain=True,
-            timeout=self.settings.connect_timeout,
+            self._applied_topic, body, qos=qos, retain=True, timeout=self.settings.connect_timeout
         )
 
     def _refresh_trust(self, pipeline: ConfigPipeline[M]) -> None:
@@ -1116,6 +1350,35 @@ class ConfigLibrary(Generic[M]):
             self.service,
             ",".join(trust),
             extra={"service": self.service, "trust_store": str(path), "keys": list(trust)},
+        )
+
+    def _refresh_data_keys(self, pipeline: ConfigPipeline[M]) -> None:
+        """Reload the data key file if it changed; keep the keys loaded before as well."""
+        path = self._data_key_file
+        if path is None:
+            return
+        stamp = _file_stamp(path)
+        if stamp == self._data_key_stamp:
+            return
+        self._data_key_stamp = stamp
+        try:
+            loaded = self.settings.load_data_keys(self.service)
+        except KeyFileError as exc:
+            logger.warning(
+                "data key file changed but cannot be loaded, keeping the previous keys: "
+                "service=%s error=%s",
+                self.service,
+                exc,
+                extra={"service": self.service},
+            )
+            return
+        known = {k.key_id for k in loaded}
+        pipeline.data_keys = (*loaded, *(k for k in pipeline.data_keys if k.key_id not in known))
+        logger.info(
+            "data keys reloaded: service=%s keys=%s",
+            self.service,
+            ",".join(k.key_id for k in pipeline.data_keys),
+            extra={"service": self.service},
         )
 
     # -- helpers --------------------------------------------------------------------

@@ -111,8 +111,57 @@ class Envelope:
         return (self.epoch, self.version)
 
 
+_SAFE_INT: Final = 2**53 - 1  # RFC 8785 (I-JSON): integers beyond it are refused
+_PLAIN_DEPTH: Final = 64  # deeper documents take rfc8785's path (well past the protocol's limit)
+
+
+def _plain_json(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is JSON whose RFC 8785 form ``json.dumps`` writes byte for byte.
+
+    Strings, booleans, null, integers in the I-JSON range, lists and dicts with string
+    keys in which no character is above U+D7FF (there, sorting by code point, as Python
+    does, and by UTF-16 code unit, as RFC 8785 does, agree). Floats are not (ECMAScript's
+    number form differs from Python's), nor subclasses (enums...). Nor anything nested
+    deeper than ``_PLAIN_DEPTH`` levels: that goes to ``rfc8785``, whose own refusal
+    callers already handle (this check must never recurse out of the stack itself).
+    """
+    if depth > _PLAIN_DEPTH:
+        return False
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or max(key) <= "\ud7ff"):
+                return False
+            if not _plain_json(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_plain_json(item, depth + 1) for item in value)
+    return False
+
+
 def canonical_bytes(value: Any) -> bytes:
-    """RFC 8785 canonical JSON of ``value``."""
+    """RFC 8785 canonical JSON of ``value``.
+
+    Plain JSON (the common case: no floats) is written by the C encoder of ``json``, whose
+    output for it is exactly RFC 8785's (same escapes, keys sorted the same way, no
+    spaces); anything else goes through ``rfc8785`` (tests compare the two on generated
+    documents and on the vectors).
+    """
+    try:
+        plain = _plain_json(value)
+    except RecursionError:  # nested too deep for the check: rfc8785 decides (and refuses)
+        plain = False
+    if plain:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: rfc8785 refuses it with its own error
     return rfc8785.dumps(value)
 
 
@@ -399,6 +448,29 @@ def check_ciphertexts(value: Any) -> None:
             check_ciphertexts(item)
 
 
+class _Shape(tuple[str, int, int, datetime, bool]):
+    """(service, version, epoch, issued_at, retired) of a well-formed envelope."""
+
+
+def _check_envelope_shape(doc: Mapping[str, Any], raw: bytes) -> _Shape:
+    """Steps 3-5 of an envelope (everything before the key and signature)."""
+    signed_service = check_header(doc, what="envelope", fields=_FIELDS, optional=_OPTIONAL_FIELDS)
+    version = int_field(doc, "version")
+    epoch = int_field(doc, "epoch")
+    str_field(doc, "key_id")
+    issued_at = parse_time(doc, "issued_at")
+    if not isinstance(doc["config"], dict):
+        raise MalformedEnvelope("'config' must be a JSON object")
+    retired = "retired" in doc
+    if retired and doc["retired"] is not True:
+        raise MalformedEnvelope("'retired' must be true when present")
+    if retired and doc["config"]:
+        raise MalformedEnvelope("a tombstone ('retired': true) must carry an empty config")
+    if b"encrypted" in raw or b"\\u" in raw:  # else no member can be named "encrypted"
+        check_ciphertexts(doc["config"])
+    return _Shape((signed_service, version, epoch, issued_at, retired))
+
+
 def verify_envelope(
     raw: bytes,
     *,
@@ -415,20 +487,12 @@ def verify_envelope(
     """
     raw = bytes(raw)
     doc, content = parse_shared(raw, limits)
-    signed_service = check_header(doc, what="envelope", fields=_FIELDS, optional=_OPTIONAL_FIELDS)
-    version = int_field(doc, "version")
-    epoch = int_field(doc, "epoch")
-    str_field(doc, "key_id")
-    issued_at = parse_time(doc, "issued_at")
-    if not isinstance(doc["config"], dict):
-        raise MalformedEnvelope("'config' must be a JSON object")
-    retired = "retired" in doc
-    if retired and doc["retired"] is not True:
-        raise MalformedEnvelope("'retired' must be true when present")
-    if retired and doc["config"]:
-        raise MalformedEnvelope("a tombstone ('retired': true) must carry an empty config")
-    if b"encrypted" in raw or b"\\u" in raw:  # else no member can be named "encrypted"
-        check_ciphertexts(doc["config"])
+    # The shape checks depend on the bytes alone: once per exact bytes in this process.
+    shape = PARSED.get("envelope-shape", raw)
+    if not isinstance(shape, _Shape):
+        shape = _check_envelope_shape(doc, raw)
+        PARSED.put("envelope-shape", raw, shape)
+    signed_service, version, epoch, issued_at, retired = shape
     key_id = check_signature(doc, content, trust=trust, what="envelope")
 
     if signed_service != service:

@@ -22,7 +22,9 @@ Every exception the library raises on purpose derives from :class:`ConfigLibErro
     │   │   └── Outdated         older than the newest version a fresh freshness record names
     │   ├── DigestMismatch       at the record's position but not the bytes the record names
     │   ├── BadIssuedAt          ``issued_at`` is in the future or disagrees with the record
-    │   └── FreshnessError       a freshness record was refused (``reason`` says why)
+    │   ├── FreshnessError       a freshness record was refused (``reason`` says why)
+    │   ├── KeysetError          a keyset was refused (``reason`` says why)
+    │   └── VoidEpoch            an epoch the root's floor reset declared void
     ├── ReportError              a received applied report is forged (``reason`` says why)
     ├── SecretError              a secret field could not be decrypted (tampered, moved, wrong key)
     ├── InvalidConfig            verified, but the values fail the service's model validation
@@ -49,6 +51,7 @@ __all__ = [
     "InvalidConfig",
     "InvalidName",
     "KeyFileError",
+    "KeysetError",
     "LibraryStateError",
     "MalformedEnvelope",
     "NoConfig",
@@ -65,6 +68,7 @@ __all__ = [
     "UnknownKey",
     "Unsigned",
     "UnsupportedFormat",
+    "VoidEpoch",
 ]
 
 
@@ -203,6 +207,25 @@ class FreshnessError(EnvelopeError):
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+
+
+class KeysetError(EnvelopeError):
+    """A keyset was refused: ``keyset_expired``, ``keyset_rollback`` or
+    ``keyset_duplicate`` (the keyset in force again: ignored quietly)."""
+
+    reason = "keyset"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class VoidEpoch(EnvelopeError):
+    """An envelope or record at an epoch at or above the keyset's ``void_epochs_from``:
+    the root-signed floor reset declared that range void (a bad, too high epoch)."""
+
+    reason = "void_epoch"
 
 
 class ServiceRetired(ConfigLibError):

@@ -50,6 +50,7 @@ from ._exceptions import (
 )
 from ._keys import SigningKey, TrustStore
 from ._topics import validate_name
+from ._verdicts import PARSED
 
 __all__ = [
     "FRESHNESS_MAX_BYTES",
@@ -167,9 +168,14 @@ def verify_freshness(
     (``too_large``, ``malformed``, ``unsupported_format``, ``unsigned``, ``unknown_key``,
     ``bad_signature``, ``service_mismatch``). Time rules are :class:`FreshnessGate`'s.
     """
-    doc, content = parse_shared(bytes(raw), limits)
-    signed_service = check_header(doc, what="freshness record", fields=_FIELDS)
-    epoch, version, digest, issued, expires = _check_shape(doc)
+    raw = bytes(raw)
+    doc, content = parse_shared(raw, limits)
+    # The shape checks depend on the bytes alone: once per exact bytes in this process.
+    shape = PARSED.get("freshness-shape", raw)
+    if not isinstance(shape, tuple):
+        shape = (check_header(doc, what="freshness record", fields=_FIELDS), *_check_shape(doc))
+        PARSED.put("freshness-shape", raw, shape)
+    signed_service, epoch, version, digest, issued, expires = shape
     key_id = check_signature(doc, content, trust=trust, what="freshness record")
     if signed_service != service:
         raise ServiceMismatch(f"record is signed for {signed_service!r}, expected {service!r}")
@@ -231,18 +237,29 @@ class FreshnessGate:
             self.floor = record.position
         return record
 
+    def void(self, from_epoch: int) -> None:
+        """The root's floor reset: forget a kept record and a floor at a void epoch."""
+        if self.floor is not None and self.floor[0] >= from_epoch:
+            self.floor = None
+        if self.record is not None and self.record.epoch >= from_epoch:
+            self.record = None
+
     def fresh_record(self, now: datetime) -> FreshnessRecord | None:
         """The kept record if it has not expired."""
         record = self.record
         return record if record is not None and not record.expired(now) else None
 
-    def check(self, envelope: Envelope, now: datetime) -> None:
-        """Raise if ``envelope`` may not be applied given the records seen (see class doc)."""
+    def check_issued_at(self, envelope: Envelope, now: datetime) -> None:
+        """Raise :class:`BadIssuedAt` if ``envelope`` is dated later than ``now + skew``."""
         if envelope.issued_at > now + self.skew:
             raise BadIssuedAt(
                 f"envelope issued at {format_time(envelope.issued_at)}, later than now + "
                 f"{self.skew.total_seconds():.0f}s"
             )
+
+    def check(self, envelope: Envelope, now: datetime) -> None:
+        """Raise if ``envelope`` may not be applied given the records seen (see class doc)."""
+        self.check_issued_at(envelope, now)
         floor = self.floor
         if floor is not None and envelope.position < floor:
             raise Outdated(

@@ -36,6 +36,10 @@ class ConfigMetrics:
     records_rejected: Counter[str] = field(default_factory=Counter)
     not_authorised: int = 0  # connections the broker refused (credentials or ACL)
     lkg_save_failed: int = 0
+    # The root-signed keyset: received, refused by reason; configs in force re-signed.
+    keysets_received: int = 0
+    keysets_rejected: Counter[str] = field(default_factory=Counter)
+    resigned: int = 0
     # Verified envelopes skipped because a newer one arrived before they could be applied.
     coalesced: int = 0
 
@@ -56,6 +60,9 @@ class ConfigMetrics:
             "records_rejected": dict(self.records_rejected),
             "not_authorised": self.not_authorised,
             "lkg_save_failed": self.lkg_save_failed,
+            "keysets_received": self.keysets_received,
+            "keysets_rejected": dict(self.keysets_rejected),
+            "resigned": self.resigned,
             "coalesced": self.coalesced,
         }
 
@@ -69,7 +76,9 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
     ``config_lib_freshness{service,instance,state}`` (1 for the state in force, else 0) and
     ``config_lib_freshness_records_rejected_total{service,instance,reason}``.
     ``config_lib_not_authorised_total{service,instance}`` (the broker refused the user) and
-    ``config_lib_lkg_save_failures_total{service,instance}``.
+    ``config_lib_lkg_save_failures_total{service,instance}``,
+    ``config_lib_keysets_rejected_total{service,instance,reason}`` and
+    ``config_lib_resigned_total{service,instance}`` (the config in force re-signed).
     """
     from prometheus_client.core import (  # optional dependency
         CounterMetricFamily,
@@ -124,5 +133,20 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
             )
             lkg.add_metric([service, instance], metrics.lkg_save_failed)
             yield lkg
+            keysets = CounterMetricFamily(
+                "config_lib_keysets_rejected",
+                "Keysets refused, by reason",
+                labels=["service", "instance", "reason"],
+            )
+            for reason, count in sorted(metrics.keysets_rejected.items()):
+                keysets.add_metric([service, instance, reason], count)
+            yield keysets
+            resigned = CounterMetricFamily(
+                "config_lib_resigned",
+                "The config in force received re-signed (LKG file rewritten)",
+                labels=["service", "instance"],
+            )
+            resigned.add_metric([service, instance], metrics.resigned)
+            yield resigned
 
     return _ConfigLibCollector()

@@ -35,6 +35,7 @@ __all__ = [
     "encrypt_secrets",
     "is_encrypted",
     "mask_secrets",
+    "reencrypt_secrets",
 ]
 
 ALGORITHM: Final = "AES-256-GCM"
@@ -141,6 +142,23 @@ def decrypt_secrets(values: Any, *, service: str, keys: Iterable[DataKey]) -> An
     def walk(value: Any, path: str) -> Any:
         if is_encrypted(value):
             return _decrypt(value, service, path, by_id)
+        if isinstance(value, Mapping):
+            return {k: walk(v, _pointer(path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, _pointer(path, i)) for i, v in enumerate(value)]
+        return value
+
+    return walk(values, "")
+
+
+def reencrypt_secrets(values: Any, *, service: str, keys: Iterable[DataKey], key: DataKey) -> Any:
+    """A copy of ``values`` with every ciphertext object decrypted with ``keys`` and
+    encrypted again with ``key`` (same field path, fresh nonce): master-key rotation."""
+    by_id = {k.key_id: k for k in keys}
+
+    def walk(value: Any, path: str) -> Any:
+        if is_encrypted(value):
+            return _encrypt(_decrypt(value, service, path, by_id), service, path, key)
         if isinstance(value, Mapping):
             return {k: walk(v, _pointer(path, k)) for k, v in value.items()}
         if isinstance(value, list):

@@ -64,6 +64,12 @@ class LibrarySettings(BaseSettings):
     trust_store: Path | None = Field(
         default=None, description="PEM public keys; defaults to <data_dir>/keys/trust.pem."
     )
+    root_key: Path | None = Field(
+        default=None,
+        description="The root public key(s) (PEM) that sign keysets; defaults to "
+        "<data_dir>/keys/root-public.pem if present. With a root key the signing keys "
+        "trusted are exactly those of the keyset in force (the trust store is not read).",
+    )
     data_key: Path | None = Field(
         default=None,
         description="The service's data key; defaults to <data_dir>/keys/services/<service>.key.",
@@ -144,12 +150,38 @@ class LibrarySettings(BaseSettings):
     def load_trust(self) -> TrustStore:
         return TrustStore.load(self.trust_path())
 
+    def root_path(self) -> Path | None:
+        """The root public key file, or None (no keyset: the trust store file is used)."""
+        if self.root_key is not None:
+            return self.root_key
+        default = self.data_dir / "keys" / "root-public.pem"
+        return default if default.exists() else None
+
+    def keyset_path(self, service: str) -> Path | None:
+        """Where the keyset in force is kept: beside the LKG file (None without LKG)."""
+        lkg = self.lkg_path(service)
+        return None if lkg is None else lkg.with_name(f"{validate_name(service)}.keyset.json")
+
+    def data_key_path(self, service: str) -> Path:
+        return (
+            self.data_key or self.data_dir / "keys" / "services" / f"{validate_name(service)}.key"
+        )
+
     def load_data_keys(self, service: str) -> list[DataKey]:
-        """The service's data key, or none if no file is configured and the default is absent."""
-        if self.data_key is not None:
-            return [load_data_key(self.data_key, service)]
-        default = self.data_dir / "keys" / "services" / f"{validate_name(service)}.key"
-        return [load_data_key(default, service)] if default.exists() else []
+        """The service's data key, or none if no file is configured and the default is absent.
+
+        After a master-key rotation the previous key sits beside it as
+        ``<name>.previous.key`` (the LKG file may still hold secrets encrypted with it);
+        it is loaded too.
+        """
+        path = self.data_key_path(service)
+        if self.data_key is None and not path.exists():
+            return []
+        keys = [load_data_key(path, service)]
+        previous = path.with_name(f"{path.stem}.previous.key")
+        if previous.exists():
+            keys.append(load_data_key(previous, service))
+        return keys
 
     def endpoint(self, service: str) -> MqttEndpoint | None:
         """Broker endpoint; the user name defaults to the service name. None: no broker."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from ._change import ConfigChange, ConfigSource, changed_fields
 from ._envelope import Envelope, Position
-from ._exceptions import ConfigLibError, Duplicate, ServiceRetired
+from ._exceptions import ConfigLibError, Duplicate, ServiceRetired, VoidEpoch
 from ._metrics import ConfigMetrics
 from ._pipeline import Accepted, ConfigPipeline
 
@@ -100,6 +100,9 @@ class ConfigState(Generic[M]):
         self.source: ConfigSource = source
         self.position = position
         self.retired_at: Position | None = None  # the tombstone's position, once retired
+        # The keyset's floor reset: positions at epochs >= this are void (never applied,
+        # and no longer a replay floor).
+        self.void_from: int | None = None
         self.metrics = metrics or ConfigMetrics()
         # A tuple replaced on every change: registering from another thread (the threaded
         # adapter) never races with an apply iterating over it.
@@ -114,6 +117,9 @@ class ConfigState(Generic[M]):
     @property
     def epoch(self) -> int | None:
         return None if self.position is None else self.position[0]
+
+    def voided(self, epoch: int) -> bool:
+        return self.void_from is not None and epoch >= self.void_from
 
     def on_change(self, callback: ChangeCallback[M]) -> Callable[[], None]:
         """Register ``callback``; returns the function that unregisters it."""
@@ -154,6 +160,11 @@ class ConfigState(Generic[M]):
         try:
             last = self.floor(after)
             accepted = self.pipeline.accept(raw, last=last)
+            if self.voided(accepted.envelope.epoch):
+                raise VoidEpoch(
+                    f"epoch {accepted.envelope.epoch} is void (the keyset's floor reset voids "
+                    f"epochs from {self.void_from})"
+                )
             if check is not None:
                 check(accepted.envelope)
         except Duplicate as exc:
@@ -172,6 +183,8 @@ class ConfigState(Generic[M]):
         """The highest of the position in force, the tombstone's and ``after``: only a newer
         envelope may be applied."""
         candidates = [p for p in (self.position, self.retired_at, after) if p is not None]
+        # A void position (the keyset's floor reset) orders nothing.
+        candidates = [p for p in candidates if not self.voided(p[0])]
         return max(candidates) if candidates else None
 
     async def apply(self, accepted: Accepted[M]) -> Decision[M]:

@@ -4,6 +4,7 @@
 ``config/applied/<service>/<instance>``  what each instance applied (retained)
 ``config/freshness/<service>``           the signed freshness record (retained, QoS 1)
 ``config/report/<service>``              the manager asks instances to report again
+``config/keyset``                        the root-signed keyset (retained, QoS 1)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ._exceptions import InvalidName
 
 __all__ = [
     "APPLIED_PREFIX",
+    "KEYSET_TOPIC",
     "NAME_ALPHABET",
     "REPORT_REQUEST_PREFIX",
     "UPDATED_PREFIX",
@@ -33,6 +35,8 @@ UPDATED_PREFIX: Final = "config/updated/"
 APPLIED_PREFIX: Final = "config/applied/"
 FRESHNESS_PREFIX: Final = "config/freshness/"
 REPORT_REQUEST_PREFIX: Final = "config/report/"
+KEYSET_TOPIC: Final = "config/keyset"
+"""The one exact topic of the root-signed keyset (one per broker, for every service)."""
 
 NAME_ALPHABET: Final = "A-Z a-z 0-9 '_' '-'"
 """The characters a service, instance or session name may use (see :func:`validate_name`)."""

@@ -1,4 +1,4 @@
-"""Command line: ``python -m config_manager [serve|init|token|epoch|copy-to-postgres ...]``."""
+"""Command line: ``python -m config_manager [serve|init|token|epoch|keys|copy-to-postgres ...]``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 __all__ = ["main"]
 
@@ -161,8 +162,107 @@ def _copy_to_postgres(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from .keyops import (
+        KeyOpError,
+        create_root,
+        current_keyset,
+        load_root,
+        reset_epoch,
+        rotate_master,
+        rotate_signing,
+        sign_new_keyset,
+    )
+    from .settings import ManagerSettings
+
+    settings = _settings(args)
+    assert isinstance(settings, ManagerSettings)
+    command = args.keys_command
+    try:
+        if command == "create-root":
+            root = create_root(settings, args.root_key)
+            print(f"root key {root.key_id} written to {args.root_key} (keep it offline)")
+            print(f"root public key added to {settings.root_public_key_file}")
+            keyset = current_keyset(settings)
+            if keyset is not None:
+                print(f"keyset version {keyset.version}: keys {', '.join(keyset.key_ids)}")
+            return 0
+        if command == "show":
+            keyset = current_keyset(settings)
+            if keyset is None:
+                print(f"no keyset ({settings.keyset_file}): services use their trust store")
+                return 0
+            print(
+                f"keyset version {keyset.version}, root {keyset.root_key_id}, "
+                f"expires {keyset.expires_at.isoformat()}"
+            )
+            print(f"keys: {', '.join(keyset.key_ids)}")
+            if keyset.void_epochs_from is not None:
+                print(f"void epochs from: {keyset.void_epochs_from}")
+            return 0
+        if command == "rotate-master":
+            done = rotate_master(settings)
+            print(
+                f"master key {done.old_key_id} -> {done.new_key_id} (old one kept in keys/retired/)"
+            )
+            for service, version in sorted(done.versions.items()):
+                print(f"  {service}: secrets re-encrypted as version {version}")
+            print(
+                f"{len(done.data_key_files)} service data key files replaced (the old key "
+                "kept as <service>.previous.key): give them to the services, then start the "
+                "manager; it publishes the new versions"
+            )
+            return 0
+        root = load_root(settings, args.root_key)
+        if command == "sign-keyset":
+            plan = sign_new_keyset(
+                settings, root, expires_days=args.expires_days, drop=tuple(args.drop or ())
+            )
+        elif command == "rotate-signing":
+            plan = rotate_signing(settings, root, expires_days=args.expires_days)
+        elif command == "reset-epoch":
+            reset = reset_epoch(
+                settings, root, void_from=args.void_from, expires_days=args.expires_days
+            )
+            plan = reset.plan
+            before, after = reset.db_epoch
+            print(f"epochs from {args.void_from} are void for every service")
+            if before != after:
+                print(f"database epoch {before} -> {after}")
+        else:  # pragma: no cover - argparse restricts the choices
+            return 2
+    except KeyOpError as exc:
+        print(f"config manager: keys {command}: {exc}", file=sys.stderr)
+        return 1
+    keyset = plan.keyset
+    print(
+        f"keyset version {keyset.version} written to {settings.keyset_file}: keys "
+        f"{', '.join(keyset.key_ids)}; signing key {plan.signing_key_id}; expires "
+        f"{keyset.expires_at.isoformat()}"
+    )
+    print("a running manager publishes it and re-signs the current configs within seconds")
+    return 0
+
+
+def _positive_days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 days")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad command-line input: one line (and exit code 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m config_manager",
         description="Config manager: typed, versioned configs published signed over MQTT.",
     )
@@ -203,6 +303,53 @@ def _parser() -> argparse.ArgumentParser:
     epoch.add_argument("--data-dir", type=Path, default=None)
     epoch.add_argument("epoch_command", choices=["show", "bump"])
 
+    keys = sub.add_parser(
+        "keys",
+        help="root key, keyset and signing-key rotation (the root key stays offline)",
+        description="The root key (kept offline, named by --root-key) signs the keyset: "
+        "the keys services accept configs from. A running manager publishes a new keyset "
+        "and re-signs the current configs within seconds; no service restarts.",
+    )
+    keys.add_argument("--data-dir", type=Path, default=None)
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    root_help = "the offline root private key (PEM), outside the data directory"
+    create_root = keys_sub.add_parser("create-root", help="create the root key (once)")
+    create_root.add_argument("--root-key", type=Path, required=True, help=root_help)
+    keys_sub.add_parser("show", help="show the keyset in force (no root key needed)")
+    sign = keys_sub.add_parser(
+        "sign-keyset", help="sign the next keyset version (e.g. to drop a retired key)"
+    )
+    rotate = keys_sub.add_parser(
+        "rotate-signing", help="new signing key: keyset lists new and old, configs re-signed"
+    )
+    reset = keys_sub.add_parser(
+        "reset-epoch",
+        help="root-signed epoch floor reset: epochs from --void-from on are void, so the "
+        "fleet applies this database's configs again (no LKG file touched)",
+    )
+    reset.add_argument(
+        "--void-from",
+        type=int,
+        required=True,
+        metavar="EPOCH",
+        help="the lowest bad epoch (the fleet's too-high epoch, e.g. from /sync)",
+    )
+    for p in (sign, rotate, reset):
+        p.add_argument("--root-key", type=Path, required=True, help=root_help)
+        p.add_argument(
+            "--expires-days",
+            type=_positive_days,
+            default=90.0,
+            help="validity of the new keyset (default 90 days)",
+        )
+    keys_sub.add_parser(
+        "rotate-master",
+        help="new master key: every stored secret re-encrypted as a new version (manager stopped)",
+    )
+    sign.add_argument(
+        "--drop", action="append", metavar="KEY_ID", help="leave this key out (repeatable)"
+    )
+
     copy = sub.add_parser(
         "copy-to-postgres",
         help="copy a SQLite database to PostgreSQL, once (manager stopped)",
@@ -232,11 +379,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import psycopg
 
+    from config_lib import ConfigLibError
+
     args = _parser().parse_args(argv)
     commands = {
         "init": _init,
         "token": _token,
         "epoch": _epoch,
+        "keys": _keys,
         "copy-to-postgres": _copy_to_postgres,
     }
     command = commands.get(args.command)
@@ -244,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     try:
         return command(args)
+    except ConfigLibError as exc:  # a key file missing or malformed: one line
+        print(f"config manager: {exc}", file=sys.stderr)
     except sqlite3.OperationalError as exc:  # disk full, read-only, I/O error: one line
         print(f"config manager: the database cannot be used: {exc}", file=sys.stderr)
     except psycopg.OperationalError as exc:  # server unreachable, authentication failed

@@ -7,6 +7,7 @@ reports); all of it lives on ``app.state`` until shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -20,14 +21,26 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from config_lib import (
+    KeyFileError,
     TrustStore,
     load_master_key,
     load_or_create_master_key,
     load_or_create_signing_key,
-    load_signing_key,
+    stop_tasks,
 )
 
-from .api import configs, events, health, history, presets, services, sync, tokens, whoami
+from .api import (
+    configs,
+    events,
+    health,
+    history,
+    keys,
+    presets,
+    services,
+    sync,
+    tokens,
+    whoami,
+)
 from .api.docs import install_docs
 from .api.openapi import install_openapi
 from .bootstrap import startup_problems
@@ -35,7 +48,13 @@ from .compat_check import compatibility_problem
 from .dialects import PostgresUrl
 from .events import EventHub
 from .instances import InstanceTracker
-from .keyring import KeyRing
+from .keyring import (
+    KeyRing,
+    KeyWatcher,
+    SigningState,
+    load_signing_state,
+    retired_master_files,
+)
 from .lease import PublisherLease
 from .lockfile import database_lock, hold_lock
 from .metrics import Metrics
@@ -60,22 +79,31 @@ class StartupError(RuntimeError):
 
 def _load_keys(settings: ManagerSettings) -> KeyRing:
     if settings.dev_mode:
-        signing, _ = load_or_create_signing_key(settings.signing_key_file)
+        load_or_create_signing_key(settings.signing_key_file)
         master, _ = load_or_create_master_key(settings.master_key_file)
     else:
-        signing = load_signing_key(settings.signing_key_file)
         master = load_master_key(settings.master_key_file)
+    try:
+        state = load_signing_state(
+            settings.signing_key_file, settings.keyset_file, settings.root_public_key_file
+        )
+    except KeyFileError as exc:
+        raise StartupError(str(exc)) from None
+    signing = state.signing
     trust = (
         TrustStore.load(settings.trust_store_file)
         if settings.trust_store_file.exists()
         else TrustStore([signing.public_key])
     )
-    if signing.key_id not in trust:
+    if state.keyset is None and signing.key_id not in trust:
         raise StartupError(
             f"the signing key {signing.key_id} is not in the trust store "
             f"{settings.trust_store_file}: services would refuse every config"
         )
-    return KeyRing(signing, trust, master)
+    retired = [load_master_key(path) for path in retired_master_files(settings.master_key_file)]
+    return KeyRing(
+        signing, state.trust(trust), master, keyset=state.keyset, retired_masters=retired
+    )
 
 
 def create_app(
@@ -149,8 +177,24 @@ def create_app(
                     ),
                     services=lambda: list(reg),
                     trust=keys.trust,
+                    keyset=keys.keyset,
                 )
             )
+
+            def rotated(state: SigningState) -> None:
+                keys.signing, keys.keyset = state.signing, state.keyset
+                keys.trust = state.trust(keys.trust)
+                publisher.rotate(state.signing, state.keyset, keys.trust)
+
+            watcher = KeyWatcher(
+                signing_file=settings.signing_key_file,
+                keyset_file=settings.keyset_file,
+                root_file=settings.root_public_key_file,
+                on_change=rotated,
+                interval_s=settings.keys_poll_s,
+            )
+            watching = asyncio.create_task(watcher.run(), name="config-manager-key-watcher")
+            stack.push_async_callback(stop_tasks, [watching])
             app.state.store = store
             app.state.registry = reg
             app.state.keys = keys
@@ -171,6 +215,9 @@ def create_app(
                 prepare=publisher.prepare,
                 compatibility=compatibility,
             )
+            # Closed first (LIFO): changes queued for a group commit commit before the
+            # publisher and the store close.
+            stack.push_async_callback(app.state.writer.aclose)
             # Schema evolution: today's models against every stored current config. One
             # that no longer passes stays in force (nothing is dropped); /sync, /readyz and
             # configctl list it, and the service's next write must fix it.
@@ -221,6 +268,7 @@ def create_app(
         presets.router,
         tokens.router,
         whoami.router,
+        keys.router,
         events.router,
     ):
         app.include_router(router)

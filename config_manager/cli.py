@@ -643,7 +643,7 @@ def _sync_table(body: dict[str, Any]) -> Table:
                 str(entry["version"]) if first else "",
                 config if first else "",
                 inst["instance"] if inst else "(no instance)",
-                f"[{_STATE_STYLE[inst['state']]}]{inst['state']}[/]" if inst else "",
+                _state_cell(inst) if inst else "",
                 "" if not inst or inst["version"] is None else str(inst["version"]),
                 (inst["reason"] or "") if inst else "",
             )
@@ -651,10 +651,18 @@ def _sync_table(body: dict[str, Any]) -> Table:
     table.caption = (
         f"{summary['services']} services, {summary['instances']} instances: "
         f"{summary['in_sync']} in sync, {summary['behind']} behind, {summary['failed']} failed, "
-        f"{summary['rejected']} rejected, {summary['offline']} offline; "
-        f"{summary['invalid_configs']} outdated configs"
+        f"{summary['rejected']} rejected, {summary['offline']} offline, "
+        f"{summary.get('forged', 0)} forged; {summary['invalid_configs']} outdated configs"
     )
     return table
+
+
+def _state_cell(inst: dict[str, Any]) -> str:
+    """The instance's state; a forged latest report is flagged beside its genuine state."""
+    cell = f"[{_STATE_STYLE[inst['state']]}]{inst['state']}[/]"
+    if inst.get("forged"):
+        cell += f" [red]FORGED ({inst.get('forged_reason')})[/]"
+    return cell
 
 
 @app.command()
@@ -665,8 +673,8 @@ def sync(
 ) -> None:
     """The fleet: each service's version and what each instance runs.
 
-    Exit code 0 when every instance is in sync and every stored config passes its model,
-    1 otherwise (scripts can wait on it)."""
+    Exit code 0 when every instance is in sync, none shows a forged report and every
+    stored config passes its model, 1 otherwise (scripts can wait on it)."""
     if not follow:
         body = _call("GET", "/api/v1/sync").json()
         if as_json:
@@ -675,7 +683,7 @@ def sync(
             out.print(_sync_table(body))
         summary = body["summary"]
         settled = summary["in_sync"] + summary.get("retired", 0)
-        if summary["instances"] != settled or summary["invalid_configs"]:
+        if summary["instances"] != settled or summary["invalid_configs"] or summary.get("forged"):
             raise typer.Exit(EXIT_ERROR)
         return
     from rich.live import Live
@@ -735,11 +743,22 @@ def tokens_revoke(name: str) -> None:
 
 @app.command()
 def keys() -> None:
-    """Signing keys: rotation runs on the manager host (python -m config_manager keys)."""
-    fail(
-        "signing-key operations run on the manager host: python -m config_manager keys --help",
-        EXIT_USAGE,
+    """Show the signing key and the root-signed keyset in force. Rotation runs on the
+    manager host with the offline root key: python -m config_manager keys --help."""
+    body = _call("GET", "/api/v1/keys").json()
+    out.print(f"signing key: {body['signing_key_id']}", markup=False)
+    keyset = body["keyset"]
+    if keyset is None:
+        out.print("keyset: none (services use their trust store file)", markup=False)
+        return
+    out.print(
+        f"keyset: version {keyset['version']}, root {keyset['root_key_id']}, "
+        f"expires {keyset['expires_at']}",
+        markup=False,
     )
+    out.print(f"keys: {', '.join(keyset['key_ids'])}", markup=False)
+    if keyset["void_epochs_from"] is not None:
+        out.print(f"void epochs from: {keyset['void_epochs_from']}", markup=False)
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ an unchanged secret produces no operation.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any, Final
 
 import jsonpatch
@@ -68,14 +70,40 @@ def _restore(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+def _changed_members(left: Any, right: Any) -> tuple[Any, Any]:
+    """``left`` and ``right`` without the top-level members equal in both (as JSON).
+
+    ``make_patch`` makes no operation for them anyway (and moves are only found among
+    removed and added values), so the patch is the same; it is just not computed member by
+    member through jsonpatch's ``isinstance`` checks against ABCs (most of a write's diff
+    time when one field of many changes).
+    """
+    if not (isinstance(left, dict) and isinstance(right, dict)):
+        return left, right
+    try:
+        same = {
+            k
+            for k in left.keys() & right.keys()
+            if json.dumps(left[k], sort_keys=True) == json.dumps(right[k], sort_keys=True)
+        }
+    except (TypeError, ValueError):
+        return left, right  # not plain JSON: let jsonpatch compare everything
+    return (
+        {k: v for k, v in left.items() if k not in same},
+        {k: v for k, v in right.items() if k not in same},
+    )
+
+
 def redacted_diff(
-    service: str, old: dict[str, Any], new: dict[str, Any], key: DataKey
+    service: str, old: dict[str, Any], new: dict[str, Any], keys: Sequence[DataKey]
 ) -> list[dict[str, Any]]:
-    """RFC 6902 patch turning ``old`` into ``new`` (stored forms), secrets redacted."""
-    old_plain = decrypt_secrets(old, service=service, keys=[key])
-    new_plain = decrypt_secrets(new, service=service, keys=[key])
+    """RFC 6902 patch turning ``old`` into ``new`` (stored forms), secrets redacted;
+    ``keys`` are the service's data keys (the current one and retired ones)."""
+    old_plain = decrypt_secrets(old, service=service, keys=keys)
+    new_plain = decrypt_secrets(new, service=service, keys=keys)
     left = _redact(old, old_plain, _ABSENT)
     right = _redact(new, new_plain, old_plain)
+    left, right = _changed_members(left, right)
     operations: list[dict[str, Any]] = []
     for op in jsonpatch.make_patch(left, right).patch:
         item = dict(op)

@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from config_lib import (
-    REPORT_MAX_BYTES,
     InvalidName,
     ReportError,
     VerifiedReport,
@@ -43,7 +42,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-_MAX_REPORT_BYTES = REPORT_MAX_BYTES
 MAX_INSTANCES_PER_SERVICE = 10_000  # a service's user may invent instance ids: bound them
 
 
@@ -311,8 +309,8 @@ class InstanceTracker:
                 pending, pending_key=None, forged=False, forged_reason=None,
                 signed_high=pending.time,
             )  # fmt: skip
-        elif current is not None:
-            report = replace(current, pending_key=None)
+        elif current is not None:  # a new key may come with another clock: new floor
+            report = replace(current, pending_key=None, signed_high=None)
         else:
             return None
         known[pin.instance] = report

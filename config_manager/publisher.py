@@ -21,6 +21,13 @@ reports, which service users can write) and, if any names a position above the
 database's, raises the database's epoch above the highest epoch seen. So a recreated
 database, or a clock that went backwards, still reaches every running instance.
 
+Keyset (docs/protocol.md, *Keyset*): at every (re)connection, before any envelope, it
+publishes the root-signed keyset retained on ``config/keyset``. :meth:`rotate` hands it
+a new signing key and keyset (the operator's ``python -m config_manager keys`` command,
+noticed by :class:`~config_manager.keyring.KeyWatcher`): it publishes the new keyset,
+then re-signs every current envelope under the new key (same version, same epoch) with
+its freshness record, so services rewrite their LKG files and the old key can be dropped.
+
 It refuses to sign a version that skips ahead of the last one it signed in the same
 epoch (a version is always previous + 1; a rollback is a new version): the publisher
 stops with :class:`SigningRefused` rather than sign it.
@@ -54,8 +61,10 @@ from typing import Any, Self
 import aiomqtt
 
 from config_lib import (
+    KEYSET_TOPIC,
     Backoff,
     ConfigLibError,
+    Keyset,
     MqttEndpoint,
     SigningKey,
     TrustStore,
@@ -140,6 +149,7 @@ class OutboxPublisher:
         limits: PublisherLimits = PublisherLimits(),
         services: Callable[[], Iterable[str]] | None = None,
         trust: TrustStore | None = None,
+        keyset: Keyset | None = None,
         lease: PublisherLease | None = None,
     ) -> None:
         self._store = store
@@ -161,12 +171,21 @@ class OutboxPublisher:
         # After a storage fault: retry the marks (and outbox reads) with backoff.
         self._db_backoff = Backoff(limits.reconnect_min_s, limits.reconnect_max_s)
         self._mark_not_before = 0.0
-        self._presigned: dict[str, tuple[int, int, bytes]] = {}  # service -> (version, epoch, env)
+        # service -> (version, epoch, envelope, the values signed)
+        self._presigned: dict[str, tuple[int, int, bytes, dict[str, Any]]] = {}
         # service -> (version, epoch, envelope bytes) last acknowledged by the broker: what
         # the freshness records name and what every interval republishes, byte for byte.
         self._published: dict[str, tuple[int, int, bytes]] = {}
         self._services = services  # registered services: a record even before any config
         self._trust = trust if trust is not None else TrustStore([signing_key.public_key])
+        # The root-signed keyset's exact bytes (published as they are) and its floor reset:
+        # positions at epochs >= void_from are not the fleet's (read-back ignores them).
+        self._keyset = keyset.raw if keyset is not None else None
+        self._void_from = keyset.void_epochs_from if keyset is not None else None
+        if self._void_from is not None:
+            store.void_from = self._void_from
+        self._rotation: tuple[SigningKey, Keyset | None, TrustStore] | None = None
+        self.rotated = asyncio.Event()  # set when a rotation has been published
         self._last_signed: dict[str, tuple[int, int]] = {}  # service -> (epoch, version)
         self.fleet_epoch: int | None = None  # highest epoch of our own messages on the broker
         self._task: asyncio.Task[None] | None = None
@@ -247,6 +266,47 @@ class OutboxPublisher:
         if not force[1].done():
             force[1].set_result(None)
 
+    def rotate(self, key: SigningKey, keyset: Keyset | None, trust: TrustStore) -> None:
+        """Sign with ``key`` from now on; publish ``keyset`` and re-sign every current
+        envelope (done by the publishing loop, between two batches)."""
+        self._rotation = (key, keyset, trust)
+        self.rotated.clear()
+        self._wake.set()
+
+    async def _rotate(self, client: aiomqtt.Client) -> None:
+        """Carry out a pending rotation (only with an empty queue)."""
+        rotation, self._rotation = self._rotation, None
+        if rotation is None:
+            return
+        key, keyset, trust = rotation
+        old = self._key.key_id
+        self._key, self._trust = key, trust
+        if keyset is not None:
+            self._keyset = keyset.raw
+            self._void_from = self._store.void_from = keyset.void_epochs_from
+            floor = self._store.fleet_floor
+            if self._void_from is not None and floor is not None and floor >= self._void_from:
+                self._store.fleet_floor = self.fleet_epoch = None  # the void range's
+            await self._publish_keyset(client)
+        # Everything signed so far is signed again under the new key (same positions).
+        # Their records go first: a service holding a position receives the record naming
+        # the new bytes before the bytes themselves (else digest_mismatch).
+        self._presigned.clear()
+        self._published.clear()
+        await self._republish_current(client, records_first=True)
+        _log.warning(
+            "signing key rotated: %s -> %s (keyset version %s); current configs re-signed",
+            old,
+            key.key_id,
+            keyset.version if keyset is not None else "-",
+        )
+        self.rotated.set()
+
+    async def _publish_keyset(self, client: aiomqtt.Client) -> None:
+        if self._keyset is not None:
+            await client.publish(KEYSET_TOPIC, self._keyset, qos=1, retain=True)
+            self._metrics.published.labels(kind="keyset").inc()
+
     def _remote_change(self) -> None:
         """Another replica committed something: its outbox rows are in the database."""
         self._drain = True
@@ -274,7 +334,7 @@ class OutboxPublisher:
             # Not signed ahead; the publication path refuses it again, loudly.
             _log.error("%s", exc)
             return
-        self._presigned[service] = (version, epoch, payload)
+        self._presigned[service] = (version, epoch, payload, values)
 
     def _sign(self, service: str, version: int, epoch: int, values: dict[str, Any]) -> bytes:
         """The one place envelopes are signed: never a version skipping ahead."""
@@ -297,7 +357,13 @@ class OutboxPublisher:
         if done is not None and done[:2] == (version.version, epoch):
             return done[2]  # the same bytes again: the digest in the records stays valid
         ready = self._presigned.get(version.service)
-        if ready is not None and ready[:2] == (version.version, epoch):
+        # Signed ahead of the commit: only for exactly the values committed (a change that
+        # failed to commit leaves its signature behind; another may take its version).
+        if (
+            ready is not None
+            and ready[:2] == (version.version, epoch)
+            and ready[3] is version.values
+        ):
             del self._presigned[version.service]
             return ready[2]
         return self._sign(version.service, version.version, epoch, version.values)
@@ -350,6 +416,10 @@ class OutboxPublisher:
                 timeout=self._limits.timeout_s,
                 keepalive=self._limits.keepalive_s,
             )
+            # A batch's envelopes and records are in flight together, by design: aiomqtt's
+            # warning past 10 pending publications (a log line per message) would cost more
+            # than the publication itself.
+            publishing.pending_calls_threshold = 2 * self._limits.batch + 10
             listening = aiomqtt.Client(
                 **kwargs,
                 identifier=ident + "-reports",
@@ -415,6 +485,7 @@ class OutboxPublisher:
         await self._readback_epoch(client)
         await self._fold_generation()
         self._drain = False
+        await self._publish_keyset(client)  # before any envelope it lets services verify
         self._set_connected(True)
         await self._drain_outbox(client)
         await self._republish_current(client)
@@ -425,6 +496,7 @@ class OutboxPublisher:
         while True:
             if not self._queue:
                 await self._mark_acknowledged()  # idle: bookkeeping off the write path
+                await self._rotate(client)
                 await self._forced(client)
                 if not self._queue:
                     await self._idle(next_tick)
@@ -447,10 +519,18 @@ class OutboxPublisher:
                 await self._mark_acknowledged()
 
     async def _publish_batch(
-        self, client: aiomqtt.Client, versions: Sequence[StoredVersion]
+        self,
+        client: aiomqtt.Client,
+        versions: Sequence[StoredVersion],
+        *,
+        records_first: bool = False,
     ) -> None:
         epoch = await self._store.epoch()
         signed = [(v, self._envelope(v, epoch)) for v in versions]
+        if records_first:
+            await self._publish_records(
+                client, {v.service: (v.version, epoch, payload) for v, payload in signed}
+            )
         # Tasks start in creation order and each hands its message to the client before its
         # first await, so messages leave in version order while PUBACKs are awaited together.
         async with asyncio.TaskGroup() as group:
@@ -463,7 +543,10 @@ class OutboxPublisher:
             done = self._published.get(v.service)
             if done is None or (epoch, v.version) >= (done[1], done[0]):
                 self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
-        await self._publish_records(client, changed)
+        if not records_first:  # (a rotation signed and sent them before the envelopes)
+            # The records only once the envelopes are acknowledged: a record naming a
+            # version must not reach an instance before that version's envelope can have.
+            await self._publish_records(client, changed)
 
     async def _readback_epoch(self, client: aiomqtt.Client) -> None:
         """Raise the database's epoch above any newer position of our own on the broker."""
@@ -518,33 +601,45 @@ class OutboxPublisher:
         try:
             if topic == updated_topic(service):
                 env = verify_envelope(payload, trust=self._trust, service=service)
-                return env.position
-            record = verify_freshness(payload, trust=self._trust, service=service)
-            return (record.epoch, record.version)
+                found = env.position
+            else:
+                record = verify_freshness(payload, trust=self._trust, service=service)
+                found = (record.epoch, record.version)
         except ConfigLibError as exc:
             _log.warning(
                 "ignoring a retained message on %s that is not ours (%s)", topic, exc.reason
             )
             return None
+        if self._void_from is not None and found[0] >= self._void_from:
+            _log.info("ignoring a retained message on %s at void epoch %d", topic, found[0])
+            return None
+        return found
 
     async def _publish_records(
         self, client: aiomqtt.Client, entries: dict[str, tuple[int, int, bytes]]
     ) -> None:
         """Sign and publish one freshness record per service in ``entries``."""
-        expires = timedelta(seconds=self._limits.freshness_expiry_s)
         async with asyncio.TaskGroup() as group:
-            for service, (version, epoch, payload) in sorted(entries.items()):
-                record = sign_freshness(
-                    service=service,
-                    epoch=epoch,
-                    version=version,
-                    envelope_sha256=envelope_digest(payload) if version else None,
-                    key=self._key,
-                    expires_in=expires,
-                )
-                group.create_task(
-                    client.publish(freshness_topic(service), record, qos=1, retain=True)
-                )
+            self._start_records(client, entries, group)
+
+    def _start_records(
+        self,
+        client: aiomqtt.Client,
+        entries: dict[str, tuple[int, int, bytes]],
+        group: asyncio.TaskGroup,
+    ) -> None:
+        """Sign the freshness records of ``entries``; their publications run in ``group``."""
+        expires = timedelta(seconds=self._limits.freshness_expiry_s)
+        for service, (version, epoch, payload) in sorted(entries.items()):
+            record = sign_freshness(
+                service=service,
+                epoch=epoch,
+                version=version,
+                envelope_sha256=envelope_digest(payload) if version else None,
+                key=self._key,
+                expires_in=expires,
+            )
+            group.create_task(client.publish(freshness_topic(service), record, qos=1, retain=True))
         if entries:
             self._metrics.published.labels(kind="freshness").inc(len(entries))
 
@@ -633,10 +728,12 @@ class OutboxPublisher:
             return
         self._db_backoff.reset()
 
-    async def _republish_current(self, client: aiomqtt.Client) -> None:
+    async def _republish_current(
+        self, client: aiomqtt.Client, *, records_first: bool = False
+    ) -> None:
         current = await self._store.current_all()  # retired services left out
         if current:
-            await self._publish_batch(client, current)
+            await self._publish_batch(client, current, records_first=records_first)
             self._metrics.published.labels(kind="republish").inc(len(current))
         tombstones = self._store.tombstones()
         if tombstones:

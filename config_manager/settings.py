@@ -36,6 +36,17 @@ class ManagerSettings(BaseSettings):
     signing_key: Path | None = Field(None, description="Ed25519 key (data_dir/keys/signing.pem).")
     trust_store: Path | None = Field(None, description="Trusted keys (data_dir/keys/trust.pem).")
     master_key: Path | None = Field(None, description="Master key (data_dir/keys/master.key).")
+    root_public_key: Path | None = Field(
+        None, description="Root public key checking the keyset (data_dir/keys/root-public.pem)."
+    )
+    keyset: Path | None = Field(
+        None, description="Root-signed keyset published to services (data_dir/keys/keyset.json)."
+    )
+    keys_poll_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often the signing key and keyset files are checked for a rotation.",
+    )
 
     publisher_lease_s: float = Field(
         10.0,
@@ -156,6 +167,10 @@ class ManagerSettings(BaseSettings):
             self.trust_store = d / "keys" / "trust.pem"
         if self.master_key is None:
             self.master_key = d / "keys" / "master.key"
+        if self.root_public_key is None:
+            self.root_public_key = d / "keys" / "root-public.pem"
+        if self.keyset is None:
+            self.keyset = d / "keys" / "keyset.json"
         return self
 
     # Typed accessors for the derived paths (always set after validation).
@@ -187,6 +202,16 @@ class ManagerSettings(BaseSettings):
     def master_key_file(self) -> Path:
         assert self.master_key is not None
         return self.master_key
+
+    @property
+    def root_public_key_file(self) -> Path:
+        assert self.root_public_key is not None
+        return self.root_public_key
+
+    @property
+    def keyset_file(self) -> Path:
+        assert self.keyset is not None
+        return self.keyset
 
     def data_key_file(self, service: str) -> Path:
         return self.data_dir / "keys" / "services" / f"{service}.key"

@@ -56,6 +56,7 @@ __all__ = [
     "StoredVersion",
     "TokenRecord",
     "VersionConflict",
+    "WriteMember",
 ]
 
 _log = logging.getLogger(__name__)
@@ -147,6 +148,16 @@ class NewVersion:
     service: str
     expected_version: int
     values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteMember:
+    """One writer's part of a (group) commit: its new versions, audit entries and claim."""
+
+    changes: tuple[NewVersion, ...]
+    actor: str
+    audit: tuple[AuditEntry, ...] = ()
+    idempotency: IdempotencyClaim | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +263,9 @@ class ConfigStore:
         # The highest epoch of this manager's own messages seen on the broker (set by the
         # publisher's read-back): every epoch bump moves above it too.
         self.fleet_floor: int | None = None
+        # The keyset's floor reset (docs/protocol.md, *Keyset*): epochs from here are void,
+        # so a bump never goes there (the clock is then not followed).
+        self.void_from: int | None = None
         self._head = GENESIS  # row_hash of the last stored version row
         self._retired: dict[str, str] = {}  # service -> retired_at
 
@@ -520,8 +534,13 @@ class ConfigStore:
         return new
 
     def _next_epoch(self) -> int:
-        """The epoch of a bump: above the old one, the clock and the fleet's highest."""
-        return max(self._epoch + 1, int(time.time()), (self.fleet_floor or 0) + 1)
+        """The epoch of a bump: above the old one, the clock and the fleet's highest (the
+        clock only while it is below the keyset's void range)."""
+        floor = max(self._epoch + 1, (self.fleet_floor or 0) + 1)
+        clock = int(time.time())
+        if self.void_from is not None and clock >= self.void_from:
+            clock = 0
+        return max(floor, clock)
 
     async def raise_epoch_above(self, floor: int) -> int:
         """Make the epoch at least ``floor + 1`` (and at least ``old + 1``); returns it."""
@@ -534,6 +553,11 @@ class ConfigStore:
         return new
 
     async def _set_epoch(self, new: int) -> None:
+        if self.void_from is not None and new >= self.void_from:
+            raise ValueError(
+                f"epoch {new} would be in the range the keyset declares void (from "
+                f"{self.void_from}): see 'Epoch floor reset' in docs/operations.md"
+            )
         if new > MAX_POSITION:
             raise ValueError(f"epoch {new} would be at or above 2^48: see docs/operations.md")
         await self.conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(new),))
@@ -670,87 +694,75 @@ class ConfigStore:
         first (an import). Raises :class:`VersionConflict` (and writes nothing) if any
         change's expected version is not the current one.
         """
-        changes = list(changes)
-        change_id = secrets.token_hex(8)
+        member = WriteMember(tuple(changes), actor, tuple(audit), idempotency)
+        [outcome] = await self.write_group([member], bump_epoch=bump_epoch)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def write_group(
+        self, members: Sequence[WriteMember], *, bump_epoch: bool = False
+    ) -> list[list[StoredVersion] | BaseException]:
+        """Group commit: every member's versions in ONE durable transaction (one fsync).
+
+        Each member (one writer's change: its versions, audit entries and idempotency
+        claim) runs in a savepoint of its own: a member that fails — a version conflict,
+        any error of its own statements — is rolled back alone and its exception returned
+        in its place, while the others commit. A storage fault (or a failed COMMIT) fails
+        the whole transaction: raised, nothing written. The caches (current versions,
+        chain head, epoch) change only after the COMMIT returned.
+
+        Savepoints are standard SQL (SQLite and PostgreSQL alike): nothing here depends on
+        the dialect.
+        """
         created = now_iso()
-        stored: list[StoredVersion] = []
+        outcomes: list[list[StoredVersion] | BaseException] = []
+        current: dict[str, StoredVersion] = {}
         async with self._op("write", writes=True):
             conn = self.conn
-            epoch = self._epoch
+            epoch = self._next_epoch() if bump_epoch else self._epoch
             head = self._head
             await conn.begin()
             try:
                 if not await self._fresh():
                     # Another replica changed the database since this one's cache was
-                    # read: what the change was checked against may be stale. Refused as
-                    # a conflict (the cache is now current): the client re-reads, retries.
-                    first = changes[0]
-                    raise VersionConflict(
-                        first.service, first.expected_version, self._version_of(first.service)
-                    )
+                    # read: what each change was checked against may be stale. Refused as
+                    # conflicts (the cache is now current): the clients re-read, retry.
+                    await conn.rollback()
+                    return [
+                        VersionConflict(
+                            m.changes[0].service,
+                            m.changes[0].expected_version,
+                            self._version_of(m.changes[0].service),
+                        )
+                        for m in members
+                    ]
                 if bump_epoch:
-                    epoch = self._next_epoch()
                     await conn.execute(
                         "UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),)
                     )
-                for change in changes:
-                    version = change.expected_version + 1
-                    prev, head = (
-                        head,
-                        row_hash(
-                            service=change.service,
-                            version=version,
-                            epoch=epoch,
-                            values=change.values,
-                            created_at=created,
-                            created_by=actor,
-                            prev_hash=head,
-                        ),
-                    )
+                single = len(members) == 1
+                member_errors: tuple[type[Exception], ...] = (VersionConflict, *database_errors())
+                for member in members:
+                    if not single:
+                        await conn.execute("SAVEPOINT member")
                     try:
-                        # The triggers check the version, advance the service and add the
-                        # outbox row (id = this row's rowid / seq).
-                        rows = await conn.fetchall(
-                            "INSERT INTO versions (service, version, epoch, values_json, "  # noqa: S608
-                            "created_at, created_by, change_id, prev_hash, row_hash) "
-                            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {conn.row_order}",
-                            (
-                                change.service,
-                                version,
-                                epoch,
-                                _dumps(change.values),
-                                created,
-                                actor,
-                                change_id,
-                                prev,
-                                head,
-                            ),
+                        stored, member_head = await self._insert_member(
+                            member, epoch, head, created, current
                         )
-                    except database_errors() as exc:
-                        if not is_integrity_error(exc) or not _is_conflict(exc):
+                    except member_errors as exc:
+                        if single or conn.is_storage_error(exc):
                             raise
-                        raise VersionConflict(
-                            change.service,
-                            change.expected_version,
-                            self._version_of(change.service),
-                        ) from None
-                    outbox_id = int(rows[0][0])
-                    stored.append(
-                        StoredVersion(
-                            change.service,
-                            version,
-                            epoch,
-                            change.values,
-                            created,
-                            actor,
-                            change_id,
-                            outbox_id,
-                        )
-                    )
-                for entry in audit:
-                    await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
-                if idempotency is not None:
-                    await self._claim(idempotency, change_id, stored)
+                        await conn.execute("ROLLBACK TO SAVEPOINT member")
+                        await conn.execute("RELEASE SAVEPOINT member")
+                        outcomes.append(exc)
+                        continue
+                    if not single:
+                        await conn.execute("RELEASE SAVEPOINT member")
+                    head = member_head
+                    outcomes.append(stored)
+                    for item in stored:
+                        current[item.service] = item
                 await self._changed()
                 await conn.commit()
                 self._revision += 1
@@ -760,9 +772,80 @@ class ConfigStore:
                 raise
             self._head = head
             self._epoch = epoch
-            for item in stored:
-                self._current[item.service] = item
-        return stored
+            self._current.update(current)
+        return outcomes
+
+    async def _insert_member(
+        self,
+        member: WriteMember,
+        epoch: int,
+        head: str,
+        created: str,
+        current: dict[str, StoredVersion],
+    ) -> tuple[list[StoredVersion], str]:
+        """One member's rows (inside the caller's transaction); returns them and the head."""
+        conn = self.conn
+        change_id = secrets.token_hex(8)
+        stored: list[StoredVersion] = []
+        for change in member.changes:
+            version = change.expected_version + 1
+            prev, head = (
+                head,
+                row_hash(
+                    service=change.service,
+                    version=version,
+                    epoch=epoch,
+                    values=change.values,
+                    created_at=created,
+                    created_by=member.actor,
+                    prev_hash=head,
+                ),
+            )
+            try:
+                # The triggers check the version, advance the service and add the
+                # outbox row (id = this row's rowid / seq).
+                rows = await conn.fetchall(
+                    "INSERT INTO versions (service, version, epoch, values_json, "  # noqa: S608
+                    "created_at, created_by, change_id, prev_hash, row_hash) "
+                    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {conn.row_order}",
+                    (
+                        change.service,
+                        version,
+                        epoch,
+                        _dumps(change.values),
+                        created,
+                        member.actor,
+                        change_id,
+                        prev,
+                        head,
+                    ),
+                )
+            except database_errors() as exc:
+                if not is_integrity_error(exc) or not _is_conflict(exc):
+                    raise
+                now = current.get(change.service)
+                raise VersionConflict(
+                    change.service,
+                    change.expected_version,
+                    now.version if now is not None else self._version_of(change.service),
+                ) from None
+            stored.append(
+                StoredVersion(
+                    change.service,
+                    version,
+                    epoch,
+                    change.values,
+                    created,
+                    member.actor,
+                    change_id,
+                    int(rows[0][0]),
+                )
+            )
+        for entry in member.audit:
+            await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
+        if member.idempotency is not None:
+            await self._claim(member.idempotency, change_id, stored)
+        return stored, head
 
     async def _claim(
         self,

@@ -5,6 +5,16 @@ values (whole document for PUT, RFC 7396 merge for PATCH), put back stored secre
 the client sent the mask, validate with the service's model (strict JSON mode), check the
 cross-service rules, encrypt the secrets, then store version + outbox row in one
 transaction that also checks the version the client based its change on.
+
+Group commit: the writer lock covers the planning only (read, validate, check, build the
+audit entry). The planned change is then queued on the :class:`GroupCommitter`, the lock is
+released, and the writer waits for its transaction, which it usually shares with other
+writers' changes (one fsync for all). The next writer plans against the *planned* state (a
+change queued but not yet committed counts as the current version of its service, and the
+cross-service rules see it), so optimistic locking and the rules hold as if the writes ran
+one by one; should a queued change fail to commit, a change planned on top of it fails its
+own version check in the database (412). Each version is published only after its
+transaction committed.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +40,7 @@ from config_lib import (
 )
 
 from .diffs import redacted_diff
+from .group_commit import GroupCommitter
 from .keyring import KeyRing
 from .merge_patch import merge_patch
 from .metrics import Metrics
@@ -43,6 +54,7 @@ from .store import (
     StorageError,
     StoredVersion,
     VersionConflict,
+    WriteMember,
 )
 
 __all__ = [
@@ -171,7 +183,8 @@ def _unmask(new: Any, plain: Any, stored: Any) -> Any:
 
 
 class ConfigWriter:
-    """Reads current configs and applies validated changes (one write at a time)."""
+    """Reads current configs and applies validated changes (planned one at a time,
+    committed in groups)."""
 
     def __init__(
         self,
@@ -192,8 +205,13 @@ class ConfigWriter:
         self._prepare = prepare
         self.compatibility = compatibility
         self._lock = asyncio.Lock()
-        self.lock = self._lock  # held by every change; also by a retirement
+        self.lock = self._lock  # held by every change's planning (see exclusive())
         self._models: dict[str, tuple[int, int, BaseModel]] = {}  # validated current configs
+        # Changes queued for a group commit, not committed yet: service -> (the config as
+        # it will be, its model). The next change of the service is planned on top of it.
+        self._planned: dict[str, tuple[CurrentConfig, BaseModel]] = {}
+        self.committer = GroupCommitter(store, committed=self._committed)
+        self._defaults: dict[str, tuple[type[BaseModel], BaseModel | None]] = {}
         # service -> ((version, epoch), errors of the stored config under today's model)
         self._stored_errors: dict[str, tuple[tuple[int, int], list[dict[str, Any]] | None]] = {}
 
@@ -226,6 +244,10 @@ class ConfigWriter:
                 kind="service-retired",
                 service=service,
             )
+        if for_write:
+            planned = self._planned.get(service)
+            if planned is not None:
+                return planned[0]
         stored = await self.store.current(service)
         epoch = await self.store.epoch()
         if stored is not None:
@@ -248,12 +270,26 @@ class ConfigWriter:
         values = encrypt_secrets(defaults, service=service, key=self.keys.data_key(service))
         return CurrentConfig(service, 0, epoch, values, None, None)
 
+    def _default_model(self, service: str) -> BaseModel | None:
+        """The model's defaults as an instance (cached: the rules only read it)."""
+        model = self.model(service)
+        cached = self._defaults.get(service)
+        if cached is None or cached[0] is not model:
+            cached = (model, self.registry.defaults(service))
+            self._defaults[service] = cached
+        return cached[1]
+
     def current_model(self, current: CurrentConfig) -> BaseModel:
         """``current`` as a validated model instance (cached per service and version)."""
+        planned = self._planned.get(current.service)
+        if planned is not None and planned[0] is current:
+            return planned[1]
         cached = self._models.get(current.service)
         if cached is not None and cached[:2] == (current.version, current.epoch):
             return cached[2]
-        plain = decrypt_secrets(current.values, service=current.service, keys=[self._key(current)])
+        plain = decrypt_secrets(
+            current.values, service=current.service, keys=self.keys.decrypt_keys(current.service)
+        )
         model = self.model(current.service).model_validate(plain)
         if current.version > 0:
             self._models[current.service] = (current.version, current.epoch, model)
@@ -269,7 +305,9 @@ class ConfigWriter:
         cached = self._stored_errors.get(service)
         if cached is not None and cached[0] == key:
             return cached[1]
-        plain = decrypt_secrets(stored.values, service=service, keys=[self.keys.data_key(service)])
+        plain = decrypt_secrets(
+            stored.values, service=service, keys=self.keys.decrypt_keys(service)
+        )
         errors: list[dict[str, Any]] | None = None
         try:
             self.model(service).model_validate_json(json.dumps(plain), strict=True)
@@ -302,9 +340,6 @@ class ConfigWriter:
                 found[service] = errors
         return found
 
-    def _key(self, current: CurrentConfig) -> Any:
-        return self.keys.data_key(current.service)
-
     # -- building ------------------------------------------------------------------------
     def plan(
         self,
@@ -317,7 +352,9 @@ class ConfigWriter:
         """Validate a whole document (PUT) or a merge patch (PATCH) against ``current``."""
         service = current.service
         model = self.model(service)
-        plain = decrypt_secrets(current.values, service=service, keys=[self._key(current)])
+        plain = decrypt_secrets(
+            current.values, service=service, keys=self.keys.decrypt_keys(current.service)
+        )
         if patch is not None:
             if not isinstance(patch, dict):
                 raise Problem(
@@ -371,12 +408,23 @@ class ConfigWriter:
         if self.compatibility is None:
             return
         after: dict[str, BaseModel] = {}
+        epoch = await self.store.epoch()
         for service in self.registry:
+            planned = self._planned.get(service)
+            if planned is not None:  # queued for commit: the state the rules must see
+                after[service] = planned[1]
+                continue
+            stored = await self.store.current(service)
+            if stored is None:
+                default = self._default_model(service)
+                if default is not None:  # else: no defaults, nothing to check against
+                    after[service] = default
+                continue
+            current = CurrentConfig(
+                service, stored.version, epoch, stored.values, stored.created_at, stored.created_by
+            )
             try:
-                current = await self.current(service)
                 after[service] = self.current_model(current)
-            except Problem:
-                continue  # no stored config and no defaults: nothing to check against
             except ValidationError:
                 continue  # stored under an older model (see invalid_configs): cannot judge
         for change in changes:
@@ -390,14 +438,14 @@ class ConfigWriter:
         """Whether ``change`` stores exactly the current document (compared in plaintext)."""
         if current.version == 0:
             return False  # nothing stored yet: the first write always stores
-        key = [self._key(current)]
+        key = self.keys.decrypt_keys(current.service)
         old = decrypt_secrets(current.values, service=current.service, keys=key)
         new = decrypt_secrets(change.values, service=current.service, keys=key)
         return bool(old == new)
 
     def diff(self, service: str, old: dict[str, Any], new: dict[str, Any]) -> list[Any]:
         """RFC 6902 patch from ``old`` to ``new`` (stored forms), secrets redacted."""
-        return redacted_diff(service, old, new, self.keys.data_key(service))
+        return redacted_diff(service, old, new, self.keys.decrypt_keys(service))
 
     async def refused(
         self, ctx: WriteContext, problem: Problem, services: Sequence[str | None]
@@ -443,7 +491,7 @@ class ConfigWriter:
         """
         ctx = ctx or WriteContext(actor)
         queued = time.perf_counter()
-        async with self._lock:
+        async with self._lock:  # planning only: the commit is awaited after releasing it
             started = time.perf_counter()
             current = await self.current(service, for_write=True)
             try:
@@ -493,12 +541,13 @@ class ConfigWriter:
                 request_id=ctx.request_id,
                 detail={**ctx.detail, "diff": self.diff(service, current.values, change.values)},
             )
-            stored = (await self._store([change], actor, [audit], ctx.idempotency))[0]
-            timings["commit"] = time.perf_counter() - validated
-            after = CurrentConfig(
-                service, stored.version, stored.epoch, stored.values, stored.created_at, actor
-            )
-            return WriteOutcome(change, after, stored.outbox_id, timings)
+            committing = self._enqueue([change], actor, [audit], ctx.idempotency)
+        stored = (await self._committed_result(committing, [change]))[0]
+        timings["commit"] = time.perf_counter() - validated
+        after = CurrentConfig(
+            service, stored.version, stored.epoch, stored.values, stored.created_at, actor
+        )
+        return WriteOutcome(change, after, stored.outbox_id, timings)
 
     async def rollback(
         self, service: str, *, to_version: int, expected_version: int, ctx: WriteContext
@@ -515,7 +564,9 @@ class ConfigWriter:
                 service=service,
                 version=to_version,
             )
-        plain = decrypt_secrets(target.values, service=service, keys=[self.keys.data_key(service)])
+        plain = decrypt_secrets(
+            target.values, service=service, keys=self.keys.decrypt_keys(service)
+        )
         ctx = WriteContext(
             ctx.actor, ctx.request_id, ctx.idempotency, "rollback", {"to_version": to_version}
         )
@@ -600,14 +651,15 @@ class ConfigWriter:
                     [(s, (await self.current(s, for_write=True)).version) for s in sorted(patches)],
                 )
                 return []
-            return await self._store(changes, actor, audit, ctx.idempotency)
+            committing = self._enqueue(changes, actor, audit, ctx.idempotency)
+        return await self._committed_result(committing, changes)
 
     async def import_documents(
         self, documents: Mapping[str, dict[str, Any]], *, ctx: WriteContext
     ) -> list[StoredVersion]:
         """Store each service's document (stored form) as its new version, in ONE transaction
         that also bumps the epoch; everything is validated first (all or nothing)."""
-        async with self._lock:
+        async with self.exclusive():
             changes: list[PlannedChange] = []
             audit: list[AuditEntry] = []
             try:
@@ -617,7 +669,7 @@ class ConfigWriter:
                         plain = decrypt_secrets(
                             documents[service],
                             service=service,
-                            keys=[self.keys.data_key(service)],
+                            keys=self.keys.decrypt_keys(service),
                         )
                     except Exception as exc:
                         raise Problem(
@@ -654,6 +706,75 @@ class ConfigWriter:
                 raise
             return await self._store(changes, ctx.actor, audit, None, bump_epoch=True)
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold the writer lock with no change queued for commit (a retirement, an import)."""
+        async with self._lock:
+            await self.committer.idle()
+            yield
+
+    async def aclose(self) -> None:
+        """Let the changes queued for commit commit (before the store closes)."""
+        await self.committer.aclose()
+
+    def _enqueue(
+        self,
+        changes: Sequence[PlannedChange],
+        actor: str,
+        audit: Sequence[AuditEntry] = (),
+        idempotency: IdempotencyClaim | None = None,
+    ) -> asyncio.Future[list[StoredVersion]]:
+        """Queue ``changes`` for the next group commit (called with the writer lock held).
+
+        The commit runs in the committer's task and its outcome is handled there, so a
+        client hanging up (cancelling the awaiting request) can neither cut the write short
+        nor leave a committed version unannounced to the publisher.
+        """
+        member = WriteMember(
+            tuple(NewVersion(c.service, c.expected_version, c.values) for c in changes),
+            actor,
+            tuple(audit),
+            idempotency,
+        )
+        future = self.committer.commit(member)
+        epoch = self.store.epoch_now
+        planned: list[tuple[str, tuple[CurrentConfig, BaseModel]]] = []
+        for change in changes:
+            after = CurrentConfig(
+                change.service, change.expected_version + 1, epoch, change.values, None, actor
+            )
+            entry = (after, change.model)
+            self._planned[change.service] = entry
+            planned.append((change.service, entry))
+        future.add_done_callback(lambda _: self._unplan(planned))
+        if self._prepare is not None:
+            # Sign the envelopes while the database thread commits (the loop is idle then);
+            # used only if exactly these values are committed as that version.
+            for change in changes:
+                self._prepare(change.service, change.expected_version + 1, epoch, change.values)
+        return future
+
+    def _unplan(self, planned: Sequence[tuple[str, tuple[CurrentConfig, BaseModel]]]) -> None:
+        for service, entry in planned:
+            if self._planned.get(service) is entry:
+                del self._planned[service]
+
+    async def _committed_result(
+        self,
+        committing: asyncio.Future[list[StoredVersion]],
+        changes: Sequence[PlannedChange],
+    ) -> list[StoredVersion]:
+        try:
+            return await asyncio.shield(committing)
+        except VersionConflict as exc:
+            current = await self.current(exc.service, for_write=True)
+            raise self._conflict(exc.service, exc.expected, current) from None
+        except StorageError:
+            # Nothing was written (one transaction); answered 503 with Retry-After.
+            for change in changes:
+                self.metrics.writes.labels(service=change.service, result="unavailable").inc()
+            raise
+
     async def _store(
         self,
         changes: Sequence[PlannedChange],
@@ -663,42 +784,42 @@ class ConfigWriter:
         *,
         bump_epoch: bool = False,
     ) -> list[StoredVersion]:
+        """A transaction of its own, with the writer lock held and nothing queued (an
+        import: it bumps the epoch, so it shares no transaction with other changes)."""
         new = [NewVersion(c.service, c.expected_version, c.values) for c in changes]
-        # The write runs as a task and its outcome is handled in a done-callback, so a
-        # client hanging up (cancelling this coroutine) can neither cut the write short nor
-        # leave a committed version unannounced to the publisher.
+        member = WriteMember(tuple(new), actor, tuple(audit), idempotency)
         writing = asyncio.ensure_future(
-            self.store.write(
-                new, actor=actor, audit=audit, idempotency=idempotency, bump_epoch=bump_epoch
-            )
+            self.store.write_group([member], bump_epoch=bump_epoch)
         )
-        writing.add_done_callback(lambda task: self._stored(changes, task))
-        if self._prepare is not None and not bump_epoch:
-            # Sign the envelopes while the database thread commits (the loop is idle then).
-            await asyncio.sleep(0)  # let the write hand its statement to the database thread
-            epoch = await self.store.epoch()
-            for change in changes:
-                self._prepare(change.service, change.expected_version + 1, epoch, change.values)
+        writing.add_done_callback(lambda task: self._stored(member, task))
         try:
-            return await asyncio.shield(writing)
-        except VersionConflict as exc:
-            current = await self.current(exc.service)
-            raise self._conflict(exc.service, exc.expected, current) from None
+            [outcome] = await asyncio.shield(writing)
         except StorageError:
-            # Nothing was written (one transaction); answered 503 with Retry-After.
             for change in changes:
                 self.metrics.writes.labels(service=change.service, result="unavailable").inc()
             raise
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     def _stored(
-        self, changes: Sequence[PlannedChange], task: asyncio.Future[list[StoredVersion]]
+        self,
+        member: WriteMember,
+        task: asyncio.Future[list[list[StoredVersion] | BaseException]],
     ) -> None:
         if task.cancelled() or task.exception() is not None:
             return  # nothing was written; the awaiting request reports the error
-        stored = task.result()
-        for change, item in zip(changes, stored, strict=True):
-            self._models[change.service] = (item.version, item.epoch, change.model)
-            self.metrics.writes.labels(service=change.service, result="ok").inc()
+        [outcome] = task.result()
+        if not isinstance(outcome, BaseException):
+            self._committed(member, outcome)
+
+    def _committed(self, member: WriteMember, stored: list[StoredVersion]) -> None:
+        """A transaction committed ``stored``: cache the models, count, publish."""
+        for item in stored:
+            planned = self._planned.get(item.service)
+            if planned is not None and planned[0].values is item.values:
+                self._models[item.service] = (item.version, item.epoch, planned[1])
+            self.metrics.writes.labels(service=item.service, result="ok").inc()
         self._notify(stored)
 
     def _conflict(self, service: str, expected: int, current: CurrentConfig) -> Problem:

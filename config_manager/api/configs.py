@@ -278,7 +278,7 @@ async def retire_service(
             kind="service-retired",
             service=service,
         )
-    async with writer.lock:  # no write of this service is half-way while it is retired
+    async with writer.exclusive():  # no write of this service is half-way (nor queued)
         at = await store.retire(
             service,
             audit=AuditEntry(

@@ -130,10 +130,10 @@ RegistryDep = Annotated[SchemaRegistry, Depends(get_registry)]
 TrackerDep = Annotated[InstanceTracker, Depends(get_tracker)]
 
 
-def _auth_failed(request: Request) -> None:
+async def _auth_failed(request: Request) -> None:
     """Count a failed authentication against the client's address (429 over the limit)."""
     limits: RateLimits = request.app.state.rate_limits
-    limits.auth_failed(request.client.host if request.client else "unknown")
+    await limits.auth_failed(request.client.host if request.client else "unknown")
 
 
 def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
@@ -145,7 +145,7 @@ def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         challenge = {"WWW-Authenticate": 'Bearer realm="config-manager"'}
         if credentials is None or not credentials.credentials:
-            _auth_failed(request)
+            await _auth_failed(request)
             raise Problem(
                 401,
                 "Unauthorized",
@@ -155,7 +155,7 @@ def _require(role: Role) -> Callable[..., Awaitable[Principal]]:
             )
         record = await store.token_by_hash(hash_token(credentials.credentials))
         if record is None or record.revoked_at is not None:
-            _auth_failed(request)
+            await _auth_failed(request)
             raise Problem(
                 401,
                 "Unauthorized",
@@ -439,7 +439,7 @@ def _write_request(role: Role, *, with_body: bool = True) -> Callable[..., Await
         idempotency_key: str | None = Depends(read_idempotency_key),
     ) -> WriteRequest:
         limits: RateLimits = request.app.state.rate_limits
-        limits.write(principal.name)
+        await limits.write(principal.name)
         ctx = WriteContext(principal.name, request_id(request))
         if idempotency_key is None:
             return WriteRequest(ctx, principal)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -346,6 +347,28 @@ class RetiredPublic(BaseModel):
     last_version: int = Field(description="The config instances keep running.")
     tombstone_version: int = Field(description="Version carried by the signed tombstone.")
     publication: Literal["published", "pending"]
+
+
+class KeysetPublic(BaseModel):
+    """The root-signed keyset in force (public parts)."""
+
+    version: int
+    issued_at: datetime
+    expires_at: datetime
+    key_ids: list[str] = Field(description="Keys services accept configs from.")
+    root_key_id: str
+    void_epochs_from: int | None = Field(
+        description="Epochs at or above this one are void (root-signed floor reset)."
+    )
+
+
+class KeysPublic(BaseModel):
+    """The signing key in use and the keyset services follow."""
+
+    signing_key_id: str
+    keyset: KeysetPublic | None = Field(
+        description="Null when no root key is set up: services use their trust store file."
+    )
 
 
 class WhoamiPublic(BaseModel):

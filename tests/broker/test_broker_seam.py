@@ -11,12 +11,18 @@ from tests.brokers import Rights, acl_rights, topic_filter_regex
 
 def test_acl_rights_follow_the_template() -> None:
     assert acl_rights("svc-1") == Rights(
-        read=("config/updated/svc-1", "config/freshness/svc-1", "config/report/svc-1"),
+        read=(
+            "config/keyset",
+            "config/updated/svc-1",
+            "config/freshness/svc-1",
+            "config/report/svc-1",
+        ),
         write=("config/applied/svc-1/#",),
     )
     manager = acl_rights("manager")
     assert "config/applied/#" in manager.read
     assert "config/updated/#" in manager.write
+    assert "config/keyset" in manager.write
     assert acl_rights("debug").write == ("config/applied/debug/#",)  # patterns apply to all
     assert "config/#" in acl_rights("debug").read
 

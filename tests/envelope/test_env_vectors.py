@@ -18,17 +18,21 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from config_lib import (
+    REPORT_MAX_BYTES,
     ConfigLibError,
     DataKey,
     FreshnessGate,
     Limits,
+    ReportError,
     TrustStore,
     decrypt_secrets,
     derive_data_key,
     validate_name,
     verify_envelope,
     verify_freshness,
+    verify_report,
 )
+from config_manager.instances import InstanceReport, InstanceTracker, PinnedKey
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "vectors" / "envelopes.json").read_text()
@@ -103,6 +107,31 @@ def verify_secret_case(case: dict[str, Any]) -> None:
     assert plain == {path[1:]: case["plaintext"]}
 
 
+def verify_report_case(case: dict[str, Any]) -> None:
+    """The signature's checks (config_lib), then the manager's pin and replay floor: what
+    its instance tracker shows for the report, given the case's pinned key and floor."""
+    raw, instance = _raw(case), case["instance"]
+    verify_report(
+        raw, service=SERVICE, instance=instance, max_bytes=case.get("max_bytes", REPORT_MAX_BYTES)
+    )
+    tracker = InstanceTracker()
+    if case["pinned"] is not None:
+        key_id = hashlib.sha256(base64.b64decode(case["pinned"])).hexdigest()[:16]
+        tracker.load_pins([PinnedKey(SERVICE, instance, case["pinned"], key_id, "-")])
+    if case["high"] is not None:
+        genuine = InstanceReport(
+            service=SERVICE, instance=instance, status="applied", version=7, epoch=1,
+            reason=None, detail=None, time=case["high"], received_at=0.0,
+            signed_high=case["high"],
+        )  # fmt: skip
+        tracker.load([genuine])
+    shown = tracker.handle(f"config/applied/{SERVICE}/{instance}", raw, 1.0)
+    assert shown is not None
+    if shown.forged:
+        raise ReportError("forged", shown.forged_reason)
+    assert shown.version == json.loads(raw).get("version")
+
+
 VERIFIERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "envelope": verify_envelope_case,
     "freshness": verify_freshness_case,
@@ -110,6 +139,7 @@ VERIFIERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "name": verify_name_case,
     "trust_store": verify_trust_store_case,
     "secret": verify_secret_case,
+    "report": verify_report_case,
 }
 
 

@@ -34,6 +34,9 @@ EXPECTED = {
     # signed freshness (TUF's timestamp role)
     "FreshnessGate", "FreshnessRecord", "FreshnessState", "envelope_digest", "sign_freshness",
     "verify_freshness", "freshness_topic",
+    # the root-signed keyset (signing-key rotation)
+    "Keyset", "KeysetError", "KEYSET_MAX_BYTES", "KEYSET_TOPIC", "VoidEpoch", "sign_keyset",
+    "verify_keyset",
     # signed applied reports (each instance's own key; the manager pins it)
     "REPORT_MAX_BYTES", "ReportError", "VerifiedReport", "load_or_create_report_key",
     "sign_report", "verify_report",
@@ -41,7 +44,7 @@ EXPECTED = {
     "DataKey", "SigningKey", "TrustStore", "derive_data_key", "key_id_for", "load_data_key",
     "load_master_key", "load_or_create_master_key", "load_or_create_signing_key",
     "load_signing_key", "save_data_key", "MASK", "decrypt_secrets", "encrypt_secrets",
-    "is_encrypted", "mask_secrets",
+    "is_encrypted", "mask_secrets", "reencrypt_secrets",
     # topics, transport, files
     "applied_topic", "applied_wildcard", "parse_applied_topic", "parse_updated_topic",
     "report_request_topic", "updated_topic", "validate_name", "sanitize_name", "NAME_ALPHABET",

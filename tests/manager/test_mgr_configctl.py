@@ -343,13 +343,17 @@ def test_sync_table_and_exit_code(
                 qos=1,
                 retain=True,
             )
+            # ...and an unsigned one for another instance: shown as forged.
+            await client.publish(
+                applied_topic(service_name, "fake-1"), b'{"status": "applied"}', qos=1, retain=True
+            )
 
     asyncio.run(report())
     with httpx.Client(base_url=manager.base_url) as http:
         auth = {"Authorization": f"Bearer {manager.tokens['viewer']}"}
         for _ in range(500):  # the manager receives the report asynchronously (bounded)
             body = http.get("/api/v1/sync", headers=auth).json()
-            if body["summary"]["rejected"]:
+            if body["summary"]["rejected"] and body["summary"]["forged"]:
                 break
             time.sleep(0.02)
     sick = ctl(ctl_env, "sync")
@@ -357,3 +361,5 @@ def test_sync_table_and_exit_code(
     assert "sick-1" in sick.stdout
     assert "rejected" in sick.stdout
     assert "bad_signature" in sick.stdout
+    assert "FORGED (unsigned)" in sick.stdout
+    assert "1 forged" in sick.stdout

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from mgr_harness import RunningManager, put
 from mgr_models import DemoConfig
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
@@ -38,6 +39,9 @@ CHROMIUM_FLAGS = [
 WAIT_MS = 15_000
 
 pytestmark = pytest.mark.timeout(60)
+# One browser for the module (launching Chromium costs seconds): the tests and their async
+# fixtures run on the module's event loop; each test gets browser contexts of its own.
+module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
 def _chromium() -> str:
@@ -47,7 +51,7 @@ def _chromium() -> str:
     return path
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
     # launch() gives the browser a fresh temporary profile (it refuses --user-data-dir)
     async with async_playwright() as pw:
@@ -58,7 +62,7 @@ async def browser() -> AsyncIterator[Browser]:
             await browser.close()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def pages(
     browser: Browser, request: pytest.FixtureRequest
 ) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
@@ -66,6 +70,7 @@ async def pages(
 
     Pages talk to ``on`` (a manager the test started) or else to the ``manager`` fixture."""
     opened: list[Page] = []
+    contexts: list[BrowserContext] = []
     expect.set_options(timeout=WAIT_MS)  # the machine is shared: 5 s (the default) is tight
 
     async def open_page(
@@ -76,9 +81,12 @@ async def pages(
         on: RunningManager | None = None,
     ) -> Page:
         target = on or request.getfixturevalue("manager")
-        ctx = context or await browser.new_context(
-            viewport={"width": width, "height": height}, base_url=target.base_url
-        )
+        ctx = context
+        if ctx is None:
+            ctx = await browser.new_context(
+                viewport={"width": width, "height": height}, base_url=target.base_url
+            )
+            contexts.append(ctx)
         page = await ctx.new_page()
         page.set_default_timeout(WAIT_MS)
         opened.append(page)
@@ -91,6 +99,8 @@ async def pages(
         for i, page in enumerate(opened):
             if not page.is_closed():
                 await page.screenshot(path=ARTIFACTS / f"FAILED-{request.node.name}-{i}.png")
+    for ctx in contexts:
+        await ctx.close()
 
 
 async def shot(page: Page, name: str) -> None:
@@ -111,6 +121,14 @@ async def open_service(page: Page, service: str) -> None:
     await expect(page.get_by_role("heading", name=service)).to_be_visible()
 
 
+async def stored_doc(manager: RunningManager, service: str) -> dict[str, Any]:
+    async with manager.client() as http:
+        resp = await http.get(f"/api/v1/configs/{service}")
+        assert resp.status_code == 200
+        doc: dict[str, Any] = resp.json()
+        return doc
+
+
 async def stored(manager: RunningManager, service: str) -> dict[str, Any]:
     async with manager.client() as http:
         resp = await http.get(f"/api/v1/configs/{service}")
@@ -119,7 +137,7 @@ async def stored(manager: RunningManager, service: str) -> dict[str, Any]:
         return values
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def subscriber(
     broker: Any, keys: Any, service_name: str, tmp_path: Path
 ) -> AsyncIterator[ConfigLibrary[DemoConfig]]:
@@ -148,6 +166,7 @@ async def subscriber(
         yield lib
 
 
+@module_loop
 async def test_login_edit_save_shows_the_applied_badge(
     manager: RunningManager,
     subscriber: ConfigLibrary[DemoConfig],
@@ -199,6 +218,7 @@ async def test_login_edit_save_shows_the_applied_badge(
     await shot(page, "04-history")
 
 
+@module_loop
 async def test_conflict_from_two_browsers_merges_both_edits(
     manager: RunningManager, service_name: str, pages: Callable[..., Awaitable[Page]]
 ) -> None:
@@ -240,6 +260,7 @@ async def test_conflict_from_two_browsers_merges_both_edits(
     assert values["nested"] == {"threshold": 0.7}
 
 
+@module_loop
 async def test_live_updates_reach_an_open_form_and_the_badges(
     manager: RunningManager,
     subscriber: ConfigLibrary[DemoConfig],
@@ -284,6 +305,7 @@ async def _two_versions(manager: RunningManager, service: str) -> None:
         assert second.status_code == 200, second.text
 
 
+@module_loop
 async def test_viewer_cannot_save_or_restore(
     manager: RunningManager, service_name: str, pages: Callable[..., Awaitable[Page]]
 ) -> None:
@@ -304,6 +326,7 @@ async def test_viewer_cannot_save_or_restore(
     await expect(page.get_by_role("button", name="Restore", exact=False)).to_have_count(0)
 
 
+@module_loop
 async def test_history_diffs_restore_with_confirmation_and_the_audit_view(
     manager: RunningManager, service_name: str, pages: Callable[..., Awaitable[Page]]
 ) -> None:
@@ -365,6 +388,7 @@ async def test_history_diffs_restore_with_confirmation_and_the_audit_view(
     await expect(page.get_by_role("heading", name=service_name)).to_be_visible()
 
 
+@module_loop
 async def test_scoped_token_edits_only_its_services_and_badges_show_freshness(
     manager_factory: Callable[..., RunningManager],
     broker: Any,
@@ -395,22 +419,31 @@ async def test_scoped_token_edits_only_its_services_and_badges_show_freshness(
     await page.get_by_role("button", name="Save as version 1").click()
     await expect(page.get_by_text(f"Saved {service_name} version 1")).to_be_visible()
 
-    # instances' freshness moves the badges without a reload (events, then /sync)
+    # instances' reports move the badges without a reload (events, then /sync)
+    report = {
+        "service": service_name,
+        "instance": "old-1",
+        "status": "applied",
+        "version": 1,
+        "epoch": (await stored_doc(manager, service_name))["epoch"],
+        "time": "2026-11-30T00:00:00.000000Z",
+        "freshness": "stale",
+    }
     async with aiomqtt.Client(**broker.endpoint(service_name).client_kwargs()) as svc:
-        report = {"instance": "old-1", "service": service_name, "status": "applied",
-                  "version": 1, "epoch": 1, "freshness": "stale",
-                  "time": "2026-11-30T00:00:00.000000Z"}  # fmt: skip
-        await svc.publish(
-            applied_topic(service_name, "old-1"),
-            sign_report(report, SigningKey.generate()),  # signed as an instance signs it
-            qos=1,
-            retain=False,
-        )
-    await expect(page.locator(f"[data-freshness='{service_name}']")).to_have_text("1 stale")
-    await expect(page.locator(f"[data-freshness='{other}']")).to_have_count(0)
+        payload = sign_report(report, SigningKey.generate())  # signed as an instance signs it
+        await svc.publish(applied_topic(service_name, "old-1"), payload, qos=1)
+        await expect(page.locator(f"[data-freshness='{service_name}']")).to_have_text("1 stale")
+        await expect(page.locator(f"[data-badge='{service_name}']")).to_have_text("1/1 applied")
+        await expect(page.locator(f"[data-freshness='{other}']")).to_have_count(0)
+        await expect(page.locator(f"[data-forged='{service_name}']")).to_have_count(0)
+        # an unsigned report: the manager shows it as forged, and so does the badge
+        forged = {**report, "instance": "fake-1", "freshness": "fresh"}
+        await svc.publish(applied_topic(service_name, "fake-1"), json.dumps(forged).encode(), qos=1)
+        await expect(page.locator(f"[data-forged='{service_name}']")).to_have_text("1 forged")
     await shot(page, "13-scoped-stale")
 
 
+@module_loop
 async def test_token_is_handed_to_a_new_tab(
     manager: RunningManager, browser: Browser, pages: Callable[..., Awaitable[Page]]
 ) -> None:
@@ -424,6 +457,7 @@ async def test_token_is_handed_to_a_new_tab(
     await expect(first.get_by_label("API token")).to_be_visible()
 
 
+@module_loop
 async def test_api_docs_render_offline(
     manager: RunningManager, pages: Callable[..., Awaitable[Page]]
 ) -> None:
@@ -449,24 +483,41 @@ async def test_api_docs_render_offline(
         assert "/docs/assets/redoc.standalone.js" in redoc.text
 
 
+@module_loop
 async def test_no_horizontal_overflow_at_360px(
     manager: RunningManager, service_name: str, pages: Callable[..., Awaitable[Page]]
 ) -> None:
+    await _two_versions(manager, service_name)  # a history with diffs to lay out
     page = await pages(width=360, height=780)
     await login(page, manager.tokens["editor"])
     await open_service(page, service_name)
     long_tag = "a-rather-long-tag-that-should-wrap-or-scroll-inside"
     await page.get_by_label("Tags").fill(f'["a", "{long_tag}"]')
-    for tab in ("Edit", "Instances (0)", "History"):
-        await page.get_by_role("tab", name=tab).click()
+
+    async def no_overflow(view: str) -> None:
         overflow = await page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
-        assert overflow <= 0, f"{tab}: the page is {overflow}px wider than a 360px screen"
+        assert overflow <= 0, f"{view}: the page is {overflow}px wider than a 360px screen"
+
+    for tab in ("Edit", "Instances (0)", "History"):
+        await page.get_by_role("tab", name=tab).click()
+        await no_overflow(tab)
+    await page.get_by_role("button", name="Restore version 1").click()
+    await expect(page.get_by_role("dialog")).to_be_visible()
+    await no_overflow("restore dialog")
+    await page.get_by_role("button", name="Cancel").click()
+    await page.get_by_role("button", name="Audit log").click()
+    await expect(
+        page.get_by_role("table", name="audit entries").locator("tbody tr")
+    ).not_to_have_count(0)
+    await no_overflow("audit log")
+    await page.get_by_role("button", name="Configuration").click()
     await page.get_by_role("tab", name="Edit").click()
     await shot(page, "08-mobile-360")
 
 
+@module_loop
 async def test_whoami_reports_name_and_role(manager: RunningManager) -> None:
     for role in ("viewer", "editor", "admin"):
         async with manager.client(role) as http:
@@ -498,6 +549,7 @@ def test_worker_models_give_every_field_a_human_title() -> None:
                     assert prop["title"] != generated, f"{service}.{name}: {generated!r}"
 
 
+@module_loop
 async def test_preset_preview_then_apply_keeps_unsaved_edits(
     manager_factory: Callable[..., RunningManager],
     own_broker: Any,

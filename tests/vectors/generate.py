@@ -36,12 +36,13 @@ from config_lib import (
     derive_data_key,
     sign_envelope,
     sign_freshness,
+    sign_keyset,
     sign_report,
 )
 from config_lib._secrets import _aad
 
 OUT = Path(__file__).with_name("envelopes.json")
-REPORTS_OUT = Path(__file__).with_name("reports.json")
+KEYSETS_OUT = Path(__file__).with_name("keysets.json")
 SERVICE = "stt"
 ISSUED = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 EPOCH = 1795000000
@@ -191,6 +192,31 @@ def envelope_cases(ctx: Ctx) -> list[Case]:
             "valid-number-forms",
             E,
             resign(env(config={"a": 1.5, "b": -0.0, "c": 1e21, "d": 1e-7, "e": 0.1, "f": -12})),
+        ),
+        accept(
+            "valid-tricky-doubles",
+            E,
+            resign(
+                env(
+                    config={
+                        "min_subnormal": 5e-324,
+                        "max_double": 1.7976931348623157e308,
+                        "micro": 0.000001,
+                        "below_micro": 0.0000001,
+                        "e20": 123456789012345680000.0,
+                        "e21": 1234567890123456800000.0,
+                        "above_safe": 9007199254740993.0,
+                        "third": 1 / 3,
+                        "negative_tiny": -2.2250738585072014e-308,
+                        "float_list": [0.1 + 0.2, 1e-5, 4.35, 1e16, 2**70 * 1.0],
+                    }
+                )
+            ),
+        ),
+        accept(
+            "valid-unsorted-unicode-members",
+            E,
+            resign(env(config={"\U0001f600": 1, "\uff61": 2, "a": 3, "\u00e9": 4, "Z": 5})),
         ),
         accept(
             "valid-exponent-written",
@@ -1129,6 +1155,104 @@ def secret_cases(ctx: Ctx) -> list[Case]:
     ]
 
 
+# --- applied reports (each instance signs its own) ----------------------------------------
+
+REPORT_INSTANCE = "host1-stt"
+
+
+def report_cases(ctx: Ctx) -> list[Case]:
+    """Applied reports on ``config/applied/<service>/<instance>`` (docs/protocol.md,
+    "Report signature"): the signature's checks 1-6, then the manager's pin (7) and replay
+    floor (8). ``instance`` is the topic's instance; ``pinned`` the key the manager pinned
+    for it (standard base64; null: none yet, the key is pinned on first use); ``high`` the
+    time of its latest genuine report (null: none)."""
+    mine, _ = _key(3)
+    other, other_doc = _key(4)
+
+    def b64(key: SigningKey) -> str:
+        raw = key.public_key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return base64.b64encode(raw).decode()
+
+    report: dict[str, Any] = {
+        "instance": REPORT_INSTANCE, "service": SERVICE, "status": "applied", "version": 7,
+        "epoch": EPOCH, "source": "broker", "reason": None, "detail": None,
+        "attempted_version": 7, "attempted_epoch": EPOCH, "freshness": "fresh",
+        "time": t(ISSUED + timedelta(seconds=5)),
+    }  # fmt: skip
+    R = "report"
+    ok = {"instance": REPORT_INSTANCE, "pinned": b64(mine), "high": report["time"]}
+
+    def signed(key: SigningKey = mine, **changes: Any) -> str:
+        return sign_report({**report, **changes}, key).decode()
+
+    valid = signed()
+    doc = json.loads(valid)
+    drop = object()
+
+    def edited(**changes: Any) -> str:
+        """The valid report with members changed (or removed: ``drop``) after signing."""
+        return dumps({k: v for k, v in {**doc, **changes}.items() if v is not drop})
+
+    older = t(ISSUED + timedelta(seconds=1))
+    return [
+        accept("report-valid", R, valid, **ok),
+        accept("report-first-use", R, signed(other), **{**ok, "pinned": None, "high": None}),
+        accept("report-newer", R, signed(version=8, time=t(ISSUED + timedelta(seconds=6))), **ok),
+        accept("report-offline-will-older", R,
+               signed(status="offline", reason="connection_lost", time=older), **ok),
+        accept("report-unicode-detail", R, signed(status="failed", detail="modèle absent ✓"),
+               **ok),
+        accept("report-extra-member", R, signed(host_note="added by a later release"), **ok),
+        accept("report-same-time-again", R, valid, **ok),
+        refuse("report-too-large", R, valid, "too_large", **ok, max_bytes=100),
+        refuse("report-not-json", R, valid[:-1], "malformed", **ok),
+        # A report is "malformed" where an envelope is "too_deep" (one reason for parsing).
+        refuse("report-too-deep", R, signed(deep=_nest(MAX_DEPTH)), "malformed", **ok),
+        refuse("report-number-outside-i-json", R, valid.replace('"version": 7',
+               '"version": 9007199254740993'), "malformed", **ok),
+        refuse("report-not-an-object", R, "[" + valid + "]", "malformed", **ok),
+        refuse("report-duplicate-member", R, valid[:-1] + ', "status": "rejected"}',
+               "malformed", **ok),
+        refuse("report-nan", R, valid.replace('"version": 7', '"version": NaN'), "malformed",
+               **ok),
+        refuse("report-time-other-form", R, edited(time="2026-11-23 12:00:05Z"), "malformed",
+               **ok),
+        refuse("report-missing-status", R, edited(status=drop), "malformed", **ok),
+        refuse("report-instance-not-a-string", R, edited(instance=7), "malformed", **ok),
+        refuse("report-public-key-missing", R, edited(public_key=drop), "malformed", **ok),
+        refuse("report-signature-not-a-string", R, edited(signature=7), "malformed", **ok),
+        refuse("report-unsigned", R, edited(signature=drop), "unsigned", **ok),
+        refuse("report-empty-signature", R, edited(signature=""), "unsigned", **ok),
+        refuse("report-legacy-unsigned", R, dumps(report), "unsigned", **ok),
+        refuse("report-tampered-status", R, edited(status="rejected"), "bad_signature", **ok),
+        refuse("report-tampered-version", R, edited(version=8), "bad_signature", **ok),
+        refuse("report-public-key-swapped", R,
+               edited(public_key=b64(other), key_id=other_doc["key_id"]), "bad_signature", **ok),
+        refuse("report-key-id-not-of-public-key", R, edited(key_id=other_doc["key_id"]),
+               "bad_signature", **ok),
+        refuse("report-public-key-short", R,
+               edited(public_key=base64.b64encode(b"x" * 31).decode()), "bad_signature", **ok),
+        refuse("report-signature-not-base64", R, edited(signature="!" * 88), "bad_signature",
+               **ok),
+        refuse("report-signature-unpadded", R, edited(signature=doc["signature"].rstrip("=")),
+               "bad_signature", **ok),
+        refuse("report-signature-other-key", R,
+               edited(signature=json.loads(signed(other))["signature"]), "bad_signature", **ok),
+        refuse("report-other-instance-id", R, signed(instance="host2-stt"),
+               "identity_mismatch", **ok),
+        refuse("report-other-service", R, signed(service="orchestrator"), "identity_mismatch",
+               **ok),
+        refuse("report-other-key-for-this-instance", R, signed(other), "key_mismatch", **ok),
+        refuse("report-replayed-older", R,
+               signed(version=6, time=t(ISSUED + timedelta(seconds=4, microseconds=999999))),
+               "replayed", **ok),
+        refuse("report-replayed-older-rejected", R,
+               signed(status="rejected", reason="bad_signature", time=older), "replayed", **ok),
+    ]  # fmt: skip
+
+
 KINDS: list[Callable[[Ctx], list[Case]]] = [
     envelope_cases,
     tombstone_cases,
@@ -1138,6 +1262,7 @@ KINDS: list[Callable[[Ctx], list[Case]]] = [
     name_cases,
     trust_store_cases,
     secret_cases,
+    report_cases,
 ]
 
 
@@ -1183,114 +1308,159 @@ def build() -> dict[str, Any]:
 
 def main() -> None:
     OUT.write_text(json.dumps(build(), indent=2, ensure_ascii=False) + "\n")
-    REPORTS_OUT.write_text(json.dumps(report_vectors(), indent=2) + "\n")
+    KEYSETS_OUT.write_text(json.dumps(keyset_vectors(), indent=2) + "\n")
 
 
-def report_vectors() -> dict[str, Any]:
-    """Applied-report cases (docs/protocol.md, "Report signature"): each names its verdict.
+def keyset_vectors() -> dict[str, Any]:
+    """tests/vectors/keysets.json: the root-signed keyset (docs/protocol.md, *Keyset*)."""
+    trusted, trusted_doc = _key(1)
+    untrusted, untrusted_doc = _key(2)
+    root, root_doc = _key(3)
+    config = {"beam_size": 5, "language": "en", "temperature": 0.0}
 
-    A verifier runs the five checks of the signature (``too_large``, ``malformed``,
-    ``unsigned``, ``bad_signature``, ``identity_mismatch``, in that order) against the
-    topic's ``service``/``instance``, then the manager's two: the key must be ``pinned``
-    (null: nothing pinned yet, the key is pinned on first use) else ``key_mismatch``; the
-    ``time`` must not be older than ``high`` (the latest genuine report's), unless the
-    status is ``offline``, else ``replayed``.
-    """
-    instance_key, instance_doc = _key(3)
-    other_key, other_doc = _key(4)
-    pub = {"instance": instance_doc, "other": other_doc}
-    for doc in pub.values():
-        doc["public_b64"] = base64.b64encode(bytes.fromhex(doc["public_hex"])).decode()
-    report: dict[str, Any] = {
-        "instance": "host1-stt", "service": "stt", "status": "applied", "version": 7,
-        "epoch": 1795000000, "source": "broker", "reason": None, "detail": None,
-        "attempted_version": 7, "attempted_epoch": 1795000000, "freshness": "fresh",
-        "time": "2026-11-23T12:00:05.000000Z",
-    }  # fmt: skip
-    pinned = pub["instance"]["public_b64"]
-    high = "2026-11-23T12:00:05.000000Z"
+    def _resign(doc: dict[str, Any], key: SigningKey) -> str:
+        doc = {k: v for k, v in doc.items() if k != "signature"}
+        doc["signature"] = base64.b64encode(key.sign(canonical_bytes(doc))).decode()
+        return json.dumps(doc)
 
-    def signed(key: SigningKey = instance_key, **changes: Any) -> str:
-        return sign_report({**report, **changes}, key).decode()
+    now = "2026-11-23T12:30:00.000000Z"
+    day = timedelta(days=1)
 
-    valid = signed()
+    def keyset(**kw: Any) -> str:
+        args: dict[str, Any] = {
+            "version": 2,
+            "keys": [trusted.public_key],
+            "root": root,
+            "expires_in": day,
+            "issued_at": ISSUED,
+        }
+        args.update(kw)
+        return sign_keyset(**args).decode()
+
+    current = keyset(version=1, keys=[trusted.public_key, untrusted.public_key])
+    valid = keyset()
     doc = json.loads(valid)
-
-    def edited(**changes: Any) -> str:
-        """The valid report with members changed (or removed: _DROP) after signing."""
-        out = {**doc, **changes}
-        return json.dumps({k: v for k, v in out.items() if v is not _DROP})
+    entry = doc["keys"][0]
 
     def case(name: str, message: str, expect: str, **extra: Any) -> dict[str, Any]:
-        return {"name": name, "message": message, "pinned": pinned, "high": high,
-                "expect": expect, **extra}  # fmt: skip
+        return {"name": name, "message": message, "current": current, "expect": expect, **extra}
 
-    other_pub = pub["other"]["public_b64"]
     cases = [
-        case("valid", valid, "ok"),
-        case("valid-first-use", signed(key=other_key), "ok", pinned=None, high=None),
-        case("valid-newer", signed(time="2026-11-23T12:00:06.000000Z", version=8), "ok"),
+        case("valid", valid, "ok", key_ids=[trusted.key_id], void_epochs_from=None),
         case(
-            "valid-offline-will-older",
-            signed(status="offline", reason="connection_lost", time="2026-11-23T12:00:00.000000Z"),
+            "valid-two-keys",
+            keyset(version=3, keys=[trusted.public_key, untrusted.public_key]),
             "ok",
+            key_ids=sorted([trusted.key_id, untrusted.key_id]),
+            void_epochs_from=None,
         ),
-        case("valid-unicode-detail", signed(status="failed", detail="modèle absent ✓"), "ok"),
-        case("valid-extra-member", signed(host_note="added by a later release"), "ok"),
-        case("too-large", valid, "too_large", max_bytes=100),
+        case(
+            "valid-floor-reset",
+            keyset(void_epochs_from=1796000000),
+            "ok",
+            key_ids=[trusted.key_id],
+            void_epochs_from=1796000000,
+        ),
+        {
+            "name": "valid-first",
+            "message": valid,
+            "current": None,
+            "expect": "ok",
+            "key_ids": [trusted.key_id],
+            "void_epochs_from": None,
+        },
+        case("duplicate", current, "keyset_duplicate"),
+        case("rollback", keyset(version=1), "keyset_rollback"),
+        case("expired", keyset(issued_at=ISSUED - 2 * day), "keyset_expired"),
+        case("signed-by-another-root", keyset(root=untrusted), "unknown_key"),
+        case("tampered", valid.replace('"version": 2', '"version": 9'), "bad_signature"),
+        case(
+            "unsigned", json.dumps({k: v for k, v in doc.items() if k != "signature"}), "unsigned"
+        ),
+        case("unsupported-format", _resign({**doc, "format": 2}, root), "unsupported_format"),
+        case("extra-member", _resign({**doc, "admin": True}, root), "malformed"),
+        case("wrong-type", _resign({**doc, "type": "freshness"}, root), "malformed"),
+        case("no-keys", _resign({**doc, "keys": []}, root), "malformed"),
+        case(
+            "key-id-not-of-its-key",
+            _resign({**doc, "keys": [{**entry, "key_id": untrusted.key_id}]}, root),
+            "malformed",
+        ),
+        case("same-key-twice", _resign({**doc, "keys": [entry, entry]}, root), "malformed"),
+        case(
+            "public-key-not-canonical-base64",
+            _resign(
+                {**doc, "keys": [{**entry, "public_key": entry["public_key"].rstrip("=")}]}, root
+            ),
+            "malformed",
+        ),
+        case("version-zero", _resign({**doc, "version": 0}, root), "malformed"),
+        case("version-out-of-range", _resign({**doc, "version": 2**48}, root), "out_of_range"),
+        case("void-not-integer", _resign({**doc, "void_epochs_from": "1"}, root), "malformed"),
+        case(
+            "expires-before-issued",
+            _resign({**doc, "expires_at": doc["issued_at"]}, root),
+            "malformed",
+        ),
+        case(
+            "time-with-offset",
+            _resign({**doc, "issued_at": "2026-11-23T12:00:00+00:00"}, root),
+            "malformed",
+        ),
         case("not-json", valid[:-1], "malformed"),
-        case("not-an-object", "[" + valid + "]", "malformed"),
-        case("duplicate-member", valid[:-1] + ', "status": "rejected"}', "malformed"),
-        case("nan", valid.replace('"version": 7', '"version": NaN'), "malformed"),
-        case("time-other-form", edited(time="2026-11-23 12:00:05Z"), "malformed"),
-        case("missing-status", edited(status=_DROP), "malformed"),
-        case("instance-not-a-string", edited(instance=7), "malformed"),
-        case("public-key-missing", edited(public_key=_DROP), "malformed"),
-        case("unsigned", edited(signature=_DROP), "unsigned"),
-        case("empty-signature", edited(signature=""), "unsigned"),
-        case("legacy-unsigned", json.dumps(report), "unsigned"),
-        case("tampered-status", edited(status="rejected"), "bad_signature"),
-        case("tampered-version", edited(version=8), "bad_signature"),
-        case(
-            "public-key-swapped",
-            edited(public_key=other_pub, key_id=other_doc["key_id"]),
-            "bad_signature",
-        ),
-        case("key-id-not-of-public-key", edited(key_id=other_doc["key_id"]), "bad_signature"),
-        case(
-            "public-key-short",
-            edited(public_key=base64.b64encode(b"x" * 31).decode()),
-            "bad_signature",
-        ),
-        case("signature-not-base64", edited(signature="!" * 88), "bad_signature"),
-        case("signature-unpadded", edited(signature=doc["signature"].rstrip("=")), "bad_signature"),
-        case(
-            "signature-other-key",
-            edited(signature=json.loads(signed(key=other_key))["signature"]),
-            "bad_signature",
-        ),
-        case("other-instance-id", signed(instance="host2-stt"), "identity_mismatch"),
-        case("other-service", signed(service="orchestrator"), "identity_mismatch"),
-        case("other-key-for-this-instance", signed(key=other_key), "key_mismatch"),
-        case("replayed-older", signed(time="2026-11-23T12:00:04.999999Z", version=6), "replayed"),
-        case(
-            "replayed-older-rejected",
-            signed(status="rejected", reason="bad_signature", time="2026-11-23T12:00:01.000000Z"),
-            "replayed",
-        ),
+        case("too-large", valid + " " * 16384, "too_large"),
     ]
-    return {
-        "comment": "Generated by tests/vectors/generate.py; see docs/protocol.md, "
-        "'Report signature'. Each case arrives on config/applied/<service>/<instance>.",
+
+    def envelope(key: SigningKey, epoch: int) -> str:
+        return sign_envelope(
+            service="stt", version=7, epoch=epoch, config=config, key=key, issued_at=ISSUED
+        ).decode()
+
+    reset = keyset(void_epochs_from=1796000000)
+    envelopes = [
+        {
+            "name": "listed-key",
+            "keyset": valid,
+            "message": envelope(trusted, 1795000000),
+            "expect": "ok",
+        },
+        {
+            "name": "key-not-in-keyset",
+            "keyset": valid,
+            "message": envelope(untrusted, 1795000000),
+            "expect": "unknown_key",
+        },
+        {
+            "name": "void-epoch",
+            "keyset": reset,
+            "message": envelope(trusted, 1796000000),
+            "expect": "void_epoch",
+        },
+        {
+            "name": "void-position-no-longer-a-floor",
+            "keyset": reset,
+            "message": envelope(trusted, 1795000000),
+            "last": [1796000005, 9],
+            "expect": "ok",
+        },
+        {
+            "name": "below-the-void-range-still-ordered",
+            "keyset": reset,
+            "message": envelope(trusted, 1795000000),
+            "last": [1795000001, 1],
+            "expect": "rollback",
+        },
+    ]
+    out = {
+        "comment": "Generated by tests/vectors/generate.py; see docs/protocol.md, Keyset",
+        "now": now,
+        "max_depth": MAX_DEPTH,
         "service": "stt",
-        "instance": "host1-stt",
-        "max_bytes": 16384,
-        "keys": pub,
+        "keys": {"root": root_doc, "trusted": trusted_doc, "untrusted": untrusted_doc},
         "cases": cases,
+        "envelopes": envelopes,
     }
-
-
-_DROP = object()  # edited(): remove this member
+    return out
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@
 //                                                        verdict and reason; exit 1 if any differ
 //
 // To add a message kind: write verify<Kind>(caseDoc, ctx) and add it to VERIFIERS.
+//
+//   node verify.js ../vectors/keysets.json           -> the root-signed keyset (docs/protocol.md,
+//                                                        "Keyset"): each of `cases` and, named
+//                                                        "envelope:<name>", each of `envelopes`
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -22,6 +26,9 @@ const ENVELOPE_MEMBERS = ['format', 'service', 'version', 'epoch', 'issued_at', 
 const ENVELOPE_OPTIONAL = ['retired'];
 const RECORD_MEMBERS = ['format', 'type', 'service', 'epoch', 'version', 'envelope_sha256', 'issued_at', 'expires_at', 'key_id', 'signature'];
 const RECORD_MAX_BYTES = 4096;
+const KEYSET_MEMBERS = ['format', 'type', 'version', 'issued_at', 'expires_at', 'keys', 'void_epochs_from', 'root_key_id', 'signature'];
+const KEYSET_MAX_BYTES = 16384;
+const KEYSET_MAX_KEYS = 16;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const TIME_RE = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{6})Z$/;
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
@@ -483,6 +490,47 @@ function verifySecret (c, ctx) {
   if (text !== c.plaintext) throw new Error(`plaintext ${text} != ${c.plaintext}`);
 }
 
+// --- applied reports (docs/protocol.md, "Report signature") --------------------------------
+
+const REPORT_MAX_BYTES = 16384;
+const REPORT_STRINGS = ['instance', 'service', 'status', 'time', 'public_key', 'key_id'];
+
+/** Checks 1-6 against the topic's service and instance, then the manager's pin (7) and
+ * replay floor (8): `pinned` (base64 key, or null: pinned on first use), `high` (time or null). */
+function verifyReport (c, ctx) {
+  let doc;
+  try {
+    doc = parseMessage(rawOf(c), c.max_bytes ?? REPORT_MAX_BYTES, ctx.maxDepth);
+  } catch (e) {
+    // For a report every parsing failure but the size is "malformed" (too deep included).
+    if (e instanceof Refusal && e.reason === 'too_deep') refuse('malformed', e.message);
+    throw e;
+  }
+  if (!has(doc, 'signature') || doc.signature === '' || doc.signature === null) refuse('unsigned', 'no signature');
+  if (typeof doc.signature !== 'string') refuse('malformed', 'signature must be a string');
+  for (const m of REPORT_STRINGS) nonEmptyString(doc, m);
+  const time = parseTime(doc.time, 'time');
+  const unsigned = Object.create(null);
+  for (const k of Object.keys(doc)) if (k !== 'signature') unsigned[k] = plain(doc[k]);
+  const content = Buffer.from(canonicalize(unsigned), 'utf8');
+  const pub = base64Canonical(doc.public_key);
+  if (pub === null || pub.length !== 32) refuse('bad_signature', 'public_key is not canonical base64 of 32 bytes');
+  if (doc.key_id !== crypto.createHash('sha256').update(pub).digest('hex').slice(0, 16)) refuse('bad_signature', 'key_id is not the id of public_key');
+  const signature = base64Canonical(doc.signature);
+  if (signature === null || signature.length !== 64) refuse('bad_signature', 'signature is not canonical base64 of 64 bytes');
+  let good = false;
+  try {
+    const key = crypto.createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, pub]), format: 'der', type: 'spki' });
+    good = crypto.verify(null, content, key, signature);
+  } catch {
+    good = false;
+  }
+  if (!good) refuse('bad_signature', 'does not verify');
+  if (doc.service !== ctx.service || doc.instance !== c.instance) refuse('identity_mismatch', `${doc.service}/${doc.instance}`);
+  if (c.pinned !== null && doc.public_key !== c.pinned) refuse('key_mismatch', 'not the pinned key');
+  if (c.high !== null && time < parseTime(c.high, 'high') && doc.status !== 'offline') refuse('replayed', 'older than the latest genuine report');
+}
+
 const VERIFIERS = {
   envelope: verifyEnvelope,
   freshness: verifyFreshness,
@@ -490,7 +538,102 @@ const VERIFIERS = {
   name: verifyName,
   trust_store: verifyTrustStore,
   secret: verifySecret,
+  report: verifyReport,
 };
+
+// --- the keyset ----------------------------------------------------------------------------
+
+function publicKeyOf (raw) {
+  return crypto.createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: 'der', type: 'spki' });
+}
+
+/** Keyset checks 1-11 of docs/protocol.md ("Keyset", "Verification"). */
+function verifyKeysetBytes (raw, { roots, current, now, maxDepth }) {
+  const doc = parseMessage(raw, KEYSET_MAX_BYTES, maxDepth);
+  const fmt = doc.format;
+  if (!isInt(fmt)) refuse('malformed', 'format must be an integer');
+  if (fmt.big !== BigInt(FORMAT)) refuse('unsupported_format', `format ${fmt.value}`);
+  if (!has(doc, 'signature') || doc.signature === '' || doc.signature === null) refuse('unsigned', 'no signature');
+  for (const m of KEYSET_MEMBERS) if (!has(doc, m)) refuse('malformed', `lacks ${m}`);
+  for (const k of Object.keys(doc)) if (!KEYSET_MEMBERS.includes(k)) refuse('malformed', `extra ${k}`);
+  if (doc.type !== 'keyset') refuse('malformed', 'type');
+  const version = position(doc, 'version');
+  if (version < 1n) refuse('malformed', 'version must be at least 1');
+  const issuedAt = parseTime(doc.issued_at, 'issued_at');
+  const expiresAt = parseTime(doc.expires_at, 'expires_at');
+  if (expiresAt <= issuedAt) refuse('malformed', 'expires_at must be later than issued_at');
+  const entries = doc.keys;
+  if (!Array.isArray(entries) || entries.length < 1 || entries.length > KEYSET_MAX_KEYS) refuse('malformed', 'keys');
+  const keys = new Map();
+  for (const entry of entries) {
+    if (!isObject(entry) || Object.keys(entry).sort().join(',') !== 'key_id,public_key') refuse('malformed', 'key entry members');
+    if (typeof entry.key_id !== 'string' || typeof entry.public_key !== 'string') refuse('malformed', 'key entry types');
+    const bytes = base64Canonical(entry.public_key);
+    if (bytes === null || bytes.length !== 32) refuse('malformed', 'public_key is not canonical base64 of 32 bytes');
+    const id = crypto.createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+    if (id !== entry.key_id) refuse('malformed', 'key_id is not the id of its key');
+    if (keys.has(id)) refuse('malformed', 'the same key twice');
+    keys.set(id, publicKeyOf(bytes));
+  }
+  let voidFrom = null;
+  if (doc.void_epochs_from !== null) {
+    voidFrom = position(doc, 'void_epochs_from');
+    if (voidFrom < 1n) refuse('malformed', 'void_epochs_from');
+  }
+  const rootId = nonEmptyString(doc, 'root_key_id');
+  if (typeof doc.signature !== 'string') refuse('malformed', 'signature must be a string');
+  const signature = base64Canonical(doc.signature);
+  if (signature === null || signature.length !== 64) refuse('bad_signature', 'signature is not canonical base64 of 64 bytes');
+  const root = roots.get(rootId);
+  if (!root) refuse('unknown_key', rootId);
+  const unsigned = Object.create(null);
+  for (const k of Object.keys(doc)) if (k !== 'signature') unsigned[k] = plain(doc[k]);
+  if (!crypto.verify(null, Buffer.from(canonicalize(unsigned), 'utf8'), root, signature)) refuse('bad_signature', 'does not verify');
+  if (now !== null && now >= expiresAt) refuse('keyset_expired', 'expired');
+  if (current) {
+    if (Buffer.compare(current.raw, raw) === 0) refuse('keyset_duplicate', 'in force');
+    if (version <= current.version) refuse('keyset_rollback', 'not newer than the keyset in force');
+  }
+  return { version, keys, voidFrom, raw };
+}
+
+/** An envelope under a keyset: its keys are the trust store; a void position orders
+ *  nothing and an envelope at a void epoch is refused (docs/protocol.md, "Epoch floor reset"). */
+function verifyUnderKeyset (c, ctx) {
+  const keyset = verifyKeysetBytes(Buffer.from(c.keyset, 'utf8'), { ...ctx, current: null });
+  let last = c.last ?? null;
+  if (last && keyset.voidFrom !== null && BigInt(last[0]) >= keyset.voidFrom) last = null;
+  const env = verifyEnvelopeBytes(Buffer.from(c.message, 'utf8'), { ...ctx, trust: keyset.keys }, { last, maxBytes: 262144 });
+  if (keyset.voidFrom !== null && env.epoch >= keyset.voidFrom) refuse('void_epoch', 'void epoch');
+}
+
+export function runKeysets (vectors) {
+  const roots = new Map();
+  const rootRaw = Buffer.from(vectors.keys.root.public_hex, 'hex');
+  roots.set(crypto.createHash('sha256').update(rootRaw).digest('hex').slice(0, 16), publicKeyOf(rootRaw));
+  const ctx = { roots, now: parseTime(vectors.now, 'now'), maxDepth: vectors.max_depth, service: vectors.service };
+  const outcome = (name, fn) => {
+    try {
+      fn();
+      return { name, verdict: 'accept', reason: null };
+    } catch (err) {
+      if (err instanceof Refusal) return { name, verdict: 'refuse', reason: err.reason };
+      return { name, verdict: 'error', reason: String(err && err.message) };
+    }
+  };
+  const results = vectors.cases.map((c) => outcome(c.name, () => {
+    const current = c.current ? verifyKeysetBytes(Buffer.from(c.current, 'utf8'), { ...ctx, current: null, now: null }) : null;
+    const keyset = verifyKeysetBytes(Buffer.from(c.message, 'utf8'), { ...ctx, current });
+    if (c.expect === 'ok') {
+      const ids = [...keyset.keys.keys()].sort();
+      if (JSON.stringify(ids) !== JSON.stringify(c.key_ids)) throw new Error(`key ids ${ids} != ${c.key_ids}`);
+      const voidFrom = keyset.voidFrom === null ? null : Number(keyset.voidFrom);
+      if (voidFrom !== c.void_epochs_from) throw new Error(`void ${voidFrom} != ${c.void_epochs_from}`);
+    }
+  }));
+  for (const c of vectors.envelopes) results.push(outcome(`envelope:${c.name}`, () => verifyUnderKeyset(c, ctx)));
+  return results;
+}
 
 // --- driver --------------------------------------------------------------------------------
 
@@ -534,14 +677,18 @@ function main (argv) {
   const check = argv.includes('--check');
   const file = argv.filter((a) => a !== '--check')[0] ?? new URL('../vectors/envelopes.json', import.meta.url).pathname;
   const vectors = JSON.parse(fs.readFileSync(file, 'utf8'));
-  const results = run(vectors);
+  const keysets = Boolean(vectors.keys && vectors.keys.root);
+  const results = keysets ? runKeysets(vectors) : run(vectors);
   if (!check) {
     for (const r of results) process.stdout.write(JSON.stringify(r) + '\n');
     return 0;
   }
   let differ = 0;
+  const expected = keysets
+    ? [...vectors.cases, ...vectors.envelopes].map((c) => ({ verdict: c.expect === 'ok' ? 'accept' : 'refuse', reason: c.expect === 'ok' ? null : c.expect }))
+    : vectors.cases;
   results.forEach((r, i) => {
-    const c = vectors.cases[i];
+    const c = expected[i];
     if (r.verdict !== c.verdict || r.reason !== c.reason) {
       differ++;
       process.stdout.write(`DIFFER ${r.name}: node ${r.verdict}/${r.reason}, vector ${c.verdict}/${c.reason}\n`);

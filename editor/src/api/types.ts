@@ -57,6 +57,11 @@ export interface Instance {
   time: string | null
   received_at: number
   current: boolean
+  /** fresh / waiting / stale: the instance's freshness record (null: not reported). */
+  freshness?: string | null
+  /** The latest report does not verify (present once the manager checks report signatures). */
+  forged?: boolean
+  forged_reason?: string | null
 }
 
 export interface Version {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 
 import type { JsonSchema } from '@/api/types'
-import { fieldsOf, labelFor, secretPaths } from './schema'
+import { fieldsOf, labelFor, labelsOf, secretPaths } from './schema'
 
 // What pydantic writes for tests/manager/mgr_models.py's DemoConfig, plus titles and a nullable.
 const schema: JsonSchema = {
@@ -57,5 +57,22 @@ describe('fieldsOf', () => {
 
   it('makes names readable when there is no title', () => {
     expect(labelFor('max_chunk_s', {})).toBe('Max chunk s')
+  })
+})
+
+describe('labelsOf', () => {
+  it('gives every field, nested ones included, its human label by dotted path', () => {
+    const nested: JsonSchema = {
+      type: 'object',
+      properties: {
+        chunk_duration_s: { type: 'number', title: 'Chunk length (s)' },
+        vad: { type: 'object', title: 'Voice activity detection', properties: { threshold: { type: 'number', title: 'Threshold' } } },
+      },
+    }
+    expect(labelsOf(fieldsOf(nested))).toEqual({
+      chunk_duration_s: 'Chunk length (s)',
+      vad: 'Voice activity detection',
+      'vad.threshold': 'Voice activity detection › Threshold',
+    })
   })
 })

@@ -99,3 +99,14 @@ export function secretPaths(fields: FieldSpec[]): Set<string> {
   walk(fields)
   return out
 }
+
+/** Human labels by dotted path ("nested.threshold" → "Nested › Threshold"), for diffs. */
+export function labelsOf(fields: FieldSpec[], prefix = ''): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const f of fields) {
+    const label = prefix ? `${prefix} › ${f.label}` : f.label
+    out[f.path.join('.')] = label
+    Object.assign(out, labelsOf(f.children, label))
+  }
+  return out
+}
