@@ -199,16 +199,22 @@ async def test_failover_sigstop_then_sigkill_of_the_publishing_replica(
                 assert second.status_code == 200, second.text
                 acknowledged[2] = "while a is stopped"
                 seen += await watcher.until_version(2)
-                while not watcher.queue.empty():  # b's takeover republish
+                # b publishes in order: once version 3 is in, its takeover republish (which
+                # may repeat version 2) is done too.
+                third = await _patch(http, b, "after the takeover")
+                assert third.status_code == 200, third.text
+                acknowledged[3] = "after the takeover"
+                seen += await watcher.until_version(3)
+                while not watcher.queue.empty():
                     seen.append(watcher.queue.get_nowait())
                 os.kill(a.proc.pid, signal.SIGCONT)
                 await a.ready(http, "standby")
-                third = await _patch(http, b, "barrier")
-                assert third.status_code == 200, third.text
-                acknowledged[3] = "barrier"
-                after = await watcher.until_version(3)
-                # Only b's envelope of version 3 since a resumed: nothing from a.
-                assert [(e.version, e.epoch) for e in after] == [(3, epoch_b)]
+                fourth = await _patch(http, b, "barrier")
+                assert fourth.status_code == 200, fourth.text
+                acknowledged[4] = "barrier"
+                after = await watcher.until_version(4)
+                # Only b's envelope of version 4 since a resumed: nothing from a.
+                assert [(e.version, e.epoch) for e in after] == [(4, epoch_b)]
                 seen += after
 
                 # 3. SIGKILL the publisher (b) mid-burst: a takes over, publishes every
