@@ -580,10 +580,8 @@ class ConfigLibrary(Generic[M]):
                 )
             return
         async with self._apply_lock:
-            self._keyset = keyset
-            state.pipeline.trust = keyset.trust
-            if keyset.void_epochs_from is not None:
-                self._void(keyset.void_epochs_from)
+            # On disk first, then in force: whoever sees the new keyset (wait_for_keyset, a
+            # restart right after) finds the file already written.
             if self._keyset_path is not None:
                 try:
                     await asyncio.to_thread(write_atomic, self._keyset_path, raw, mode=0o600)
@@ -595,6 +593,10 @@ class ConfigLibrary(Generic[M]):
                         exc.strerror,
                         extra=self._log_fields(),
                     )
+            self._keyset = keyset
+            state.pipeline.trust = keyset.trust
+            if keyset.void_epochs_from is not None:
+                self._void(keyset.void_epochs_from)
         logger.info(
             "keyset accepted: service=%s version=%s keys=%s expires_at=%s",
             self.service,
