@@ -394,6 +394,24 @@ def check_header(
 ) -> str:
     """Steps 3-5a shared by every signed message: ``format``, ``signature`` present, the
     exact member set and a valid ``service`` name. Returns the signed service name."""
+    check_members(doc, what=what, fields=fields, optional=optional)
+    signed_service = str_field(doc, "service")
+    try:
+        validate_name(signed_service)
+    except InvalidName as exc:
+        raise MalformedEnvelope(str(exc)) from None
+    return signed_service
+
+
+def check_members(
+    doc: Mapping[str, Any],
+    *,
+    what: str,
+    fields: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+) -> None:
+    """Steps 3-5 shared by every signed message, keysets included: ``format``,
+    ``signature`` present and the exact member set."""
     fmt = doc.get("format")
     if isinstance(fmt, bool) or not isinstance(fmt, int):
         raise MalformedEnvelope("'format' must be an integer")
@@ -407,12 +425,6 @@ def check_header(
     extra = sorted(set(doc) - set(fields) - set(optional))
     if extra:
         raise MalformedEnvelope(f"unexpected {what} field(s) {', '.join(map(repr, extra))}")
-    signed_service = str_field(doc, "service")
-    try:
-        validate_name(signed_service)
-    except InvalidName as exc:
-        raise MalformedEnvelope(str(exc)) from None
-    return signed_service
 
 
 def check_signature(doc: Mapping[str, Any], content: bytes, *, trust: TrustStore, what: str) -> str:

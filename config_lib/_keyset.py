@@ -38,6 +38,7 @@ from ._envelope import (
     MAX_POSITION,
     Limits,
     canonical_bytes,
+    check_members,
     decode_signature,
     format_time,
     int_field,
@@ -49,8 +50,6 @@ from ._exceptions import (
     BadSignature,
     KeysetError,
     MalformedEnvelope,
-    Unsigned,
-    UnsupportedFormat,
 )
 from ._keys import SigningKey, TrustStore, key_id_for
 
@@ -198,19 +197,7 @@ def verify_keyset(
     (a lower version, or the same version with other contents).
     """
     doc, content = parse_document(raw, _LIMITS)  # P1-P5: size, UTF-8, depth, I-JSON, object
-    fmt = doc.get("format")
-    if isinstance(fmt, bool) or not isinstance(fmt, int):
-        raise MalformedEnvelope("'format' must be an integer")
-    if fmt != FORMAT_VERSION:
-        raise UnsupportedFormat(f"keyset format {fmt} is not supported (this library speaks 1)")
-    if "signature" not in doc or doc["signature"] in ("", None):
-        raise Unsigned("keyset has no signature")
-    missing = [f for f in _FIELDS if f not in doc]
-    if missing:
-        raise MalformedEnvelope(f"keyset lacks {', '.join(map(repr, missing))}")
-    extra = sorted(set(doc) - set(_FIELDS))
-    if extra:
-        raise MalformedEnvelope(f"unexpected keyset field(s) {', '.join(map(repr, extra))}")
+    check_members(doc, what="keyset", fields=_FIELDS)
     version, issued, expires, trust, void = _check_shape(doc)
     root_id = str_field(doc, "root_key_id")
     sig_text = doc["signature"]
