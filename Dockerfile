@@ -12,12 +12,14 @@ RUN npm run build
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY config_lib config_lib
 COPY config_manager config_manager
 COPY --from=editor /src/config_manager/static config_manager/static
 COPY workers workers
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[manager,stt,orchestrator]"
+RUN pip install --no-cache-dir -c constraints.txt --upgrade pip \
+ && pip wheel --no-cache-dir -c constraints.txt --build-constraint constraints.txt \
+    --wheel-dir /wheels ".[manager,stt,orchestrator]"
 
 FROM python:3.11-slim AS runtime
 ARG EXTRAS=manager
