@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,20 +50,8 @@ class ConfigMetrics:
     def snapshot(self) -> dict[str, Any]:
         """A plain dict copy, e.g. for a health endpoint or a log line."""
         return {
-            "received": self.received,
-            "applied": self.applied,
-            "duplicate": self.duplicate,
-            "failed": self.failed,
-            "rejected": dict(self.rejected),
-            "freshness": self.freshness,
-            "records_received": self.records_received,
-            "records_rejected": dict(self.records_rejected),
-            "not_authorised": self.not_authorised,
-            "lkg_save_failed": self.lkg_save_failed,
-            "keysets_received": self.keysets_received,
-            "keysets_rejected": dict(self.keysets_rejected),
-            "resigned": self.resigned,
-            "coalesced": self.coalesced,
+            f.name: dict(value) if isinstance(value := getattr(self, f.name), Counter) else value
+            for f in fields(self)
         }
 
 
@@ -85,68 +73,62 @@ def prometheus_collector(metrics: ConfigMetrics, *, service: str, instance: str)
         GaugeMetricFamily,
     )
 
+    labels = ["service", "instance"]
+
+    def total(name: str, doc: str, value: int) -> CounterMetricFamily:
+        family = CounterMetricFamily(name, doc, labels=labels)
+        family.add_metric([service, instance], value)
+        return family
+
+    def by_reason(name: str, doc: str, counts: Counter[str]) -> CounterMetricFamily:
+        family = CounterMetricFamily(name, doc, labels=[*labels, "reason"])
+        for reason, count in sorted(counts.items()):
+            family.add_metric([service, instance, reason], count)
+        return family
+
     class _ConfigLibCollector:
         def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
             messages = CounterMetricFamily(
-                "config_lib_messages",
-                "Config messages by outcome",
-                labels=["service", "instance", "outcome"],
+                "config_lib_messages", "Config messages by outcome", labels=[*labels, "outcome"]
             )
             for outcome in ("received", "applied", "duplicate", "failed", "coalesced"):
                 messages.add_metric([service, instance, outcome], getattr(metrics, outcome))
             yield messages
-            rejected = CounterMetricFamily(
-                "config_lib_rejected",
-                "Config messages rejected, by reason",
-                labels=["service", "instance", "reason"],
+            yield by_reason(
+                "config_lib_rejected", "Config messages rejected, by reason", metrics.rejected
             )
-            for reason, count in sorted(metrics.rejected.items()):
-                rejected.add_metric([service, instance, reason], count)
-            yield rejected
             state = GaugeMetricFamily(
                 "config_lib_freshness",
                 "Freshness state of the config in force (1 = this state)",
-                labels=["service", "instance", "state"],
+                labels=[*labels, "state"],
             )
             for name in ("waiting", "stale", "fresh"):
                 state.add_metric([service, instance, name], 1 if metrics.freshness == name else 0)
             yield state
-            records = CounterMetricFamily(
+            yield by_reason(
                 "config_lib_freshness_records_rejected",
                 "Freshness records refused, by reason",
-                labels=["service", "instance", "reason"],
+                metrics.records_rejected,
             )
-            for reason, count in sorted(metrics.records_rejected.items()):
-                records.add_metric([service, instance, reason], count)
-            yield records
-            refused = CounterMetricFamily(
+            yield total(
                 "config_lib_not_authorised",
                 "Broker connections refused for this user (credentials or ACL)",
-                labels=["service", "instance"],
+                metrics.not_authorised,
             )
-            refused.add_metric([service, instance], metrics.not_authorised)
-            yield refused
-            lkg = CounterMetricFamily(
+            yield total(
                 "config_lib_lkg_save_failures",
                 "LKG file writes that failed (the config was applied all the same)",
-                labels=["service", "instance"],
+                metrics.lkg_save_failed,
             )
-            lkg.add_metric([service, instance], metrics.lkg_save_failed)
-            yield lkg
-            keysets = CounterMetricFamily(
+            yield by_reason(
                 "config_lib_keysets_rejected",
                 "Keysets refused, by reason",
-                labels=["service", "instance", "reason"],
+                metrics.keysets_rejected,
             )
-            for reason, count in sorted(metrics.keysets_rejected.items()):
-                keysets.add_metric([service, instance, reason], count)
-            yield keysets
-            resigned = CounterMetricFamily(
+            yield total(
                 "config_lib_resigned",
                 "The config in force received re-signed (LKG file rewritten)",
-                labels=["service", "instance"],
+                metrics.resigned,
             )
-            resigned.add_metric([service, instance], metrics.resigned)
-            yield resigned
 
     return _ConfigLibCollector()
