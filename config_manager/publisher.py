@@ -448,6 +448,10 @@ class OutboxPublisher:
                 self.last_error = "; ".join(str(e) for e in errors.exceptions)
             for client in (publishing, listening):
                 _retrieve_disconnect_error(client)
+            # What the broker acknowledged before the connection was lost stays published:
+            # marked now (the outage may be long), not published again at reconnection.
+            with contextlib.suppress(*_SAVE_ERRORS):
+                await self._mark_acknowledged()
             self._set_connected(False)
             delay = backoff.next_delay()
             _log.warning(
@@ -524,7 +528,14 @@ class OutboxPublisher:
         versions: Sequence[StoredVersion],
         *,
         records_first: bool = False,
+        acknowledged: Callable[[], None] | None = None,
     ) -> None:
+        """Sign and publish ``versions``' envelopes, then their freshness records.
+
+        ``acknowledged`` runs once the broker acknowledged every envelope, before the
+        records are sent: a writer waiting for its version may answer then (its envelope
+        is on the broker); the record follows on the same connection.
+        """
         epoch = await self._store.epoch()
         signed = [(v, self._envelope(v, epoch)) for v in versions]
         if records_first:
@@ -543,6 +554,8 @@ class OutboxPublisher:
             done = self._published.get(v.service)
             if done is None or (epoch, v.version) >= (done[1], done[0]):
                 self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
+        if acknowledged is not None:
+            acknowledged()
         if not records_first:  # (a rotation signed and sent them before the envelopes)
             # The records only once the envelopes are acknowledged: a record naming a
             # version must not reach an instance before that version's envelope can have.
@@ -699,14 +712,18 @@ class OutboxPublisher:
     async def _publish_outbox_rows(
         self, client: aiomqtt.Client, rows: Sequence[StoredVersion]
     ) -> None:
-        await self._publish_batch(client, rows)
         ids = [r.outbox_id for r in rows if r.outbox_id is not None]
-        # Acknowledged by the broker: waiting writers may answer now. The rows are marked
-        # later (batched); if the process dies first they are published once more after
-        # the restart (a duplicate, which subscribers ignore), never lost.
-        self._acked_upto = max(self._acked_upto, *ids)
-        self._unmarked.extend(ids)
-        self._signal_progress()
+
+        def acknowledged() -> None:
+            # The envelopes are acknowledged by the broker: waiting writers may answer now
+            # (their freshness records follow). The rows are marked later (batched); if the
+            # process dies first they are published once more after the restart (a
+            # duplicate, which subscribers ignore), never lost.
+            self._acked_upto = max(self._acked_upto, *ids)
+            self._unmarked.extend(ids)
+            self._signal_progress()
+
+        await self._publish_batch(client, rows, acknowledged=acknowledged)
         now = time.time()
         for row in rows:
             created = datetime.fromisoformat(row.created_at).timestamp()
