@@ -777,10 +777,15 @@ class ConfigWriter:
             planned.append((change.service, entry))
         future.add_done_callback(lambda _: self._unplan(planned))
         if self._prepare is not None:
-            # Sign the envelopes while the database thread commits (the loop is idle then);
-            # used only if exactly these values are committed as that version.
+            # Sign the envelopes while the database thread commits: scheduled behind the
+            # committer's next step, which hands the whole transaction to that thread (whose
+            # statements and fsync run without the GIL). Used only if exactly these values
+            # are committed as that version.
+            loop = asyncio.get_running_loop()
             for change in changes:
-                self._prepare(change.service, change.expected_version + 1, epoch, change.values)
+                loop.call_soon(
+                    self._prepare, change.service, change.expected_version + 1, epoch, change.values
+                )
         return future
 
     def _unplan(self, planned: Sequence[tuple[str, tuple[CurrentConfig, BaseModel]]]) -> None:
