@@ -133,6 +133,7 @@ class PublisherLimits:
     freshness_interval_s: float = 30.0
     freshness_expiry_s: float = 120.0
     instance_save_delay_s: float = 0.2  # reports arriving meanwhile share one transaction
+    mark_delay_s: float = 0.05  # "published" marks wait for a pause in the writes this long
 
 
 class OutboxPublisher:
@@ -499,7 +500,10 @@ class OutboxPublisher:
         # freshness tick runs in this same loop, so it never races a queued publication.
         while True:
             if not self._queue:
-                await self._mark_acknowledged()  # idle: bookkeeping off the write path
+                # Bookkeeping off the write path: the marks wait for a pause in the writes
+                # (a burst's marks are written together, or every ``batch`` rows).
+                if self._unmarked and await self._quiet(self._limits.mark_delay_s):
+                    await self._mark_acknowledged()
                 await self._rotate(client)
                 await self._forced(client)
                 if not self._queue:
@@ -674,6 +678,17 @@ class OutboxPublisher:
             return {}
         epoch = self._store.epoch_now
         return {s: (0, epoch, b"") for s in self._services() if s not in self._published}
+
+    async def _quiet(self, wait_s: float) -> bool:
+        """Whether nothing wakes the publisher (a commit...) within ``wait_s``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), wait_s)
+        return not self._wake.is_set()
+
+    @property
+    def acknowledged_unmarked(self) -> int:
+        """Outbox rows the broker acknowledged whose "published" mark is not written yet."""
+        return len(set(self._unmarked))
 
     async def _idle(self, until: float) -> None:
         """Wait for a commit, at most until ``until`` (monotonic: the next freshness tick);
