@@ -59,13 +59,29 @@ def changed_fields(
 
     ``old_values``/``new_values``: the models' ``model_dump()`` when already known.
     """
-    out: set[str] = set()
+    if old_values is not None and new_values is not None:
+        # The dumps of shared (frozen, cached) configs: libraries of one process applying
+        # the same update diff the same two objects, once.
+        global _last_diff
+        seen = _last_diff
+        if seen is not None and seen[0] is old_values and seen[1] is new_values:
+            return seen[2]
+        result = _changed(old_values, new_values)
+        _last_diff = (old_values, new_values, result)
+        return result
     # mode="python" keeps SecretStr objects, which compare by their secret value.
-    _diff(
+    return _changed(
         old.model_dump() if old_values is None else old_values,
         new.model_dump() if new_values is None else new_values,
-        "",
-        out,
     )
+
+
+# The last diff of two given dump objects (compared by identity; they are never changed).
+_last_diff: tuple[Mapping[str, Any], Mapping[str, Any], frozenset[str]] | None = None
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> frozenset[str]:
+    out: set[str] = set()
+    _diff(old, new, "", out)
     out.discard("")
     return frozenset(out)

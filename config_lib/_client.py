@@ -63,6 +63,7 @@ from ._mqtt import MqttEndpoint
 from ._pipeline import Accepted, ConfigPipeline
 from ._report import AppliedReport, load_or_create_report_key
 from ._settings import LibrarySettings
+from ._settle import settler
 from ._sources import env_prefix, from_defaults, from_env, has_env
 from ._state import ChangeCallback, ConfigState, Decision
 from ._tasks import stop_tasks
@@ -137,6 +138,10 @@ class ConfigLibrary(Generic[M]):
         self._freshness: FreshnessState = "waiting"
         self._fresh_event = asyncio.Event()  # set whenever the state becomes fresh
         self._gate_wake = asyncio.Event()  # a new record: re-arm the expiry timer
+        # When the expiry timer fires (None: not armed). A record that expires later does
+        # not wake it: it fires, finds the newer record and re-arms (one task switch less
+        # per record and library).
+        self._expiry_at: datetime | None = None
         # Startup without a signed config: verified envelopes are held here (newest only)
         # until a fresh record says whether they are current, or the wait ends.
         self._holding = False
@@ -186,6 +191,12 @@ class ConfigLibrary(Generic[M]):
         # of the envelope in force, saved again at the next message.
         self._lkg_error: str | None = None
         self._lkg_unsaved: bytes | None = None
+        # Deferred settling (config_lib/_settle.py): the LKG file of the envelope in force
+        # and the report in self._report are due; the bytes being written right now.
+        self._lkg_due = False
+        self._report_due = False
+        self._lkg_writing: bytes | None = None
+        self._member = False
 
     # -- public state ---------------------------------------------------------------
 
@@ -332,7 +343,7 @@ class ConfigLibrary(Generic[M]):
         timeout: float = 10.0,  # noqa: ASYNC109 - a bounded wait is the point of this helper
     ) -> None:
         """Wait until ``count`` messages in total have been received and fully handled."""
-        await self._wait(lambda: self._handled >= count, timeout)
+        await self._wait(lambda: self._handled >= count and not self._unsettled(), timeout)
 
     async def wait_for_broker_error(
         self,
@@ -394,6 +405,8 @@ class ConfigLibrary(Generic[M]):
         self._pending_callbacks.clear()
         self._report = self._make_report("applied")
 
+        settler().members += 1  # until _close()
+        self._member = True
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         try:
@@ -497,6 +510,12 @@ class ConfigLibrary(Generic[M]):
     async def _close(self) -> None:
         if self._lifecycle is _Lifecycle.CLOSED:
             return
+        # Nothing deferred is lost: the LKG file and the report of the config in force
+        # first (an apply may finish while this waits: settle again).
+        while self._lifecycle is _Lifecycle.OPEN and self._unsettled():
+            await settler().settle_now(self)
+        if self._closing():
+            return  # closed by another caller meanwhile
         self._lifecycle = _Lifecycle.CLOSED  # from now on _publish() sends nothing
         client = self._client
         if client is not None and self._report is not None:
@@ -518,6 +537,11 @@ class ConfigLibrary(Generic[M]):
             await self._tg.__aexit__(None, None, None)
         self._client = None
         self._pending = None
+        if self._unsettled():  # applied while the offline report was sent: its LKG file
+            await settler().settle_now(self)
+        if self._member:  # counted among the settler's members since __aenter__
+            self._member = False
+            settler().members -= 1
         if self._callback_thread is not None:
             # A callback still blocking there keeps running on its own; nothing waits for it.
             self._callback_thread.shutdown(wait=False, cancel_futures=True)
@@ -663,7 +687,7 @@ class ConfigLibrary(Generic[M]):
             envelope.key_id,
             extra={**self._log_fields(), "key_id": envelope.key_id},
         )
-        await self._save_lkg(raw)
+        self._defer(lkg=True)
 
     # -- startup sources ------------------------------------------------------------
 
@@ -990,13 +1014,12 @@ class ConfigLibrary(Generic[M]):
         finally:
             if decided:
                 self._handled += 1
-                self._settled = state.position
+                self._mark_settled()
             async with self._changed:
                 self._changed.notify_all()
 
     async def _run_applier(self) -> None:
         """Apply the newest verified envelope, one apply at a time (latest wins)."""
-        state = self._require_state()
         while True:
             await self._apply_wake.wait()
             self._apply_wake.clear()
@@ -1010,7 +1033,7 @@ class ConfigLibrary(Generic[M]):
                 finally:
                     self._applying = None
                     self._handled += messages
-                    self._settled = state.position
+                    self._mark_settled()
                     async with self._changed:
                         self._changed.notify_all()
 
@@ -1083,7 +1106,7 @@ class ConfigLibrary(Generic[M]):
         decision = await state.apply(candidate)
         await self._update_freshness(publish=False)
         await self._act_on(decision)
-        self._settled = state.position
+        self._mark_settled()
 
     async def _handle_record(self, payload: Any) -> None:
         """A freshness record: verify, keep if newest, re-evaluate the state."""
@@ -1114,7 +1137,9 @@ class ConfigLibrary(Generic[M]):
                     extra={**self._log_fields(), "reason": exc.reason},
                 )
             return
-        self._gate_wake.set()
+        kept = self._gate.record
+        if self._expiry_at is None or (kept is not None and kept.expires_at < self._expiry_at):
+            self._gate_wake.set()
         if self._holding:
             async with self._apply_lock:
                 if self._holding:
@@ -1182,7 +1207,9 @@ class ConfigLibrary(Generic[M]):
             self._gate_wake.clear()
             record = self._gate.fresh_record(datetime.now(UTC))
             delay = None
+            self._expiry_at = None
             if record is not None:
+                self._expiry_at = record.expires_at
                 delay = max(0.0, (record.expires_at - datetime.now(UTC)).total_seconds()) + 0.01
             try:
                 async with asyncio.timeout(delay):
@@ -1202,8 +1229,8 @@ class ConfigLibrary(Generic[M]):
             }
         if decision.status == "duplicate":
             logger.debug("duplicate config ignored: service=%s", self.service, extra=fields)
-            if self._lkg_unsaved is not None and await self._save_lkg(self._lkg_unsaved) is None:
-                await self._publish(self._make_report("applied"))  # clears lkg_not_saved
+            if self._lkg_unsaved is not None:  # the file owed: written again, report cleared
+                self._defer(lkg=True, report=self._make_report("applied"))
             return
         if decision.status == "retired":
             logger.warning(
@@ -1257,20 +1284,62 @@ class ConfigLibrary(Generic[M]):
             extra={**fields, "changed": changed},
         )
         self._in_force_raw = decision.accepted.envelope.raw
-        problem = await self._save_lkg(decision.accepted.envelope.raw)
-        lkg: dict[str, str] = {"reason": "lkg_not_saved", "detail": problem} if problem else {}
-        await self._publish(self._make_report("applied", **attempted, **lkg))
+        # The LKG file and the report are settled later, off the path of the other
+        # libraries of this process (config_lib/_settle.py); the report is in force now
+        # (a freshness change or a report request sends it as it is).
+        self._defer(lkg=True, report=self._make_report("applied", **attempted))
 
-    async def _save_lkg(self, raw: bytes) -> str | None:
-        """Write the LKG file; on failure (disk full, read-only...) count it, log it once per
-        episode and return the problem: the config stays applied, the file is retried at
-        the next message."""
-        if self._lkg is None:
+    # -- deferred settling (config_lib/_settle.py) ----------------------------------
+
+    def _defer(self, *, lkg: bool = False, report: AppliedReport | None = None) -> None:
+        """Mark the LKG file of the envelope in force and/or ``report`` due; the process's
+        settler writes and publishes them once it is quiet."""
+        if lkg and self._lkg is not None:
+            self._lkg_due = True
+        if report is not None:
+            self._report = report
+            self._report_due = True
+        if self._lkg_due or self._report_due:
+            settler().request(self)
+
+    def _closing(self) -> bool:
+        return self._lifecycle is _Lifecycle.CLOSED
+
+    def _unsettled(self) -> bool:
+        return self._lkg_due or self._report_due or self._lkg_writing is not None
+
+    def _mark_settled(self) -> None:
+        """What waiters see advances to the position in force once nothing is owed for it."""
+        if not self._unsettled():
+            self._settled = self._require_state().position
+
+    def _settle_lkg(self) -> Callable[[], OSError | None] | None:
+        """The due LKG write of the envelope in force (run off the loop), or None."""
+        raw, store = self._in_force_raw, self._lkg
+        if not self._lkg_due or raw is None or store is None:
             return None
+        self._lkg_due = False
+        self._lkg_writing = raw
+
+        def write() -> OSError | None:
+            try:
+                store.save(raw)
+            except OSError as exc:
+                return exc
+            return None
+
+        return write
+
+    def _settled_lkg(self, error: OSError | None) -> None:
+        """The outcome of the LKG write: on failure (disk full, read-only...) count it, log
+        it once per episode and put it in the due report; the config stays applied, the
+        file is written again at the next message."""
+        raw, self._lkg_writing = self._lkg_writing, None
+        assert self._lkg is not None
+        assert raw is not None
         path = self._lkg.path
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, self._lkg.save, raw)
-        except OSError as exc:
+        if error is not None:
+            exc = error
             self._metrics.lkg_save_failed += 1
             self._lkg_unsaved = raw
             problem = (
@@ -1287,7 +1356,10 @@ class ConfigLibrary(Generic[M]):
                     extra={**self._log_fields(), "lkg_path": str(path)},
                 )
             self._lkg_error = problem
-            return problem
+            report = self._report
+            if self._report_due and report is not None and report.status == "applied":
+                self._report = report.stamped(reason="lkg_not_saved", detail=problem)
+            return
         self._lkg_unsaved = None
         if self._lkg_error is not None:
             self._lkg_error = None
@@ -1297,7 +1369,20 @@ class ConfigLibrary(Generic[M]):
                 path,
                 extra={**self._log_fields(), "lkg_path": str(path)},
             )
-        return None
+
+    async def _settle_report(self) -> None:
+        """Publish the due report (the newest: superseded ones are never sent), then let
+        waiters see the position in force."""
+        report = self._report
+        if self._report_due and report is not None:
+            try:
+                await self._publish(report)
+            except aiomqtt.MqttError as exc:  # the connection is going: sent on the next one
+                logger.debug("applied report not sent: %s", exc)
+            self._report_due = False
+        self._mark_settled()
+        async with self._changed:
+            self._changed.notify_all()
 
     async def _publish(self, report: AppliedReport, *, qos: int = 0) -> None:
         """Remember ``report`` as the latest and publish it retained if connected.
@@ -1309,6 +1394,7 @@ class ConfigLibrary(Generic[M]):
         timeout.
         """
         self._report = report
+        self._report_due = False  # the newest report: one deferred earlier is superseded
         client = self._client
         if client is None or self._lifecycle is _Lifecycle.CLOSED:
             return  # republished on the next connection; nothing after the offline report

@@ -92,7 +92,8 @@ async def test_incompatible_writes_and_presets_are_refused_whole(
         assert {"orchestrator", "stt"} <= set(resp.json()["services"])
         assert await _versions(http) == {"stt": 1, "orchestrator": 1}
         stt = (await http.get("/api/v1/configs/stt")).json()["values"]
-        assert stt["beam_size"] == 5
+        assert stt["beam_size"] == SttConfig().beam_size  # unchanged (high_accuracy's is 5)
+        assert stt["beam_size"] != PRESETS["high_accuracy"].patches["stt"]["beam_size"]
         assert stt["max_chunk_duration_s"] == 3.5
 
 

@@ -210,3 +210,85 @@ def test_cli_shows_interim_words_greyed_and_the_tail_that_fits() -> None:
     assert tail.endswith(f"{DIM}can do for{RESET}")
     assert len(tail.replace(DIM, "").replace(RESET, "")) <= 20
     assert DIM not in live_transcript({"final_text": "all decided", "interim_text": ""}, 80)
+
+
+def test_pause_rule_makes_the_words_before_a_pause_final_at_the_first_decode() -> None:
+    """final_after_pause_s: a word followed by enough silence in a chunk's reading is final
+    at once, with every word before it; words running on to the chunk edge stay interim."""
+    words = _words(
+        0,
+        ("ask", 0.1, 0.4),
+        ("not", 0.5, 0.8),  # 0.8 s of silence follows
+        ("what", 1.6, 1.9),
+        ("your", 2.0, 2.3),
+        ("country", 2.4, 3.9),  # still being spoken at the chunk edge (4.0)
+    )
+    off = TranscriptMerger()
+    off.add(ChunkWords(0, 0.0, 4.0, 0.0, words))
+    assert off.final_words == []  # without the rule: nothing final after one decode
+    merger = TranscriptMerger(pause_final_s=0.5)
+    merger.add(ChunkWords(0, 0.0, 4.0, 0.0, words))
+    assert _texts(merger.final_words) == "ask not"
+    assert _texts(merger.interim_words) == "what your country"
+    assert merger.seams[-1].method == "first"
+    assert merger.seams[-1].paused == 2
+    # a shorter pause than the setting changes nothing
+    strict = TranscriptMerger(pause_final_s=0.9)
+    strict.add(ChunkWords(0, 0.0, 4.0, 0.0, words))
+    assert strict.final_words == []
+
+
+def test_pause_rule_counts_silence_before_the_chunk_end_and_never_doubles_a_word() -> None:
+    merger = TranscriptMerger(pause_final_s=0.5)
+    merger.add(ChunkWords(0, 0.0, 2.0, 0.0, _words(0, ("ask", 0.1, 0.4), ("not", 0.5, 1.9))))
+    assert merger.final_words == []  # "not" runs to the edge: it may be cut
+    # the next chunk disagrees on the first word (no agreement) but hears silence after
+    # "not": both become final by the pause rule, from this chunk's reading
+    merger.add(ChunkWords(1, 0.0, 4.0, 2.0, _words(1, ("asked", 0.1, 0.4), ("nothing", 0.5, 1.2))))
+    assert _texts(merger.final_words) == "asked nothing"
+    assert merger.interim_words == []
+    assert merger.seams[-1].method == "pause"
+    # a later chunk repeating the same audio adds no word twice
+    merger.add(
+        ChunkWords(
+            2,
+            0.0,
+            6.0,
+            4.0,
+            _words(2, ("asked", 0.1, 0.4), ("nothing", 0.5, 1.2), ("more", 4.5, 4.8)),
+        )
+    )
+    assert _texts(merger.final_words) == "asked nothing more"
+    assert merger.interim_words == []
+
+
+def test_session_takes_the_pause_rule_from_its_config_and_from_a_hot_change() -> None:
+    config = OrchestratorConfig(final_after_pause_s=0.5)
+    session = Session("s", config, 1)
+    chunks = session.feed(b"\0\0" * round(config.hop_duration_s * config.sample_rate), 0.0)
+    assert [c.index for c in chunks] == [0]
+    body = {
+        "chunk_id": 0,
+        "segments": [
+            {
+                "words": [
+                    {"start": 0.1, "end": 0.4, "word": " ask"},
+                    {"start": 0.5, "end": 0.7, "word": " not"},
+                ]
+            }
+        ],
+    }
+    assert session.on_transcript(body)
+    document = session.document()
+    assert [w["final"] for w in document["words"]] == [True, True]
+    assert document["final_text"] == "ask not"
+    assert document["interim_text"] == ""
+    off = Session("t", OrchestratorConfig(), 1)
+    off.feed(b"\0\0" * round(config.hop_duration_s * config.sample_rate), 0.0)
+    off.on_transcript(body)
+    assert [w["final"] for w in off.document()["words"]] == [False, False]
+    off.apply(config, 2)  # the rule follows a hot change from the next merged chunk
+    second = off.feed(b"\0\0" * round(config.hop_duration_s * config.sample_rate), 1.5)
+    assert [c.index for c in second] == [1]
+    off.on_transcript({**body, "chunk_id": 1})
+    assert [w["final"] for w in off.document()["words"]] == [True, True]

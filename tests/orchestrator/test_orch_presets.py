@@ -138,6 +138,7 @@ def test_presets_are_reproducible_whatever_was_current_before() -> None:
             "buffer_duration_s": 30.0,
             "boundary_search_s": 2.0,
             "max_chunks_in_flight": 3,
+            "final_after_pause_s": 0.7,
             "preset": "custom",
         },
         "stt": {

@@ -134,7 +134,7 @@ def test_decode_options_follow_the_config() -> None:
 
     options = decode_options(SttConfig())
     assert options["temperature"] == 0.0
-    assert options["beam_size"] == 5
+    assert options["beam_size"] == 1  # greedy: the low-latency default
     assert options["word_timestamps"] is True
     assert options["no_repeat_ngram_size"] == 4
     assert options["vad_filter"] is True  # on by default: silence gives no words

@@ -108,7 +108,7 @@ async def test_missing_model_folder_fails_and_the_old_model_keeps_working(
         await worker.apply_config(change(worker, 5, model=str(missing), beam_size=2))
     assert str(missing) in str(info.value)
     assert worker.config_version == 0
-    assert worker.config.beam_size == 5
+    assert worker.config.beam_size == SttConfig().beam_size  # not the refused 2
     assert worker.engine is engine
     assert worker.stats.model_load_failures == 1
     empty = tmp_path / "empty-model"

@@ -22,6 +22,7 @@ _TITLES: Final = {
     "boundary_search_s": "Boundary search window (s)",
     "session_idle_timeout_s": "Idle session timeout (s)",
     "max_chunks_in_flight": "Chunks at the STT worker at most",
+    "final_after_pause_s": "Final after a pause of (s)",
     "preset": "Preset",
 }
 
@@ -99,6 +100,15 @@ class OrchestratorConfig(BaseModel):
         "meanwhile are coalesced: the newest that still overlaps the last one sent by half "
         "the overlap is sent and the older ones are dropped unsent, so latency stays about "
         "one decode instead of growing with a queue.",
+    )
+    final_after_pause_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=5.0,
+        description="A word followed by at least this much silence in a chunk's reading "
+        "(before the next word, or before the chunk's end) becomes final at once, with "
+        "every word before it, instead of waiting for the next chunk's decode to agree. "
+        "0 = off: words become final only when two successive decodes agree.",
     )
     preset: str | None = Field(
         default=None,

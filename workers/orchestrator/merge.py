@@ -22,8 +22,14 @@ When chunk k arrives (in order; overlap ``[s_k, e_{k-1})``, ``t* = s_k + overlap
    agreeing words, becomes final in chunk k's reading (it heard more audio after them).
    This is how words become final with long overlaps: two successive decodes, each
    with seconds of audio on both sides, agree on them.
-3. The rest of chunk k's reading becomes the new interim words.
-4. The last chunk of a session (``final``) makes everything final.
+3. **Pause (optional, ``pause_final_s > 0``).** In the rest of chunk k's reading, the
+   last word followed by at least ``pause_final_s`` of silence (a gap before the next
+   word, or before the chunk's end for its last word; the STT worker's VAD leaves no
+   words in silence) becomes final at once, with every word before it: a reading that
+   ends at a pause has its right context, so one decode decides it. This saves the hop
+   (one more chunk) that agreement waits for.
+4. The rest of chunk k's reading becomes the new interim words.
+5. The last chunk of a session (``final``) makes everything final.
 
 No word is kept twice (an instant of audio is decided once) and a word is final only
 when two decodes agreed on it or no later chunk can hear it.
@@ -70,10 +76,13 @@ class ChunkWords:
 
 @dataclass(slots=True)
 class _Seam:
-    method: str  # "first" | "agreed" (some words agreed) | "midpoint" (forced only) | "pending"
+    # "first" | "agreed" (some words agreed) | "midpoint" (forced only) | "pause" (only
+    # the pause rule) | "pending" (nothing decided)
+    method: str
     time_s: float
     agreed: int = 0  # words made final by agreement at this chunk
     forced: int = 0  # words made final because no later chunk hears them
+    paused: int = 0  # words made final because a pause follows them in this reading
 
 
 @dataclass(slots=True)
@@ -82,6 +91,7 @@ class TranscriptMerger:
 
     max_skew_s: float = 0.5
     junction_gap_s: float = 0.3
+    pause_final_s: float = 0.0  # 0: a word is final only by agreement (or the seam)
     final_words: list[Word] = field(default_factory=list)
     interim_words: list[Word] = field(default_factory=list)
     seams: list[_Seam] = field(default_factory=list)
@@ -132,7 +142,24 @@ class TranscriptMerger:
         if chunk.final:
             self.final_words.extend(self.interim_words)
             self.interim_words = []
+        elif self.pause_final_s > 0:
+            seam.paused = self._final_at_pause(chunk)
+            if seam.paused and seam.method == "pending":
+                seam.method = "pause"
         self.seams.append(seam)
+
+    def _final_at_pause(self, chunk: ChunkWords) -> int:
+        """Make final the interim words up to the last one followed by a pause of at least
+        ``pause_final_s`` in this chunk's reading; returns how many."""
+        words = self.interim_words
+        cut = 0
+        for i, w in enumerate(words):
+            following = words[i + 1].start if i + 1 < len(words) else chunk.end_s
+            if following - w.end >= self.pause_final_s:
+                cut = i + 1
+        self.final_words.extend(words[:cut])
+        self.interim_words = words[cut:]
+        return cut
 
     def _join(self, previous: ChunkWords, chunk: ChunkWords, new: list[Word]) -> _Seam:
         # A chunk that starts where the session starts has no truncated left edge.

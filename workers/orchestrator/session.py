@@ -54,7 +54,7 @@ class Session:
         self.session_id = session_id
         self._clock = clock
         self._chunker = Chunker(config, version)
-        self._merger = TranscriptMerger()
+        self._merger = TranscriptMerger(pause_final_s=config.final_after_pause_s)
         self.records: dict[int, ChunkRecord] = {}
         self._held: list[Chunk] = []  # cut but not sent (too many chunks in flight)
         self._sent_end = 0  # end sample of the last chunk sent
@@ -102,6 +102,7 @@ class Session:
         """New chunking config from the next chunk boundary on."""
         if self.ended:
             return []
+        self._merger.pause_final_s = config.final_after_pause_s
         return self._record(self._chunker.apply(config, version))
 
     def end(self) -> list[Chunk]:
