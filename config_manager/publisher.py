@@ -389,8 +389,8 @@ class OutboxPublisher:
         self.connected = value
         if not value:
             # Everything committed is in the database's outbox: drained at reconnection.
+            # What the broker acknowledged stays to be marked (it is published).
             self._queue.clear()
-            self._unmarked.clear()
         self._metrics.broker_connected.set(1 if value else 0)
         self._signal_progress()
 
@@ -748,7 +748,7 @@ class OutboxPublisher:
     async def _mark_acknowledged(self) -> None:
         if not self._unmarked or time.monotonic() < self._mark_not_before:
             return
-        ids, self._unmarked = self._unmarked, []
+        ids, self._unmarked = sorted(set(self._unmarked)), []
         try:
             for start in range(0, len(ids), self._limits.batch):
                 await self._store.mark_published(ids[start : start + self._limits.batch])
