@@ -13,6 +13,13 @@ order of version rows (:attr:`Database.row_order`), how a write transaction star
 (:meth:`Database.begin`), relaxed durability for bookkeeping writes
 (:meth:`Database.relaxed_durability`), and which errors are storage faults.
 
+A transaction whose statements are known up front (a group commit) is written once as a
+*script*: a generator yielding :class:`Statement` objects and receiving each one's result
+(its error thrown in at the ``yield``). :meth:`Database.run_script` runs it statement by
+statement; SQLite runs the whole script in one hand-over to its connection's thread
+instead of one per statement (each hand-over costs two thread wake-ups, more than the
+statement itself while the event loop has other work).
+
 A database is named by a *target*: a :class:`~pathlib.Path` (a SQLite file) or a
 :class:`PostgresUrl` (``CONFIG_MANAGER_DATABASE_URL``). See ``migrations/README.md`` for
 the per-dialect migration layout.
@@ -24,10 +31,10 @@ import contextlib
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
@@ -39,6 +46,8 @@ __all__ = [
     "Database",
     "Dialect",
     "PostgresUrl",
+    "Script",
+    "Statement",
     "SyncDatabase",
     "Target",
     "database_errors",
@@ -49,6 +58,21 @@ __all__ = [
 ]
 
 Dialect = Literal["sqlite", "postgresql"]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement of a :data:`Script`."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    rows: bool = False  # send back its rows (a query, ``... RETURNING``), else its row count
+
+
+Script = Generator[Statement, Any, _T]
+"""A transaction's statements: each ``yield`` gets the statement's rows or row count, or
+has the statement's error raised where it stands."""
 DIALECTS: Final[tuple[Dialect, ...]] = ("sqlite", "postgresql")
 
 SQLITE_PRAGMAS: Final = (
@@ -155,8 +179,34 @@ class Database(ABC):
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
     @abstractmethod
+    def begin_script(self) -> Script[None]:
+        """What starts a write transaction, serialised with every other writer."""
+
     async def begin(self) -> None:
         """Start a write transaction, serialised with every other writer of the database."""
+        await self.run_script(self.begin_script())
+
+    async def run_script(self, script: Script[_T]) -> _T:
+        """Run ``script``'s statements in order; returns what the script returns."""
+        result: Any = None
+        error: Exception | None = None
+        try:
+            while True:
+                try:
+                    step = script.send(result) if error is None else script.throw(error)
+                except StopIteration as stop:
+                    value: _T = stop.value
+                    return value
+                error = None
+                try:
+                    if step.rows:
+                        result = await self.fetchall(step.sql, step.params)
+                    else:
+                        result = await self.execute(step.sql, step.params)
+                except Exception as exc:
+                    error = exc
+        finally:
+            script.close()
 
     async def commit(self) -> None:
         await self.execute("COMMIT")
@@ -183,8 +233,33 @@ class Database(ABC):
     def in_transaction(self) -> bool: ...
 
     @abstractmethod
-    def relaxed_durability(self) -> contextlib.AbstractAsyncContextManager[None]:
+    def relaxed_statements(self) -> tuple[Statement, Statement]:
+        """The statements around bookkeeping writes that need not be flushed on their own
+        (a power cut may lose them): relax durability, then restore it."""
+
+    @contextlib.asynccontextmanager
+    async def relaxed_durability(self) -> AsyncIterator[None]:
         """Writes inside are not flushed on their own (bookkeeping a power cut may lose)."""
+        relax, restore = self.relaxed_statements()
+        await self.execute(relax.sql, relax.params)
+        try:
+            yield
+        finally:
+            # Not suppressed: a connection left relaxed would not flush later commits.
+            await self.execute(restore.sql, restore.params)
+
+    def relaxed_script(self, statement: Statement) -> Script[int]:
+        """:meth:`relaxed_durability` around one statement, as a script (one hand-over on
+        SQLite); returns the statement's row count."""
+        relax, restore = self.relaxed_statements()
+        yield relax
+        try:
+            count: int = yield statement
+        except database_errors():
+            yield restore
+            raise
+        yield restore
+        return count
 
     @abstractmethod
     def is_storage_error(self, exc: BaseException) -> bool:
@@ -234,20 +309,23 @@ class SqliteDatabase(Database):
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self.conn.executemany(sql, rows)
 
-    async def begin(self) -> None:
-        await self.execute("BEGIN IMMEDIATE")
+    def begin_script(self) -> Script[None]:
+        yield Statement("BEGIN IMMEDIATE")
+
+    async def run_script(self, script: Script[_T]) -> _T:
+        # aiosqlite's own hand-over (``_execute``: the function runs on the connection's
+        # thread, with the sqlite3 connection every statement of aiosqlite runs on).
+        result: _T = await self.conn._execute(  # type: ignore[no-untyped-call]
+            _run_script_sync, self.conn._conn, script
+        )
+        return result
 
     @property
     def in_transaction(self) -> bool:
         return bool(self.conn.in_transaction)
 
-    @contextlib.asynccontextmanager
-    async def relaxed_durability(self) -> AsyncIterator[None]:
-        await self.execute("PRAGMA synchronous = NORMAL")
-        try:
-            yield
-        finally:
-            await self.execute("PRAGMA synchronous = FULL")
+    def relaxed_statements(self) -> tuple[Statement, Statement]:
+        return Statement("PRAGMA synchronous = NORMAL"), Statement("PRAGMA synchronous = FULL")
 
     def is_storage_error(self, exc: BaseException) -> bool:
         code = getattr(exc, "sqlite_errorcode", None)
@@ -257,6 +335,30 @@ class SqliteDatabase(Database):
 
     async def close(self) -> None:
         await self.conn.close()
+
+
+def _run_script_sync(conn: sqlite3.Connection, script: Script[_T]) -> _T:
+    """:meth:`Database.run_script` on the SQLite connection's own thread."""
+    result: Any = None
+    error: Exception | None = None
+    try:
+        while True:
+            try:
+                step = script.send(result) if error is None else script.throw(error)
+            except StopIteration as stop:
+                value: _T = stop.value
+                return value
+            error = None
+            try:
+                cur = conn.execute(step.sql, step.params)
+                try:
+                    result = [tuple(r) for r in cur.fetchall()] if step.rows else cur.rowcount
+                finally:
+                    cur.close()
+            except Exception as exc:
+                error = exc
+    finally:
+        script.close()
 
 
 async def _pg_connect(url: PostgresUrl) -> psycopg.AsyncConnection[Any]:
@@ -314,9 +416,9 @@ class PostgresDatabase(Database):
         async with self.conn.cursor() as cur:
             await cur.executemany(_pg_sql(sql), list(rows))
 
-    async def begin(self) -> None:
-        await self.execute("BEGIN")
-        await self.execute("SELECT pg_advisory_xact_lock(?)", (PG_WRITE_LOCK,))
+    def begin_script(self) -> Script[None]:
+        yield Statement("BEGIN")
+        yield Statement("SELECT pg_advisory_xact_lock(?)", (PG_WRITE_LOCK,))
 
     @property
     def in_transaction(self) -> bool:
@@ -330,14 +432,8 @@ class PostgresDatabase(Database):
             TransactionStatus.ACTIVE,
         )
 
-    @contextlib.asynccontextmanager
-    async def relaxed_durability(self) -> AsyncIterator[None]:
-        await self.execute("SET synchronous_commit = off")
-        try:
-            yield
-        finally:
-            with contextlib.suppress(*database_errors()):
-                await self.execute("SET synchronous_commit = on")
+    def relaxed_statements(self) -> tuple[Statement, Statement]:
+        return Statement("SET synchronous_commit = off"), Statement("SET synchronous_commit = on")
 
     def is_storage_error(self, exc: BaseException) -> bool:
         import psycopg

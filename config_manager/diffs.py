@@ -10,7 +10,6 @@ an unchanged secret produces no operation.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -70,6 +69,20 @@ def _restore(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+def _same_json(left: Any, right: Any) -> bool:
+    """Whether two JSON values are equal as JSON (``1``, ``1.0`` and ``true`` differ, which
+    Python's ``==`` does not see); anything else is compared with ``==`` and its type."""
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, dict):
+        return left.keys() == right.keys() and all(_same_json(v, right[k]) for k, v in left.items())
+    if isinstance(left, list):
+        return len(left) == len(right) and all(
+            _same_json(a, b) for a, b in zip(left, right, strict=True)
+        )
+    return bool(left == right)
+
+
 def _changed_members(left: Any, right: Any) -> tuple[Any, Any]:
     """``left`` and ``right`` without the top-level members equal in both (as JSON).
 
@@ -80,14 +93,7 @@ def _changed_members(left: Any, right: Any) -> tuple[Any, Any]:
     """
     if not (isinstance(left, dict) and isinstance(right, dict)):
         return left, right
-    try:
-        same = {
-            k
-            for k in left.keys() & right.keys()
-            if json.dumps(left[k], sort_keys=True) == json.dumps(right[k], sort_keys=True)
-        }
-    except (TypeError, ValueError):
-        return left, right  # not plain JSON: let jsonpatch compare everything
+    same = {k for k in left.keys() & right.keys() if _same_json(left[k], right[k])}
     return (
         {k: v for k, v in left.items() if k not in same},
         {k: v for k, v in right.items() if k not in same},
@@ -95,12 +101,21 @@ def _changed_members(left: Any, right: Any) -> tuple[Any, Any]:
 
 
 def redacted_diff(
-    service: str, old: dict[str, Any], new: dict[str, Any], keys: Sequence[DataKey]
+    service: str,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    keys: Sequence[DataKey],
+    *,
+    plain: tuple[Any, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """RFC 6902 patch turning ``old`` into ``new`` (stored forms), secrets redacted;
-    ``keys`` are the service's data keys (the current one and retired ones)."""
-    old_plain = decrypt_secrets(old, service=service, keys=keys)
-    new_plain = decrypt_secrets(new, service=service, keys=keys)
+    ``keys`` are the service's data keys (the current one and retired ones). ``plain``:
+    both documents already decrypted (else they are decrypted here)."""
+    if plain is not None and plain[0] is not None and plain[1] is not None:
+        old_plain, new_plain = plain
+    else:
+        old_plain = decrypt_secrets(old, service=service, keys=keys)
+        new_plain = decrypt_secrets(new, service=service, keys=keys)
     left = _redact(old, old_plain, _ABSENT)
     right = _redact(new, new_plain, old_plain)
     left, right = _changed_members(left, right)

@@ -133,6 +133,7 @@ class PublisherLimits:
     freshness_interval_s: float = 30.0
     freshness_expiry_s: float = 120.0
     instance_save_delay_s: float = 0.2  # reports arriving meanwhile share one transaction
+    mark_delay_s: float = 0.05  # "published" marks wait for a pause in the writes this long
 
 
 class OutboxPublisher:
@@ -388,8 +389,8 @@ class OutboxPublisher:
         self.connected = value
         if not value:
             # Everything committed is in the database's outbox: drained at reconnection.
+            # What the broker acknowledged stays to be marked (it is published).
             self._queue.clear()
-            self._unmarked.clear()
         self._metrics.broker_connected.set(1 if value else 0)
         self._signal_progress()
 
@@ -448,6 +449,10 @@ class OutboxPublisher:
                 self.last_error = "; ".join(str(e) for e in errors.exceptions)
             for client in (publishing, listening):
                 _retrieve_disconnect_error(client)
+            # What the broker acknowledged before the connection was lost stays published:
+            # marked now (the outage may be long), not published again at reconnection.
+            with contextlib.suppress(*_SAVE_ERRORS):
+                await self._mark_acknowledged()
             self._set_connected(False)
             delay = backoff.next_delay()
             _log.warning(
@@ -495,7 +500,10 @@ class OutboxPublisher:
         # freshness tick runs in this same loop, so it never races a queued publication.
         while True:
             if not self._queue:
-                await self._mark_acknowledged()  # idle: bookkeeping off the write path
+                # Bookkeeping off the write path: the marks wait for a pause in the writes
+                # (a burst's marks are written together, or every ``batch`` rows).
+                if self._unmarked and await self._quiet(self._limits.mark_delay_s):
+                    await self._mark_acknowledged()
                 await self._rotate(client)
                 await self._forced(client)
                 if not self._queue:
@@ -524,7 +532,14 @@ class OutboxPublisher:
         versions: Sequence[StoredVersion],
         *,
         records_first: bool = False,
+        acknowledged: Callable[[], None] | None = None,
     ) -> None:
+        """Sign and publish ``versions``' envelopes, then their freshness records.
+
+        ``acknowledged`` runs once the broker acknowledged every envelope, before the
+        records are sent: a writer waiting for its version may answer then (its envelope
+        is on the broker); the record follows on the same connection.
+        """
         epoch = await self._store.epoch()
         signed = [(v, self._envelope(v, epoch)) for v in versions]
         if records_first:
@@ -543,6 +558,8 @@ class OutboxPublisher:
             done = self._published.get(v.service)
             if done is None or (epoch, v.version) >= (done[1], done[0]):
                 self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
+        if acknowledged is not None:
+            acknowledged()
         if not records_first:  # (a rotation signed and sent them before the envelopes)
             # The records only once the envelopes are acknowledged: a record naming a
             # version must not reach an instance before that version's envelope can have.
@@ -662,6 +679,17 @@ class OutboxPublisher:
         epoch = self._store.epoch_now
         return {s: (0, epoch, b"") for s in self._services() if s not in self._published}
 
+    async def _quiet(self, wait_s: float) -> bool:
+        """Whether nothing wakes the publisher (a commit...) within ``wait_s``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), wait_s)
+        return not self._wake.is_set()
+
+    @property
+    def acknowledged_unmarked(self) -> int:
+        """Outbox rows the broker acknowledged whose "published" mark is not written yet."""
+        return len(set(self._unmarked))
+
     async def _idle(self, until: float) -> None:
         """Wait for a commit, at most until ``until`` (monotonic: the next freshness tick);
         with marks left over from a storage fault, retry them in time."""
@@ -699,14 +727,18 @@ class OutboxPublisher:
     async def _publish_outbox_rows(
         self, client: aiomqtt.Client, rows: Sequence[StoredVersion]
     ) -> None:
-        await self._publish_batch(client, rows)
         ids = [r.outbox_id for r in rows if r.outbox_id is not None]
-        # Acknowledged by the broker: waiting writers may answer now. The rows are marked
-        # later (batched); if the process dies first they are published once more after
-        # the restart (a duplicate, which subscribers ignore), never lost.
-        self._acked_upto = max(self._acked_upto, *ids)
-        self._unmarked.extend(ids)
-        self._signal_progress()
+
+        def acknowledged() -> None:
+            # The envelopes are acknowledged by the broker: waiting writers may answer now
+            # (their freshness records follow). The rows are marked later (batched); if the
+            # process dies first they are published once more after the restart (a
+            # duplicate, which subscribers ignore), never lost.
+            self._acked_upto = max(self._acked_upto, *ids)
+            self._unmarked.extend(ids)
+            self._signal_progress()
+
+        await self._publish_batch(client, rows, acknowledged=acknowledged)
         now = time.time()
         for row in rows:
             created = datetime.fromisoformat(row.created_at).timestamp()
@@ -716,7 +748,7 @@ class OutboxPublisher:
     async def _mark_acknowledged(self) -> None:
         if not self._unmarked or time.monotonic() < self._mark_not_before:
             return
-        ids, self._unmarked = self._unmarked, []
+        ids, self._unmarked = sorted(set(self._unmarked)), []
         try:
             for start in range(0, len(ids), self._limits.batch):
                 await self._store.mark_published(ids[start : start + self._limits.batch])

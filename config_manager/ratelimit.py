@@ -8,7 +8,10 @@
 
 The asyncio flavour of the library (``limits.aio``): its memory storage expires entries in
 a task on the event loop, where the threaded one starts a timer thread on every hit (a
-thread start per write was a measurable part of a write's time).
+thread start per write was a measurable part of a write's time). That task, started
+again on every hit, hands each key's list to a worker thread; :class:`_SweptMemoryStorage`
+lets it run at most once a second (it only frees memory: whether a hit is allowed is
+decided from the entries' times, swept or not).
 """
 
 from __future__ import annotations
@@ -25,9 +28,27 @@ from .problems import Problem
 __all__ = ["RateLimits"]
 
 
+class _SweptMemoryStorage(MemoryStorage):
+    """``limits``' asyncio memory storage, its expiry sweep at most every ``sweep_s``."""
+
+    sweep_s = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next_sweep = 0.0
+
+    # The library's private hook, called on every hit (name-mangled in MemoryStorage).
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.sweep_s
+        await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+
 class RateLimits:
     def __init__(self, *, auth_failures: str, writes: str) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter = MovingWindowRateLimiter(_SweptMemoryStorage())
         self._auth = parse_many(auth_failures) if auth_failures.strip() else []
         self._writes = parse_many(writes) if writes.strip() else []
 

@@ -34,6 +34,8 @@ from .db import migrate, now_iso
 from .dialects import (
     Database,
     PostgresUrl,
+    Script,
+    Statement,
     Target,
     database_errors,
     is_integrity_error,
@@ -298,26 +300,37 @@ class ConfigStore:
     async def _fresh(self) -> bool:
         """Inside a write transaction (so under the write lock): whether the cache reflects
         the database's last change. If not, it is reloaded (this transaction's view)."""
-        if self.dialect != "postgresql":
-            return True  # a SQLite file has one manager: the cache is the truth
-        rows = await self._all("SELECT value FROM meta WHERE key = 'revision'")
-        if (int(rows[0][0]) if rows else 0) == self._revision:
+        if await self.conn.run_script(self._fresh_script()):
             return True
-        await self._load()
-        self._tokens.clear()
+        await self._stale()
         return False
 
-    async def _changed(self) -> None:
+    def _fresh_script(self) -> Script[bool]:
+        """Whether the cache reflects the database's last change (see :meth:`_fresh`)."""
+        if self.dialect != "postgresql":
+            return True  # a SQLite file has one manager: the cache is the truth
+        rows = yield Statement("SELECT value FROM meta WHERE key = 'revision'", rows=True)
+        return bool((int(rows[0][0]) if rows else 0) == self._revision)
+
+    async def _stale(self) -> None:
+        """The cache missed another replica's change: reload it (this transaction's view)."""
+        await self._load()
+        self._tokens.clear()
+
+    def _changed_script(self) -> Script[None]:
         """Inside a write transaction: one more change for the other replicas to see (the
         caller counts it in ``_revision`` once committed)."""
         if self.dialect != "postgresql":
             return
-        await self.conn.execute(
+        yield Statement(
             "INSERT INTO meta (key, value) VALUES ('revision', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(self._revision + 1),),
         )
-        await self.conn.execute("SELECT pg_notify(?, ?)", (_CHANNEL, self.replica))
+        yield Statement("SELECT pg_notify(?, ?)", (_CHANNEL, self.replica))
+
+    async def _changed(self) -> None:
+        await self.conn.run_script(self._changed_script())
 
     async def _listen(self) -> None:
         """Refresh the caches when another replica changed something (LISTEN/NOTIFY); after
@@ -713,7 +726,8 @@ class ConfigStore:
         chain head, epoch) change only after the COMMIT returned.
 
         Savepoints are standard SQL (SQLite and PostgreSQL alike): nothing here depends on
-        the dialect.
+        the dialect. The transaction is one script (:meth:`Database.run_script`): on SQLite,
+        BEGIN to COMMIT in one hand-over to the database thread.
         """
         created = now_iso()
         outcomes: list[list[StoredVersion] | BaseException] = []
@@ -721,13 +735,16 @@ class ConfigStore:
         async with self._op("write", writes=True):
             conn = self.conn
             epoch = self._next_epoch() if bump_epoch else self._epoch
-            head = self._head
-            await conn.begin()
+            script = self._group_script(
+                members, epoch, created, outcomes, current, bump_epoch=bump_epoch
+            )
             try:
-                if not await self._fresh():
+                head = await conn.run_script(script)
+                if head is None:
                     # Another replica changed the database since this one's cache was
                     # read: what each change was checked against may be stale. Refused as
                     # conflicts (the cache is now current): the clients re-read, retry.
+                    await self._stale()
                     await conn.rollback()
                     return [
                         VersionConflict(
@@ -737,34 +754,6 @@ class ConfigStore:
                         )
                         for m in members
                     ]
-                if bump_epoch:
-                    await conn.execute(
-                        "UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),)
-                    )
-                single = len(members) == 1
-                member_errors: tuple[type[Exception], ...] = (VersionConflict, *database_errors())
-                for member in members:
-                    if not single:
-                        await conn.execute("SAVEPOINT member")
-                    try:
-                        stored, member_head = await self._insert_member(
-                            member, epoch, head, created, current
-                        )
-                    except member_errors as exc:
-                        if single or conn.is_storage_error(exc):
-                            raise
-                        await conn.execute("ROLLBACK TO SAVEPOINT member")
-                        await conn.execute("RELEASE SAVEPOINT member")
-                        outcomes.append(exc)
-                        continue
-                    if not single:
-                        await conn.execute("RELEASE SAVEPOINT member")
-                    head = member_head
-                    outcomes.append(stored)
-                    for item in stored:
-                        current[item.service] = item
-                await self._changed()
-                await conn.commit()
                 self._revision += 1
             except BaseException:
                 # A failed COMMIT (disk full...) may already have ended the transaction.
@@ -775,14 +764,59 @@ class ConfigStore:
             self._current.update(current)
         return outcomes
 
-    async def _insert_member(
+    def _group_script(
+        self,
+        members: Sequence[WriteMember],
+        epoch: int,
+        created: str,
+        outcomes: list[list[StoredVersion] | BaseException],
+        current: dict[str, StoredVersion],
+        *,
+        bump_epoch: bool,
+    ) -> Script[str | None]:
+        """:meth:`write_group`'s transaction, BEGIN to COMMIT; returns the new chain head, or
+        None (rolled back by the caller) when the cache missed another replica's change."""
+        conn = self.conn
+        head = self._head
+        yield from conn.begin_script()
+        if not (yield from self._fresh_script()):
+            return None
+        if bump_epoch:
+            yield Statement("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),))
+        single = len(members) == 1
+        member_errors: tuple[type[Exception], ...] = (VersionConflict, *database_errors())
+        for member in members:
+            if not single:
+                yield Statement("SAVEPOINT member")
+            try:
+                stored, member_head = yield from self._member_script(
+                    member, epoch, head, created, current
+                )
+            except member_errors as exc:
+                if single or conn.is_storage_error(exc):
+                    raise
+                yield Statement("ROLLBACK TO SAVEPOINT member")
+                yield Statement("RELEASE SAVEPOINT member")
+                outcomes.append(exc)
+                continue
+            if not single:
+                yield Statement("RELEASE SAVEPOINT member")
+            head = member_head
+            outcomes.append(stored)
+            for item in stored:
+                current[item.service] = item
+        yield from self._changed_script()
+        yield Statement("COMMIT")
+        return head
+
+    def _member_script(
         self,
         member: WriteMember,
         epoch: int,
         head: str,
         created: str,
         current: dict[str, StoredVersion],
-    ) -> tuple[list[StoredVersion], str]:
+    ) -> Script[tuple[list[StoredVersion], str]]:
         """One member's rows (inside the caller's transaction); returns them and the head."""
         conn = self.conn
         change_id = secrets.token_hex(8)
@@ -804,7 +838,7 @@ class ConfigStore:
             try:
                 # The triggers check the version, advance the service and add the
                 # outbox row (id = this row's rowid / seq).
-                rows = await conn.fetchall(
+                rows = yield Statement(
                     "INSERT INTO versions (service, version, epoch, values_json, "  # noqa: S608
                     "created_at, created_by, change_id, prev_hash, row_hash) "
                     f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {conn.row_order}",
@@ -819,6 +853,7 @@ class ConfigStore:
                         prev,
                         head,
                     ),
+                    rows=True,
                 )
             except database_errors() as exc:
                 if not is_integrity_error(exc) or not _is_conflict(exc):
@@ -842,23 +877,23 @@ class ConfigStore:
                 )
             )
         for entry in member.audit:
-            await conn.execute(_AUDIT_SQL, _audit_params(entry, created))
+            yield Statement(_AUDIT_SQL, _audit_params(entry, created))
         if member.idempotency is not None:
-            await self._claim(member.idempotency, change_id, stored)
+            yield self._claim_statement(member.idempotency, change_id, stored)
         return stored, head
 
-    async def _claim(
+    def _claim_statement(
         self,
         claim: IdempotencyClaim,
         change_id: str | None,
         stored: Sequence[StoredVersion] = (),
         versions: Sequence[tuple[str, int]] = (),
-    ) -> None:
+    ) -> Statement:
         result = {
             "change_id": change_id,
             "versions": [[s.service, s.version] for s in stored] + [list(v) for v in versions],
         }
-        await self.conn.execute(
+        return Statement(
             "INSERT INTO idempotency (token, key, request_hash, result_json, created_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (token, key) DO UPDATE SET "
             "request_hash = excluded.request_hash, result_json = excluded.result_json, "
@@ -881,7 +916,8 @@ class ConfigStore:
                 for entry in audit:
                     await conn.execute(_AUDIT_SQL, _audit_params(entry, now_iso()))
                 if claim is not None:
-                    await self._claim(claim, None, versions=versions)
+                    claimed = self._claim_statement(claim, None, versions=versions)
+                    await conn.execute(claimed.sql, claimed.params)
 
     async def idempotent_result(self, token: str, key: str) -> tuple[str, dict[str, Any]] | None:
         """``(request_hash, result)`` of a claim younger than 24 h, else None."""
@@ -963,11 +999,12 @@ class ConfigStore:
         if not ids:
             return
         marks = ",".join("?" * len(ids))
-        async with self._op("mark published", writes=True), self.conn.relaxed_durability():
-            await self.conn.execute(
-                f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",  # noqa: S608
-                (now_iso(), *ids),
-            )
+        update = Statement(
+            f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",  # noqa: S608
+            (now_iso(), *ids),
+        )
+        async with self._op("mark published", writes=True):
+            await self.conn.run_script(self.conn.relaxed_script(update))
 
     async def outbox_depth(self) -> int:
         async with self._op("read outbox"):

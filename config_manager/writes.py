@@ -97,6 +97,10 @@ class PlannedChange:
     expected_version: int
     model: BaseModel
     values: dict[str, Any]  # secrets as ciphertext
+    # The documents in plaintext (decrypted once, for the comparison and the audit diff):
+    # the one the change is based on and the new one. Never stored, logged or answered.
+    base_plain: Any = field(default=None, repr=False, compare=False)
+    plain: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +216,9 @@ class ConfigWriter:
         self._planned: dict[str, tuple[CurrentConfig, BaseModel]] = {}
         self.committer = GroupCommitter(store, committed=self._committed)
         self._defaults: dict[str, tuple[type[BaseModel], BaseModel | None]] = {}
+        # service -> (stored values, their plaintext) of the last change planned: the next
+        # change of the service is based on exactly these values (the same object).
+        self._plain: dict[str, tuple[dict[str, Any], Any]] = {}
         # service -> ((version, epoch), errors of the stored config under today's model)
         self._stored_errors: dict[str, tuple[tuple[int, int], list[dict[str, Any]] | None]] = {}
 
@@ -352,9 +359,7 @@ class ConfigWriter:
         """Validate a whole document (PUT) or a merge patch (PATCH) against ``current``."""
         service = current.service
         model = self.model(service)
-        plain = decrypt_secrets(
-            current.values, service=service, keys=self.keys.decrypt_keys(current.service)
-        )
+        plain = self._plaintext(service, current.values)
         if patch is not None:
             if not isinstance(patch, dict):
                 raise Problem(
@@ -401,7 +406,17 @@ class ConfigWriter:
             current.version if expected_version is None else expected_version,
             instance,
             values,
+            base_plain=plain,
+            plain=decrypt_secrets(values, service=service, keys=self.keys.decrypt_keys(service)),
         )
+
+    def _plaintext(self, service: str, values: dict[str, Any]) -> Any:
+        """``values`` decrypted; the last planned change's are kept (the next change of
+        the service is planned on exactly that object)."""
+        cached = self._plain.get(service)
+        if cached is not None and cached[0] is values:
+            return cached[1]
+        return decrypt_secrets(values, service=service, keys=self.keys.decrypt_keys(service))
 
     async def check_compatibility(self, changes: Sequence[PlannedChange]) -> None:
         """Run the cross-service rules on the configs as they would be after ``changes``."""
@@ -438,6 +453,8 @@ class ConfigWriter:
         """Whether ``change`` stores exactly the current document (compared in plaintext)."""
         if current.version == 0:
             return False  # nothing stored yet: the first write always stores
+        if change.base_plain is not None:  # planned on ``current``: both decrypted already
+            return bool(change.base_plain == change.plain)
         key = self.keys.decrypt_keys(current.service)
         old = decrypt_secrets(current.values, service=current.service, keys=key)
         new = decrypt_secrets(change.values, service=current.service, keys=key)
@@ -446,6 +463,16 @@ class ConfigWriter:
     def diff(self, service: str, old: dict[str, Any], new: dict[str, Any]) -> list[Any]:
         """RFC 6902 patch from ``old`` to ``new`` (stored forms), secrets redacted."""
         return redacted_diff(service, old, new, self.keys.decrypt_keys(service))
+
+    def change_diff(self, current: CurrentConfig, change: PlannedChange) -> list[Any]:
+        """:meth:`diff` from ``current`` to ``change`` (with the plaintexts ``plan`` made)."""
+        return redacted_diff(
+            change.service,
+            current.values,
+            change.values,
+            self.keys.decrypt_keys(change.service),
+            plain=(change.base_plain, change.plain),
+        )
 
     async def refused(
         self, ctx: WriteContext, problem: Problem, services: Sequence[str | None]
@@ -539,7 +566,7 @@ class ConfigWriter:
                 service=service,
                 version=current.version + 1,
                 request_id=ctx.request_id,
-                detail={**ctx.detail, "diff": self.diff(service, current.values, change.values)},
+                detail={**ctx.detail, "diff": self.change_diff(current, change)},
             )
             committing = self._enqueue([change], actor, [audit], ctx.idempotency)
         stored = (await self._committed_result(committing, [change]))[0]
@@ -626,7 +653,7 @@ class ConfigWriter:
                             request_id=ctx.request_id,
                             detail={
                                 **ctx.detail,
-                                "diff": self.diff(service, current.values, change.values),
+                                "diff": self.change_diff(current, change),
                             },
                         )
                     )
@@ -692,7 +719,7 @@ class ConfigWriter:
                             request_id=ctx.request_id,
                             detail={
                                 **ctx.detail,
-                                "diff": self.diff(service, current.values, change.values),
+                                "diff": self.change_diff(current, change),
                             },
                         )
                     )
@@ -745,13 +772,20 @@ class ConfigWriter:
             )
             entry = (after, change.model)
             self._planned[change.service] = entry
+            if change.plain is not None:
+                self._plain[change.service] = (change.values, change.plain)
             planned.append((change.service, entry))
         future.add_done_callback(lambda _: self._unplan(planned))
         if self._prepare is not None:
-            # Sign the envelopes while the database thread commits (the loop is idle then);
-            # used only if exactly these values are committed as that version.
+            # Sign the envelopes while the database thread commits: scheduled behind the
+            # committer's next step, which hands the whole transaction to that thread (whose
+            # statements and fsync run without the GIL). Used only if exactly these values
+            # are committed as that version.
+            loop = asyncio.get_running_loop()
             for change in changes:
-                self._prepare(change.service, change.expected_version + 1, epoch, change.values)
+                loop.call_soon(
+                    self._prepare, change.service, change.expected_version + 1, epoch, change.values
+                )
         return future
 
     def _unplan(self, planned: Sequence[tuple[str, tuple[CurrentConfig, BaseModel]]]) -> None:

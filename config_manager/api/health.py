@@ -39,7 +39,7 @@ async def readyz(store: StoreDep, publisher: PublisherDep, request: Request) -> 
     storage = "database closed"
     if store.is_open:
         with contextlib.suppress(StorageError):  # shown by storage_problem() below
-            depth = await store.outbox_depth()
+            depth = await store.outbox_depth() - publisher.acknowledged_unmarked
         storage = store.storage_problem() or ""
     failure = publisher.failure
     reasons = [
@@ -93,7 +93,7 @@ async def _invalid_configs(request: Request) -> dict[str, list[Any]]:
         }
     },
 )
-async def metrics(request: Request, store: StoreDep) -> Response:
+async def metrics(request: Request, store: StoreDep, publisher: PublisherDep) -> Response:
     m: Metrics = request.app.state.metrics
-    m.outbox_depth.set(await store.outbox_depth())
+    m.outbox_depth.set(await store.outbox_depth() - publisher.acknowledged_unmarked)
     return Response(generate_latest(m.registry), media_type=PROMETHEUS_TEXT)
