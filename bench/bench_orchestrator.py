@@ -1,6 +1,6 @@
 """Orchestrator benchmark: final-word WER against whole-file WER, junction errors, latency.
 
-Run: ``.venv/bin/python -m bench.bench_orchestrator`` (about 12 min on an idle 2-core
+Run: ``.venv/bin/python -m bench.bench_orchestrator`` (about 15 min on an idle 2-core
 machine; options: ``--configs default high_accuracy ...`` or
 ``chunk,overlap,interval,buffer[,beam[,pause]]``, ``--realtime-wer default ...``,
 ``--latency-seconds 60``, ``--cpu-threads 2``, ``--skip-latency``, ``--skip-wer``).
