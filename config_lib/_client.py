@@ -863,8 +863,11 @@ class ConfigLibrary(Generic[M]):
                     freshness = topic == self._freshness_topic
                     if freshness and self._freshness_refused:
                         continue  # an ACL without freshness records: no record, stays stale
+                    # Records at QoS 0 (docs/config_lib.md, "Many libraries in one
+                    # process"): no PUBACK for the second message of every update.
+                    qos = 0 if freshness else 1
                     try:
-                        granted = await _unless_closed(client, client.subscribe(topic, qos=1))
+                        granted = await _unless_closed(client, client.subscribe(topic, qos=qos))
                     except _ConnectionClosed:
                         granted = None
                         # RabbitMQ's way of refusing: the next session does without records.

@@ -28,8 +28,9 @@ from typing import Final, Protocol
 __all__ = ["MAX_DELAY", "QUIET", "Settler", "settler"]
 
 logger = logging.getLogger("config_lib")
-QUIET: Final = 0.05  # seconds without a new request before due work runs
-MAX_DELAY: Final = 1.0  # ...but never later than this after the oldest request
+QUIET: Final = 0.25  # seconds without a new request before due work runs
+MAX_DELAY: Final = 2.0  # ...but never later than this after the oldest request
+YIELDS: Final = 4  # loop turns a message needs from the socket to a request
 CHUNK: Final = 16  # libraries per executor job; the loop serves messages between chunks
 
 
@@ -94,6 +95,13 @@ class Settler:
             # A deadline that moves with each request: slept to, not an Event.
             while (wait := self._wait(loop.time())) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(wait)
+            # The timer fires in the same loop turn as the socket reads that came in while
+            # this process waited for the CPU; their applies (and requests) come a few
+            # turns later: let them, and wait on if any did.
+            for _ in range(YIELDS):
+                await asyncio.sleep(0)
+            if self._wait(loop.time()) > 0:
+                continue
             batch = [lib for lib in self._due if lib not in self._busy][:CHUNK]
             if not batch:  # all being settled by settle_now(): after that
                 await self._chunk_done.wait()
