@@ -142,7 +142,7 @@ bench: mosquitto etcd $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev editor/node_modules/.package-lock.json
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy config_lib config_manager workers
+	$(VENV)/bin/mypy config_lib config_manager workers bench
 	cd editor && $(NPM) run --silent typecheck && $(NPM) run --silent lint
 
 clean:

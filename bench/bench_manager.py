@@ -99,7 +99,7 @@ async def _wait_http(url: str, limit_s: float, proc: subprocess.Popen[bytes]) ->
     async with httpx.AsyncClient() as http:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
             with contextlib.suppress(httpx.TransportError):
                 if (await http.get(url)).status_code == 200:
                     return

@@ -160,7 +160,7 @@ def stream_in_process(
     edges: set[tuple[int, float]] = set()
     for chunk in chunks:
         result = engine.transcribe(chunk.samples.astype(np.float32) / 32768.0, stt)
-        words = [
+        words: list[dict[str, Any]] = [
             {
                 "start": w.start + chunk.start_s,
                 "end": w.end + chunk.start_s,
