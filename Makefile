@@ -38,12 +38,15 @@ $(VENV)/bin/activate:
 	  else echo "Python's venv module is missing: run 'sudo apt-get install -y python3-venv'"; exit 1; fi; }
 	@$(PIP_INSTALL) --upgrade pip setuptools
 
-# One stamp per extra set; a change to pyproject.toml or to the pins reinstalls.
+# One stamp per extra set; a change to pyproject.toml or to the pins reinstalls, pip and
+# setuptools (the build backend) included, so an existing venv follows the pins too.
 $(VENV)/.installed-run: pyproject.toml $(CONSTRAINTS) | $(VENV)/bin/activate
+	@$(PIP_INSTALL) --upgrade pip setuptools
 	$(PIP_INSTALL) $(BUILD_PINS) -e '.[manager,stt,orchestrator]' --config-settings editable_mode=compat
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(VENV)/bin/activate
+	@$(PIP_INSTALL) --upgrade pip setuptools
 	$(PIP_INSTALL) $(BUILD_PINS) -e '.[dev]' --config-settings editable_mode=compat
 	@touch $@ $(VENV)/.installed-run
 

@@ -51,3 +51,25 @@ def test_the_makefile_installs_with_the_constraints() -> None:
     for line in installs:
         assert "-c $(CONSTRAINTS)" in line or "lock" in line or "$$tmp" in line, line
     assert re.search(r"^lock:", makefile, re.MULTILINE)
+
+
+def test_the_environment_running_the_tests_is_the_pinned_one() -> None:
+    """What `make` installed is exactly constraints.txt: every installed distribution is
+    pinned there, at that version (a venv that drifted, or a dependency that slipped in
+    without `make lock`, fails here)."""
+    from importlib.metadata import distributions
+
+    pins = _pins()
+    own = canonicalize_name(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["name"]
+    )
+    problems = []
+    for dist in distributions():
+        name = canonicalize_name(dist.metadata["Name"])
+        if name in (own, "wheel"):  # ourselves; wheel is left out by `make lock`
+            continue
+        if name not in pins:
+            problems.append(f"{name} {dist.version} is installed but not pinned")
+        elif Version(dist.version) != pins[name]:
+            problems.append(f"{name} is {dist.version}, pinned {pins[name]}")
+    assert not problems, "; ".join(sorted(problems))
