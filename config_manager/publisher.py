@@ -168,7 +168,7 @@ class OutboxPublisher:
         self._progress = asyncio.Event()
         self._acked_upto = 0  # every outbox id <= this one has been acknowledged
         self._queue: deque[StoredVersion] = deque()  # committed, not yet published
-        self._unmarked: list[int] = []  # acknowledged, not yet marked in the database
+        self._unmarked: set[int] = set()  # acknowledged, not yet marked in the database
         # After a storage fault: retry the marks (and outbox reads) with backoff.
         self._db_backoff = Backoff(limits.reconnect_min_s, limits.reconnect_max_s)
         self._mark_not_before = 0.0
@@ -688,7 +688,7 @@ class OutboxPublisher:
     @property
     def acknowledged_unmarked(self) -> int:
         """Outbox rows the broker acknowledged whose "published" mark is not written yet."""
-        return len(set(self._unmarked))
+        return len(self._unmarked)
 
     async def _idle(self, until: float) -> None:
         """Wait for a commit, at most until ``until`` (monotonic: the next freshness tick);
@@ -714,7 +714,7 @@ class OutboxPublisher:
             after = items[-1].id
             # Rows this process already had acknowledged only lack their mark: publishing
             # them again would show subscribers an older version after a newer one.
-            self._unmarked.extend(i.id for i in items if i.id <= self._acked_upto)
+            self._unmarked.update(i.id for i in items if i.id <= self._acked_upto)
             fresh = [
                 StoredVersion(i.service, i.version, 0, i.values, i.created_at, "", "", i.id)
                 for i in items
@@ -735,7 +735,7 @@ class OutboxPublisher:
             # process dies first they are published once more after the restart (a
             # duplicate, which subscribers ignore), never lost.
             self._acked_upto = max(self._acked_upto, *ids)
-            self._unmarked.extend(ids)
+            self._unmarked.update(ids)
             self._signal_progress()
 
         await self._publish_batch(client, rows, acknowledged=acknowledged)
@@ -748,14 +748,14 @@ class OutboxPublisher:
     async def _mark_acknowledged(self) -> None:
         if not self._unmarked or time.monotonic() < self._mark_not_before:
             return
-        ids, self._unmarked = sorted(set(self._unmarked)), []
+        ids, self._unmarked = sorted(self._unmarked), set()
         try:
             for start in range(0, len(ids), self._limits.batch):
                 await self._store.mark_published(ids[start : start + self._limits.batch])
         except StorageError:
             # Only bookkeeping (the broker has them): keep the ids and retry after a backoff.
             # The store logged the fault; a restart meanwhile only republishes (duplicates).
-            self._unmarked[:0] = ids
+            self._unmarked.update(ids)
             self._mark_not_before = time.monotonic() + self._db_backoff.next_delay()
             return
         self._db_backoff.reset()
