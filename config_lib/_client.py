@@ -75,6 +75,7 @@ from ._topics import (
     updated_topic,
     validate_name,
 )
+from ._transport import LibraryClient
 
 __all__ = ["ConfigLibrary"]
 
@@ -817,7 +818,7 @@ class ConfigLibrary(Generic[M]):
             qos=1,
             retain=True,
         )
-        client = aiomqtt.Client(
+        client = LibraryClient(
             **endpoint.client_kwargs(),
             will=will,
             timeout=s.connect_timeout,
@@ -945,7 +946,8 @@ class ConfigLibrary(Generic[M]):
                 pending = len(client.messages)
                 if pending == 0:
                     self._synced.set()
-                async for message in client.messages:
+                while True:
+                    message = await client.next_message()  # MqttError once disconnected
                     if self._lifecycle is not _Lifecycle.OPEN:
                         return  # closing: a cancellation was swallowed, stop anyway
                     # Exact topics (no wildcards subscribed): a string comparison.
