@@ -298,7 +298,8 @@ async def fleet_worker(args: argparse.Namespace) -> int:
     settling: set[asyncio.Task[None]] = set()
 
     async def settled(version: int) -> None:
-        await asyncio.gather(*(lib.wait_for_version(version, timeout=TIMEOUT) for lib in libs))
+        for lib in libs:  # one after the other: no task per library
+            await lib.wait_for_version(version, timeout=TIMEOUT)
         _emit("settled", version, repr(time.perf_counter()))
 
     def record(key: int, at: float) -> None:

@@ -88,6 +88,11 @@ class AppliedReport:
     freshness: str | None = None
     time: str = ""
 
+    @classmethod
+    def now(cls, **members: Any) -> AppliedReport:
+        """A report with ``members`` and the current time (one construction)."""
+        return cls(**members, time=_now())
+
     def stamped(self, **changes: Any) -> AppliedReport:
         """A copy with ``changes`` and the current time."""
         return replace(self, **changes, time=_now())

@@ -14,9 +14,10 @@ pays for each packet more than the packet itself costs:
   it watched for writability, as aiomqtt does. From another thread (paho's connect runs
   in an executor) aiomqtt's own path is kept;
 * **in**: ``client.messages`` creates a task and runs ``asyncio.wait`` for every
-  message (to notice a disconnection while waiting). :meth:`LibraryClient.next_message`
-  awaits the message queue itself; a disconnection puts a marker in the queue, after
-  the messages already received, and raises the same ``MqttError``.
+  message (to notice a disconnection while waiting), and each message becomes an
+  aiomqtt ``Message`` and ``Topic``. :meth:`LibraryClient.next_message` awaits the
+  message queue itself and returns (topic, payload); a disconnection puts a marker in
+  the queue, after the messages already received, and raises the same ``MqttError``.
 
 Nothing else changes: same packets, same order, same QoS. This leans on aiomqtt's
 private members (``_loop``, ``_queue``, ``_disconnected``, ``_client``), pinned in
@@ -88,9 +89,19 @@ class LibraryClient(aiomqtt.Client):
 
     # -- in ----------------------------------------------------------------------------
 
-    async def next_message(self) -> aiomqtt.Message:
-        """The next message received, in order; raises ``MqttError`` once the connection
-        is gone and every message received before is taken (as ``client.messages``)."""
+    def _on_message(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        message: mqtt.MQTTMessage,
+    ) -> None:
+        # Only what the library reads: no aiomqtt Message and Topic built per message.
+        self._queue.put_nowait((message.topic, message.payload))  # type: ignore[arg-type]
+
+    async def next_message(self) -> tuple[str, bytes]:
+        """The next message received, as (topic, payload), in order; raises ``MqttError``
+        once the connection is gone and every message received before is taken (as
+        ``client.messages`` does). ``client.messages`` is not to be used."""
         disconnected = self._disconnected
         if not self._watching:
             self._watching = True
@@ -100,7 +111,7 @@ class LibraryClient(aiomqtt.Client):
             self._queue.put_nowait(item)  # every later call raises too
             exc = disconnected.exception() if not disconnected.cancelled() else None
             raise aiomqtt.MqttError("Disconnected during message iteration") from exc
-        return item
+        return item  # type: ignore[return-value]
 
     def _mark_closed(self, _: object) -> None:
         self._queue.put_nowait(_CLOSED)  # type: ignore[arg-type]
