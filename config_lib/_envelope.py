@@ -113,51 +113,81 @@ class Envelope:
 
 _SAFE_INT: Final = 2**53 - 1  # RFC 8785 (I-JSON): integers beyond it are refused
 _PLAIN_DEPTH: Final = 64  # deeper documents take rfc8785's path (well past the protocol's limit)
+_NOT_PLAIN: Final = object()  # _json_form's answer for what json.dumps would not write as RFC 8785
 
 
-def _plain_json(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` is JSON whose RFC 8785 form ``json.dumps`` writes byte for byte.
+def _json_form(value: Any, depth: int = 0) -> Any:
+    """``value`` in a form whose RFC 8785 text ``json.dumps`` writes byte for byte, or
+    ``_NOT_PLAIN``.
 
     Strings, booleans, null, integers in the I-JSON range, lists and dicts with string
     keys in which no character is above U+D7FF (there, sorting by code point, as Python
-    does, and by UTF-16 code unit, as RFC 8785 does, agree). Floats are not (ECMAScript's
-    number form differs from Python's), nor subclasses (enums...). Nor anything nested
-    deeper than ``_PLAIN_DEPTH`` levels: that goes to ``rfc8785``, whose own refusal
-    callers already handle (this check must never recurse out of the stack itself).
+    does, and by UTF-16 code unit, as RFC 8785 does, agree) are written alike. Floats:
+    RFC 8785 writes a float as ECMAScript does, which is Python's ``repr`` except for the
+    trailing ``.0`` of a whole number and for the exponent forms. So a whole float below
+    2^53 becomes the ``int`` of the same value (``1.0`` -> ``1``, ``-0.0`` -> ``0``: the
+    containers holding one are copied, never changed), a fraction of at least 1e-4 (which
+    ``repr`` writes without an exponent) stays, and any other float is not plain. Nor are
+    subclasses (enums...), nor anything nested deeper than ``_PLAIN_DEPTH`` levels: those
+    go to ``rfc8785``, whose own refusals callers already handle (this check must never
+    recurse out of the stack itself).
     """
-    if depth > _PLAIN_DEPTH:
-        return False
     kind = type(value)
     if kind is str or kind is bool or value is None:
-        return True
+        return value
     if kind is int:
-        return bool(-_SAFE_INT <= value <= _SAFE_INT)
+        return value if -_SAFE_INT <= value <= _SAFE_INT else _NOT_PLAIN
+    if kind is float:
+        size = abs(value)
+        if value.is_integer():
+            return int(value) if size <= _SAFE_INT else _NOT_PLAIN
+        return value if 1e-4 <= size <= _SAFE_INT else _NOT_PLAIN  # not nan, not infinite
+    if depth >= _PLAIN_DEPTH:
+        return _NOT_PLAIN
     if kind is dict:
+        copied: dict[str, Any] | None = None
         for key, item in value.items():
             if type(key) is not str or not (key.isascii() or max(key) <= "\ud7ff"):
-                return False
-            if not _plain_json(item, depth + 1):
-                return False
-        return True
+                return _NOT_PLAIN
+            form = _json_form(item, depth + 1)
+            if form is not item:
+                if form is _NOT_PLAIN:
+                    return _NOT_PLAIN
+                if copied is None:
+                    copied = dict(value)
+                copied[key] = form
+        return value if copied is None else copied
     if kind is list or kind is tuple:
-        return all(_plain_json(item, depth + 1) for item in value)
-    return False
+        forms = [_json_form(item, depth + 1) for item in value]
+        if any(form is _NOT_PLAIN for form in forms):
+            return _NOT_PLAIN
+        if kind is list and all(form is item for form, item in zip(forms, value, strict=True)):
+            return value
+        return forms
+    return _NOT_PLAIN
+
+
+# One encoder, built once: json.dumps with arguments builds a new one on every call.
+_CANONICAL_ENCODER: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def canonical_bytes(value: Any) -> bytes:
     """RFC 8785 canonical JSON of ``value``.
 
-    Plain JSON (the common case: no floats) is written by the C encoder of ``json``, whose
-    output for it is exactly RFC 8785's (same escapes, keys sorted the same way, no
-    spaces); anything else goes through ``rfc8785`` (tests compare the two on generated
-    documents and on the vectors).
+    JSON in the common form (see :func:`_json_form`: whole floats, fractions of at least
+    1e-4, no subclasses) is written by the C encoder of ``json``, whose output for it is
+    exactly RFC 8785's (same escapes, keys sorted the same way, no spaces); anything else
+    goes through ``rfc8785`` (tests compare the two on generated documents, on floats of
+    every magnitude and on the vectors).
     """
     try:
-        plain = _plain_json(value)
+        form = _json_form(value)
     except RecursionError:  # nested too deep for the check: rfc8785 decides (and refuses)
-        plain = False
-    if plain:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        form = _NOT_PLAIN
+    if form is not _NOT_PLAIN:
+        text = _CANONICAL_ENCODER.encode(form)
         try:
             return text.encode("utf-8")
         except UnicodeEncodeError:

@@ -379,7 +379,10 @@ class OutboxPublisher:
                 return False
             event = self._progress
             try:
-                await asyncio.wait_for(event.wait(), remaining)
+                # asyncio.timeout, not wait_for: no task of its own (Python 3.11), so the
+                # writer wakes in the loop turn the acknowledgement is signalled in.
+                async with asyncio.timeout(remaining):
+                    await event.wait()
             except TimeoutError:
                 return False
         return True
@@ -560,6 +563,9 @@ class OutboxPublisher:
                 self._published[v.service] = changed[v.service] = (v.version, epoch, payload)
         if acknowledged is not None:
             acknowledged()
+            # Let the woken writers answer before the records are signed (one loop turn):
+            # the records are off a write's critical path.
+            await asyncio.sleep(0)
         if not records_first:  # (a rotation signed and sent them before the envelopes)
             # The records only once the envelopes are acknowledged: a record naming a
             # version must not reach an instance before that version's envelope can have.

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,12 +31,14 @@ from .deps import (
     json_model,
     request_id,
 )
+from .lean import LeanRoute
 from .openapi import DOCUMENT, MERGE_PATCH, api_router, config_body, problems
 from .schemas import AllConfigsPublic, ConfigPublic, RetiredPublic, ValidationPublic, WritePublic
 
 __all__ = ["router"]
 
 router = api_router(prefix="/api/v1/configs", tags=["configs"])
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Awaitable[dict[str, Any]]])
 
 
 def _public(current: CurrentConfig) -> dict[str, Any]:
@@ -147,12 +150,25 @@ async def _write(
     return await _answer(outcome, publisher, settings, response)
 
 
-@router.put(
-    "/{service}",
-    response_model=WritePublic,
-    responses=problems(404, 409, 422),
-    openapi_extra=config_body(DOCUMENT),
-)
+def _write_route(method: str, media: str) -> Callable[[_Endpoint], _Endpoint]:
+    """PUT and PATCH: served by :class:`LeanRoute` (the write path's hot routes)."""
+
+    def register(endpoint: _Endpoint) -> _Endpoint:
+        router.add_api_route(
+            "/{service}",
+            endpoint,
+            methods=[method],
+            route_class_override=LeanRoute,
+            response_model=WritePublic,
+            responses=problems(404, 409, 422),
+            openapi_extra=config_body(media),
+        )
+        return endpoint
+
+    return register
+
+
+@_write_route("PUT", DOCUMENT)
 async def put_config(
     service: str,
     request: EditorWrite,
@@ -168,12 +184,7 @@ async def put_config(
     )
 
 
-@router.patch(
-    "/{service}",
-    response_model=WritePublic,
-    responses=problems(404, 409, 422),
-    openapi_extra=config_body(MERGE_PATCH),
-)
+@_write_route("PATCH", MERGE_PATCH)
 async def patch_config(
     service: str,
     request: EditorWrite,
@@ -223,9 +234,7 @@ class RollbackRequest(BaseModel):
     to_version: int = Field(ge=1, description="The version whose document becomes current again.")
 
 
-@router.post(
-    "/{service}/rollback", response_model=WritePublic, responses=problems(404, 409, 422)
-)
+@router.post("/{service}/rollback", response_model=WritePublic, responses=problems(404, 409, 422))
 async def rollback_config(
     service: str,
     request: EditorWrite,

@@ -7,12 +7,18 @@ Marked ``db_matrix``: the script tests run on a SQLite file and on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
+import httpx
 import pytest
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, SecretStr
 
 from config_lib import DataKey, encrypt_secrets
+from config_manager.api import configs
+from config_manager.api.lean import LeanRoute, _plan
 from config_manager.dialects import (
     Script,
     Statement,
@@ -22,7 +28,7 @@ from config_manager.dialects import (
     open_database,
 )
 from config_manager.diffs import redacted_diff
-from config_manager.problems import Problem
+from config_manager.problems import Problem, install_problem_handlers
 from config_manager.ratelimit import RateLimits
 
 
@@ -192,3 +198,84 @@ def test_the_server_parses_http_with_httptools_on_uvloop() -> None:
 
 async def _noop_app(scope: Any, receive: Any, send: Any) -> None:
     return None
+
+
+# -- LeanRoute: the write routes' dependencies without FastAPI's per-request solver ---------
+def test_the_write_routes_are_served_by_a_plan_in_fastapis_order() -> None:
+    routes = [r for r in configs.router.routes if isinstance(r, LeanRoute)]
+    assert sorted(m for r in routes for m in r.methods or ()) == ["PATCH", "PUT"]
+    for route in routes:
+        plan = _plan(route.dependant)
+        assert plan is not None
+        names = [getattr(step.call, "__name__", type(step.call).__name__) for step in plan]
+        # router dependency first, then depth first in parameter order, each once
+        assert names[0] == "reject_unknown_query"
+        assert names[-1] == route.endpoint.__name__
+        assert names.index("HTTPBearer") < names.index("read_json_body")
+        assert names.index("read_json_body") < names.index("if_match_required")
+        assert names.count("get_store") == 1
+        assert names.count("read_json_body") == 1
+
+
+class _Answer(BaseModel):
+    name: str
+    n: int
+    seen: list[str]
+
+
+_calls: list[str] = []
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def _shared(request: Request) -> str:
+    _calls.append("shared")
+    return request.headers.get("x-who", "nobody")
+
+
+async def _checked(
+    who: Annotated[str, Depends(_shared)],
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    _calls.append("checked")
+    if creds is None:
+        raise Problem(401, "Unauthorized", "send a token", kind="unauthorized")
+    return f"{who}:{creds.credentials}"
+
+
+async def _endpoint(
+    name: str,
+    token: Annotated[str, Depends(_checked)],
+    who: Annotated[str, Depends(_shared)],
+    response: Response,
+) -> dict[str, Any]:
+    response.headers["ETag"] = '"1.2"'
+    return {"name": name, "n": len(token), "seen": [who, token], "extra": "dropped"}
+
+
+async def test_a_lean_route_answers_exactly_as_fastapi_does() -> None:
+    """The same endpoint and dependencies behind a LeanRoute and a plain APIRoute: same
+    status, body and headers, for an answer and for errors raised by a dependency."""
+    app = FastAPI()
+    install_problem_handlers(app)
+    for prefix, route_class in (("/lean", LeanRoute), ("/full", APIRoute)):
+        app.router.add_api_route(
+            prefix + "/{name}",
+            _endpoint,
+            methods=["PUT"],
+            response_model=_Answer,
+            route_class_override=route_class,
+        )
+    lean = next(r for r in app.router.routes if isinstance(r, LeanRoute))
+    assert _plan(lean.dependant) is not None
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        for headers in ({"Authorization": "Bearer abc", "X-Who": "ann"}, {}):
+            answers = []
+            for prefix in ("/lean", "/full"):
+                _calls.clear()
+                resp = await http.put(f"{prefix}/svc", headers=headers)
+                body = resp.content.replace(prefix.encode(), b"/route")  # a problem's instance
+                answers.append((resp.status_code, body, dict(resp.headers), _calls[:]))
+            assert answers[0] == answers[1]
+        assert answers[0][0] == 401
+        assert answers[0][3] == ["shared", "checked"]  # a dependency used twice runs once
