@@ -15,7 +15,9 @@ of their own. Rounds alternate, so machine noise hits both alike:
 * **library**: ``PATCH /api/v1/configs/stt`` until the last of the N callbacks has run
   (timestamps from ``time.perf_counter``, the system-wide monotonic clock);
 * **raw**: the same envelope bytes published (QoS 1, retained) until the last of the N
-  plain subscribers has it.
+  plain subscribers has it. It starts once every library has settled the library round
+  (LKG file written, report published: work deferred until after the burst), so the two
+  rounds never share the CPU; how long that takes after the last callback is printed.
 
 The goal is p50 and p99 of library/raw at most 1.3. Memory per idle ConfigLibrary (RSS
 growth of a worker process per instance, after startup) is reported beside that of a plain
@@ -290,6 +292,15 @@ async def fleet_worker(args: argparse.Namespace) -> int:
     before = _rss_bytes()
     seen: dict[int, list[float]] = {}
     first_cpu: dict[int, float] = {}
+    # Libraries: once all have run their callback for a version, when all have also
+    # settled it (LKG file written, report published; config_lib/_settle.py).
+    libs: list[Any] = []
+    settling: set[asyncio.Task[None]] = set()
+
+    async def settled(version: int) -> None:
+        for lib in libs:  # one after the other: no task per library
+            await lib.wait_for_version(version, timeout=TIMEOUT)
+        _emit("settled", version, repr(time.perf_counter()))
 
     def record(key: int, at: float) -> None:
         times = seen.setdefault(key, [])
@@ -302,6 +313,10 @@ async def fleet_worker(args: argparse.Namespace) -> int:
             cpu = time.process_time()
             _emit("done", key, repr(max(times)), repr(cpu), repr(cpu - first_cpu.pop(key)))
             del seen[key]
+            if libs:
+                task = asyncio.get_running_loop().create_task(settled(key))
+                settling.add(task)
+                task.add_done_callback(settling.discard)
 
     async with contextlib.AsyncExitStack() as stack:
         if args.worker == "library":
@@ -309,7 +324,6 @@ async def fleet_worker(args: argparse.Namespace) -> int:
             keys = [load_data_key(data / "keys" / "services" / f"{SERVICE}.key", SERVICE)]
             lkg_root = Path(tempfile.mkdtemp(prefix=f"fanout-{args.name}-", dir="/dev/shm"))
             stack.callback(shutil.rmtree, lkg_root, True)
-            libs = []
             for i in range(args.count):
                 settings = LibrarySettings(
                     data_dir=data,
@@ -424,6 +438,8 @@ async def fleet(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     raw_cpu: list[float] = []
     # CPU seconds of all worker processes of a kind between their first and last callback
     lib_path_cpu: list[float] = []
+    # From the last callback until every library has settled (LKG file, report)
+    settle_times: list[float] = []
     raw_path_cpu: list[float] = []
     last_cpu: dict[str, float] = {}
     async with manager_stack(tmp, publish_wait_s=2.0) as mgr, asyncio.TaskGroup() as group:
@@ -461,7 +477,12 @@ async def fleet(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     async with asyncio.timeout(TIMEOUT):
                         while json.loads(payload)["version"] != version:
                             payload = _payload(await anext(envelopes))
-                    await asyncio.sleep(0.3)  # this round's reports and LKG writes finish
+                    # This round's LKG files and reports (settled after the burst) are
+                    # done before the raw round, which must not share the CPU with them.
+                    settle_ends = [await w.expect("settled") for w in libs]
+                    assert all(int(e[1]) == version for e in settle_ends), settle_ends
+                    settle_times.append(max(float(e[2]) for e in settle_ends) - lib_at)
+                    await asyncio.sleep(0.3)
                     # raw round: the same envelope bytes, until the last plain subscriber
                     start = time.perf_counter()
                     await raw_pub.publish(RAW_TOPIC, payload, qos=1, retain=True)
@@ -508,6 +529,7 @@ async def fleet(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         # delays the last callback (deferred work, such as the LKG file, comes after).
         "library_cpu_on_path_us": statistics.median(lib_path_cpu) / (per * args.processes) * 1e6,
         "raw_cpu_on_path_us": statistics.median(raw_path_cpu) / (per * args.processes) * 1e6,
+        "library_settled_after_last_callback": summary(settle_times[1:]),
         "memory_per_idle_library_kib": statistics.median(lib_mem) / 1024,
         "memory_per_plain_subscriber_kib": statistics.median(raw_mem) / 1024,
     }
@@ -528,6 +550,9 @@ def print_fleet(r: dict[str, Any]) -> None:
     print(f"    of which between a process's first and last callback: library "
           f"{r['library_cpu_on_path_us']:.0f} us, "
           f"plain {r['raw_cpu_on_path_us']:.0f} us")  # fmt: skip
+    settle = r["library_settled_after_last_callback"]
+    print(f"  every library settled (LKG file, report) after the last callback: "
+          f"p50 {settle['p50_ms']:.1f} ms, p99 {settle['p99_ms']:.1f} ms")  # fmt: skip
     print(f"  memory per idle ConfigLibrary {r['memory_per_idle_library_kib']:.0f} KiB "
           f"(plain subscriber {r['memory_per_plain_subscriber_kib']:.0f} KiB)")  # fmt: skip
 

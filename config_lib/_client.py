@@ -75,6 +75,7 @@ from ._topics import (
     updated_topic,
     validate_name,
 )
+from ._transport import LibraryClient
 
 __all__ = ["ConfigLibrary"]
 
@@ -817,7 +818,7 @@ class ConfigLibrary(Generic[M]):
             qos=1,
             retain=True,
         )
-        client = aiomqtt.Client(
+        client = LibraryClient(
             **endpoint.client_kwargs(),
             will=will,
             timeout=s.connect_timeout,
@@ -945,17 +946,18 @@ class ConfigLibrary(Generic[M]):
                 pending = len(client.messages)
                 if pending == 0:
                     self._synced.set()
-                async for message in client.messages:
+                while True:
+                    # (topic, payload); MqttError once disconnected
+                    topic, payload = await client.next_message()
                     if self._lifecycle is not _Lifecycle.OPEN:
                         return  # closing: a cancellation was swallowed, stop anyway
                     # Exact topics (no wildcards subscribed): a string comparison.
-                    topic = message.topic.value
                     if topic == self._topic:
-                        await self._handle(message.payload)
+                        await self._handle(payload)
                     elif topic == KEYSET_TOPIC:
-                        await self._handle_keyset(message.payload)
+                        await self._handle_keyset(payload)
                     elif topic == self._freshness_topic:
-                        await self._handle_record(message.payload)
+                        await self._handle_record(payload)
                     elif topic == request_topic:
                         # Asked to report again: the latest report, as it is (no payload
                         # is read; only the manager may publish here).
@@ -1476,7 +1478,7 @@ class ConfigLibrary(Generic[M]):
 
     def _make_report(self, status: Any, **extra: Any) -> AppliedReport:
         state = self._require_state()
-        return AppliedReport(
+        return AppliedReport.now(
             instance=self.instance_id,
             service=self.service,
             status=status,
@@ -1484,7 +1486,8 @@ class ConfigLibrary(Generic[M]):
             epoch=state.epoch,
             source=state.source,
             freshness=self._freshness,
-        ).stamped(**extra)
+            **extra,
+        )
 
     def _log_fields(self) -> dict[str, Any]:
         state = self._state

@@ -20,11 +20,16 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, overwrite: bool 
     existed and ``overwrite`` is False.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not overwrite and path.exists():
         return False
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except FileNotFoundError:  # the folder is created on first use (not checked every time)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not overwrite and path.exists():
+            return False
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    moved = False  # once moved into place there is no temporary file left to remove
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), mode)
@@ -32,19 +37,19 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, overwrite: bool 
             fh.flush()
             os.fsync(fh.fileno())
         if overwrite:
-            os.replace(tmp, path)
+            os.replace(tmp_name, path)
+            moved = True
         else:
             try:
-                os.link(tmp, path)
+                os.link(tmp_name, path)
             except FileExistsError:
                 return False
-            finally:
-                tmp.unlink(missing_ok=True)
         _fsync_dir(path.parent)
         return True
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        if not moved:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
 
 
 def _fsync_dir(folder: Path) -> None:

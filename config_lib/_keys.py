@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Final
 
@@ -81,6 +82,14 @@ class SigningKey:
     @property
     def public_key(self) -> Ed25519PublicKey:
         return self.private_key.public_key()
+
+    @cached_property
+    def public_b64(self) -> str:
+        """Standard base64 of the 32 raw bytes of the public key (as reports carry it)."""
+        raw = self.public_key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return base64.b64encode(raw).decode()
 
     def sign(self, data: bytes) -> bytes:
         return self.private_key.sign(data)

@@ -36,13 +36,12 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ._change import ConfigSource
@@ -89,13 +88,20 @@ class AppliedReport:
     freshness: str | None = None
     time: str = ""
 
+    @classmethod
+    def now(cls, **members: Any) -> AppliedReport:
+        """A report with ``members`` and the current time (one construction)."""
+        return cls(**members, time=_now())
+
     def stamped(self, **changes: Any) -> AppliedReport:
         """A copy with ``changes`` and the current time."""
         return replace(self, **changes, time=_now())
 
     def to_bytes(self, key: SigningKey | None = None) -> bytes:
         """The report as published: one JSON line, signed with ``key`` when given."""
-        doc: dict[str, Any] = asdict(self)
+        # Every member is a str, int or None: a shallow dict is asdict() without its
+        # recursive deep copy (a report is built per library and update).
+        doc: dict[str, Any] = {name: getattr(self, name) for name in _MEMBERS}
         if not doc["time"]:
             doc["time"] = _now()
         if key is not None:
@@ -117,6 +123,9 @@ class AppliedReport:
             raise ValueError(f"not an applied report: {exc}") from None
 
 
+_MEMBERS: Final = tuple(f.name for f in fields(AppliedReport))
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedReport:
     """A report whose signature verified with the key it names (not yet pinned: the
@@ -134,14 +143,10 @@ def sign_report(doc: Mapping[str, Any], key: SigningKey) -> bytes:
     """Sign a report object: adds ``public_key``, ``key_id`` and ``signature`` (over the
     RFC 8785 form of every other member) and returns the one-line JSON to publish."""
     signed = {k: v for k, v in doc.items() if k not in _SIGNATURE_MEMBERS}
-    signed["public_key"] = base64.b64encode(_raw_public(key)).decode()
+    signed["public_key"] = key.public_b64
     signed["key_id"] = key.key_id
     signed["signature"] = base64.b64encode(key.sign(canonical_bytes(signed))).decode()
     return json.dumps(signed, ensure_ascii=False, separators=(", ", ": ")).encode()
-
-
-def _raw_public(key: SigningKey) -> bytes:
-    return key.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def _strict_b64(text: str, size: int, what: str) -> bytes:
