@@ -188,10 +188,16 @@ async def test_disk_full_gives_503_keeps_publishing_and_recovers_by_itself(
         await eventually(instance_saved)
 
     # One line when the fault began, one when it ended: not one per failed retry, and no
-    # other errors (the publisher and the instance saver only retry).
+    # other errors from the manager (the publisher and the instance saver only retry). The
+    # test's own watcher (aiomqtt's "mqtt" log) may see its connection reset when the broker
+    # stops with the watcher's PUBACK of v1 unread: not the manager's.
     assert len(_fault_lines(caplog, "cannot store changes")) == 1
     assert len(_fault_lines(caplog, "accepts writes again")) == 1
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.name.startswith("config_manager")
+    ]
     assert len(errors) == 1, errors
 
 
