@@ -45,6 +45,7 @@ class LibraryClient(aiomqtt.Client):
         super().__init__(**kwargs)
         self._loop_thread = threading.get_ident()  # aiomqtt's __init__ is on the loop
         self._flush_due = False
+        self._writer_added = False  # the socket may be watched for writability
         self._watching = False  # a marker callback is on the current `_disconnected`
 
     # -- out ---------------------------------------------------------------------------
@@ -56,6 +57,7 @@ class LibraryClient(aiomqtt.Client):
         sock: Any,
     ) -> None:
         if threading.get_ident() != self._loop_thread:
+            self._writer_added = True
             super()._on_socket_register_write(client, userdata, sock)
             return
         if not self._flush_due:
@@ -78,7 +80,20 @@ class LibraryClient(aiomqtt.Client):
         if client.want_write() and current is not None and current is sock:
             fd = current.fileno()
             if fd >= 0:
+                self._writer_added = True
                 self._loop.add_writer(fd, self._write_ready)
+
+    def _on_socket_unregister_write(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        sock: Any,
+    ) -> None:
+        # Written in the next loop turn without watching the socket: nothing to unwatch
+        # (paho asks after every write; asyncio's remove_writer is not free).
+        if self._writer_added:
+            self._writer_added = False
+            super()._on_socket_unregister_write(client, userdata, sock)
 
     def _write_ready(self) -> None:
         try:
