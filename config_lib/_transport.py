@@ -17,14 +17,14 @@ pays for each packet more than the packet itself costs:
   message (to notice a disconnection while waiting), and each message becomes an
   aiomqtt ``Message`` and ``Topic``. :meth:`LibraryClient.next_message` awaits the
   message queue itself and returns (topic, payload); a disconnection puts a marker in
-  the queue, after the messages already received, and raises the same ``MqttError``.
+  the queue, after the messages already received, and raises the same ``MqttError``;
+* **matching**: paho matches every message's topic against its per-filter callbacks
+  (``message_callback_add``, unused here): skipped while there are none.
 
-* paho matches every message's topic against its per-filter callbacks, an empty trie
-  here: skipped while it is empty.
-
-Nothing else changes: same packets, same order, same QoS. This leans on aiomqtt's
-private members (``_loop``, ``_queue``, ``_disconnected``, ``_client``), pinned in
-constraints.txt; tests/lib drive it against a real mosquitto.
+Nothing else changes: same packets, same order, same QoS. This leans on private members
+of aiomqtt (``_loop``, ``_queue``, ``_disconnected``, ``_client``) and paho
+(``_on_message_filtered``), both pinned in constraints.txt;
+tests/lib/test_lib_fanout_path.py and every tests/lib test drive it against mosquitto.
 """
 
 from __future__ import annotations
