@@ -186,8 +186,12 @@ class Database(ABC):
         """Start a write transaction, serialised with every other writer of the database."""
         await self.run_script(self.begin_script())
 
-    async def run_script(self, script: Script[_T]) -> _T:
-        """Run ``script``'s statements in order; returns what the script returns."""
+    async def run_script(self, script: Script[_T], *, inline: bool = False) -> _T:
+        """Run ``script``'s statements in order; returns what the script returns.
+
+        ``inline``: the caller would rather block the event loop for the script than pay
+        a hand-over to another thread (a lone writer's short transaction); a hint.
+        """
         result: Any = None
         error: Exception | None = None
         try:
@@ -281,12 +285,15 @@ class SqliteDatabase(Database):
     def __init__(self, path: Path, conn: aiosqlite.Connection) -> None:
         super().__init__(path)
         self.conn = conn
+        self._handed = 0  # operations handed to the connection's thread, not finished
 
     @classmethod
     async def open(cls, path: Path) -> SqliteDatabase:
         import aiosqlite
 
-        conn = await aiosqlite.connect(path, isolation_level=None)
+        # Used from the event loop's thread too (an inline script), never at the same time
+        # as from aiosqlite's (see run_script).
+        conn = await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
         try:
             for pragma in SQLITE_PRAGMAS:
                 await conn.execute(pragma)
@@ -298,26 +305,44 @@ class SqliteDatabase(Database):
     # One hand-over to the connection's thread per statement (a cursor's execute, fetchall
     # and close would be three; under load each costs a wake-up of the event loop).
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in await self.conn.execute_fetchall(sql, params)]
+        with self._handing():
+            return [tuple(row) for row in await self.conn.execute_fetchall(sql, params)]
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         # No rows to read: the statement is finished (reset) when execute returns, so the
         # cursor needs no closing of its own (it is released with this reference).
-        cur = await self.conn.execute(sql, params)
+        with self._handing():
+            cur = await self.conn.execute(sql, params)
         return int(cur.rowcount)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self.conn.executemany(sql, rows)
+        with self._handing():
+            await self.conn.executemany(sql, rows)
+
+    @contextlib.contextmanager
+    def _handing(self) -> Iterator[None]:
+        self._handed += 1
+        try:
+            yield
+        finally:
+            self._handed -= 1
 
     def begin_script(self) -> Script[None]:
         yield Statement("BEGIN IMMEDIATE")
 
-    async def run_script(self, script: Script[_T]) -> _T:
+    async def run_script(self, script: Script[_T], *, inline: bool = False) -> _T:
+        if inline and not self._handed:
+            # On this thread: nothing is on the connection's thread, and nothing can be
+            # handed to it before the script ends (it holds the event loop). Saves the two
+            # thread wake-ups of a hand-over (and the interpreter lock passing between the
+            # threads); the fsync blocks the loop instead (~1 ms, measured in docs/manager.md).
+            return _run_script_sync(self.conn._conn, script)
         # aiosqlite's own hand-over (``_execute``: the function runs on the connection's
         # thread, with the sqlite3 connection every statement of aiosqlite runs on).
-        result: _T = await self.conn._execute(  # type: ignore[no-untyped-call]
-            _run_script_sync, self.conn._conn, script
-        )
+        with self._handing():
+            result: _T = await self.conn._execute(  # type: ignore[no-untyped-call]
+                _run_script_sync, self.conn._conn, script
+            )
         return result
 
     @property

@@ -93,6 +93,24 @@ __all__ = ["OutboxPublisher", "PublisherLimits", "SigningRefused"]
 _PROBE_TOPIC = "config/freshness/~readback"
 
 
+class _LostConnectionIsAWarning(logging.Filter):
+    """paho's errors about the socket of one of our connections (the broker went away, as
+    when it restarts) are warnings: the publisher reconnects with backoff and says so itself
+    (``broker ... unavailable``, a warning). Other paho errors stay errors."""
+
+    _SOCKET = ("failed to receive on socket", "timeout on socket")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(self._SOCKET):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+# The log of the publisher's MQTT connections (paho's, through aiomqtt).
+_MQTT_LOG = logging.getLogger("config_manager.publisher.mqtt")
+_MQTT_LOG.addFilter(_LostConnectionIsAWarning())
+
+
 class SigningRefused(RuntimeError):
     """The publisher was asked to sign a version that is not previous + 1 (a bug)."""
 
@@ -417,6 +435,7 @@ class OutboxPublisher:
                 **kwargs,
                 lease=self._lease,
                 identifier=ident,
+                logger=_MQTT_LOG,
                 timeout=self._limits.timeout_s,
                 keepalive=self._limits.keepalive_s,
             )
@@ -427,6 +446,7 @@ class OutboxPublisher:
             listening = aiomqtt.Client(
                 **kwargs,
                 identifier=ident + "-reports",
+                logger=_MQTT_LOG,
                 timeout=self._limits.timeout_s,
                 keepalive=self._limits.keepalive_s,
             )

@@ -739,7 +739,9 @@ class ConfigStore:
                 members, epoch, created, outcomes, current, bump_epoch=bump_epoch
             )
             try:
-                head = await conn.run_script(script)
+                # A lone writer's transaction runs without a hand-over to another thread;
+                # a group's keeps the event loop free while its fsync runs.
+                head = await conn.run_script(script, inline=len(members) == 1)
                 if head is None:
                     # Another replica changed the database since this one's cache was
                     # read: what each change was checked against may be stale. Refused as

@@ -7,6 +7,7 @@ Marked ``db_matrix``: the script tests run on a SQLite file and on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any
 
 import httpx
@@ -117,6 +118,58 @@ async def test_the_store_writes_a_group_in_one_script(tmp_path: Any) -> None:
         assert await store.outbox_depth() == 0
         rows = await store.conn.fetchall("PRAGMA synchronous")
         assert rows == [(2,)]  # FULL again after the relaxed marks
+
+
+async def test_a_lone_writers_transaction_runs_on_the_event_loops_thread(tmp_path: Any) -> None:
+    """SQLite: a group of one commits without a hand-over to the connection's thread (the
+    same statements, durable: on disk for a second connection); a group of several, or a
+    script while another operation is on that thread, is handed over."""
+    import sqlite3
+    import threading
+
+    from config_manager.dialects import SqliteDatabase
+    from config_manager.store import ConfigStore, NewVersion, WriteMember
+
+    threads: list[str] = []
+
+    def script(n: int) -> Script[int]:
+        threads.append(threading.current_thread().name)
+        rows = yield Statement("SELECT ?", (n,), rows=True)
+        return int(rows[0][0])
+
+    async with ConfigStore(tmp_path / "manager.db") as store:
+        db = store.conn
+        assert isinstance(db, SqliteDatabase)
+        loop_thread = threading.current_thread().name
+        assert await db.run_script(script(1), inline=True) == 1
+        assert await db.run_script(script(2)) == 2
+        # another operation on the connection's thread: the script waits its turn there
+        reading = asyncio.ensure_future(db.fetchall("SELECT 1"))
+        await asyncio.sleep(0)
+        assert await db.run_script(script(3), inline=True) == 3
+        await reading
+        assert threads[0] == loop_thread
+        assert loop_thread not in threads[1:]
+
+        ran: list[bool] = []
+        original = db.run_script
+
+        async def spying(script: Script[Any], *, inline: bool = False) -> Any:
+            ran.append(inline)
+            return await original(script, inline=inline)
+
+        db.run_script = spying  # type: ignore[method-assign]
+        await store.write([NewVersion("svc", 0, {"a": 1})], actor="t")
+        members = [
+            WriteMember((NewVersion("one", 0, {"b": 1}),), "t"),
+            WriteMember((NewVersion("two", 0, {"c": 1}),), "t"),
+        ]
+        outcomes = await store.write_group(members)
+        assert ran == [True, False]
+        assert all(not isinstance(o, BaseException) for o in outcomes)
+    with sqlite3.connect(tmp_path / "manager.db") as other:
+        stored = other.execute("SELECT service, version FROM versions ORDER BY service")
+        assert stored.fetchall() == [("one", 1), ("svc", 1), ("two", 1)]
 
 
 async def test_the_write_limit_holds_while_the_sweep_runs_at_most_once_a_second() -> None:
@@ -279,3 +332,20 @@ async def test_a_lean_route_answers_exactly_as_fastapi_does() -> None:
             assert answers[0] == answers[1]
         assert answers[0][0] == 401
         assert answers[0][3] == ["shared", "checked"]  # a dependency used twice runs once
+
+
+def test_a_lost_broker_connection_is_a_warning_in_the_publishers_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """paho's socket errors on the publisher's connections (a broker restart) are warnings:
+    the publisher retries and says so; any other paho error stays an error."""
+    from config_manager.publisher import _MQTT_LOG
+
+    with caplog.at_level(logging.DEBUG, logger=_MQTT_LOG.name):
+        _MQTT_LOG.error("failed to receive on socket: %s", "[Errno 104] Connection reset by peer")
+        _MQTT_LOG.error("Caught exception in on_connect: %s", "boom")
+    levels = [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records]
+    assert levels == [
+        ("WARNING", "failed to receive on socket"),
+        ("ERROR", "Caught exception in on_connect"),
+    ]
