@@ -7,8 +7,11 @@ the same process that is still waiting for its own copy of the update (a fleet o
 libraries in one process receives one message each, back to back). So a library only
 marks them due and asks the :class:`Settler` of its event loop, which runs them when
 the process is quiet: no new request for :data:`QUIET` seconds (at most
-:data:`MAX_DELAY` after the oldest request), a chunk of libraries at a time, the LKG
-files of a chunk written in one job on the default executor.
+:data:`MAX_DELAY` after the oldest request): the LKG files of every library then due
+written in one job on the default executor (one thread hand-off per burst), then their
+reports published :data:`CHUNK` at a time, the loop serving the messages that arrived
+meanwhile between chunks (fewer hand-offs and loop turns: less CPU per library, see
+docs/config_lib.md).
 
 Coalescing: what a library writes and reports is what is in force when the settler runs
 (``ConfigLibrary._settle_lkg`` reads the envelope in force, the report names the version
@@ -31,7 +34,7 @@ logger = logging.getLogger("config_lib")
 QUIET: Final = 0.25  # seconds without a new request before due work runs
 MAX_DELAY: Final = 2.0  # ...but never later than this after the oldest request
 YIELDS: Final = 4  # loop turns a message needs from the socket to a request
-CHUNK: Final = 16  # libraries per executor job; the loop serves messages between chunks
+CHUNK: Final = 64  # reports published between two turns of the loop
 
 
 class Settles(Protocol):
@@ -102,13 +105,13 @@ class Settler:
                 await asyncio.sleep(0)
             if self._wait(loop.time()) > 0:
                 continue
-            batch = [lib for lib in self._due if lib not in self._busy][:CHUNK]
+            batch = [lib for lib in self._due if lib not in self._busy]
             if not batch:  # all being settled by settle_now(): after that
                 await self._chunk_done.wait()
                 continue
             for lib in batch:
                 del self._due[lib]
-            self._first = loop.time()  # the rest: another chunk right after
+            self._first = loop.time()  # requests made meanwhile: a batch right after
             await self._settle(batch)
             await asyncio.sleep(0)  # messages that arrived meanwhile go first
         self._task = None  # done: no reference to the loop kept
@@ -130,7 +133,9 @@ class Settler:
             for lib, job, error in zip(batch, jobs, errors, strict=True):
                 if job is not None:
                     lib._settled_lkg(error)
-        for lib in batch:
+        for index, lib in enumerate(batch):
+            if index and index % CHUNK == 0:
+                await asyncio.sleep(0)  # messages that arrived meanwhile go first
             try:
                 await lib._settle_report()
             # One library's failure must not leave the others unsettled (their waiters

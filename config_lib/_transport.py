@@ -17,24 +17,40 @@ pays for each packet more than the packet itself costs:
   message (to notice a disconnection while waiting), and each message becomes an
   aiomqtt ``Message`` and ``Topic``. :meth:`LibraryClient.next_message` awaits the
   message queue itself and returns (topic, payload); a disconnection puts a marker in
-  the queue, after the messages already received, and raises the same ``MqttError``.
+  the queue, after the messages already received, and raises the same ``MqttError``;
+* **matching**: paho matches every message's topic against its per-filter callbacks
+  (``message_callback_add``, unused here): skipped while there are none.
 
-Nothing else changes: same packets, same order, same QoS. This leans on aiomqtt's
-private members (``_loop``, ``_queue``, ``_disconnected``, ``_client``), pinned in
-constraints.txt; tests/lib drive it against a real mosquitto.
+Nothing else changes: same packets, same order, same QoS. This leans on private members
+of aiomqtt (``_loop``, ``_queue``, ``_disconnected``, ``_client``) and paho
+(``_on_message_filtered``), both pinned in constraints.txt;
+tests/lib/test_lib_fanout_path.py and every tests/lib test drive it against mosquitto.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Final
+from collections.abc import Iterator
+from typing import Any, Final, cast
 
 import aiomqtt
 import paho.mqtt.client as mqtt
+from paho.mqtt.matcher import MQTTMatcher
 
 __all__ = ["LibraryClient"]
 
 _CLOSED: Final = object()  # queued after the last message once the connection is gone
+
+
+class _Filters(MQTTMatcher):
+    """paho's per-filter message callbacks (``message_callback_add``, which neither
+    aiomqtt nor the library uses): matched against each message's topic only when there
+    are any, instead of walking the empty trie with a generator for every message."""
+
+    def iter_match(self, topic: str) -> Iterator[Any]:
+        if not self._root._children:
+            return iter(())
+        return cast(Iterator[Any], super().iter_match(topic))  # type: ignore[no-untyped-call]
 
 
 class LibraryClient(aiomqtt.Client):
@@ -45,7 +61,9 @@ class LibraryClient(aiomqtt.Client):
         super().__init__(**kwargs)
         self._loop_thread = threading.get_ident()  # aiomqtt's __init__ is on the loop
         self._flush_due = False
+        self._writer_added = False  # the socket may be watched for writability
         self._watching = False  # a marker callback is on the current `_disconnected`
+        self._client._on_message_filtered = _Filters()  # type: ignore[no-untyped-call]
 
     # -- out ---------------------------------------------------------------------------
 
@@ -56,6 +74,7 @@ class LibraryClient(aiomqtt.Client):
         sock: Any,
     ) -> None:
         if threading.get_ident() != self._loop_thread:
+            self._writer_added = True
             super()._on_socket_register_write(client, userdata, sock)
             return
         if not self._flush_due:
@@ -78,7 +97,20 @@ class LibraryClient(aiomqtt.Client):
         if client.want_write() and current is not None and current is sock:
             fd = current.fileno()
             if fd >= 0:
+                self._writer_added = True
                 self._loop.add_writer(fd, self._write_ready)
+
+    def _on_socket_unregister_write(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        sock: Any,
+    ) -> None:
+        # Written in the next loop turn without watching the socket: nothing to unwatch
+        # (paho asks after every write; asyncio's remove_writer is not free).
+        if self._writer_added:
+            self._writer_added = False
+            super()._on_socket_unregister_write(client, userdata, sock)
 
     def _write_ready(self) -> None:
         try:

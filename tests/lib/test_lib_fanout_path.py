@@ -6,6 +6,7 @@ change what goes over the wire or onto disk. Real mosquitto; every wait has a ti
   buffers still arrives whole and in order (the watched path is taken: counted);
 * its message reader returns every message received, in order, then raises
   ``MqttError`` once the broker has dropped the connection (again on every later call);
+* paho's per-filter callbacks, skipped while there are none, still match once added;
 * applied reports: the member-by-member copy and the cached public key give the same
   signed bytes as before, which the manager's verifier accepts;
 * write_atomic: the folder is created on first use, no temporary file is left behind
@@ -158,3 +159,20 @@ def test_write_atomic_creates_the_folder_once_and_leaves_no_temporary_file(
     with pytest.raises(IsADirectoryError):
         write_atomic(blocked, b"x")
     assert sorted(os.listdir(target.parent)) == ["blocked", "lkg.json", "other.json"]
+
+
+async def test_paho_per_filter_callbacks_still_match_when_any_are_added() -> None:
+    client = LibraryClient(hostname="127.0.0.1")  # not connected: paho's own matching only
+    matcher = client._client._on_message_filtered
+    assert list(matcher.iter_match("config/updated/stt")) == []  # none added: skipped
+
+    def callback(*_: object) -> None:
+        pass
+
+    client._client.message_callback_add("config/+/stt", callback)
+    client._client.message_callback_add("config/#", print)
+    assert list(matcher.iter_match("config/updated/stt")) == [callback, print]
+    assert list(matcher.iter_match("audio/chunks/x")) == []
+    client._client.message_callback_remove("config/+/stt")
+    client._client.message_callback_remove("config/#")
+    assert list(matcher.iter_match("config/updated/stt")) == []
