@@ -194,7 +194,8 @@ class DocumentedRoute(APIRoute):
             if isinstance(model, type) and issubclass(model, BaseModel):
                 extra["requestBody"] = {
                     "required": True,
-                    "content": {"application/json": {"schema": _inline(model)}},
+                    # integers beyond I-JSON are refused (400) before the model sees them
+                    "content": {"application/json": {"schema": ijson_integers(_inline(model))}},
                 }
             elif model is True:
                 any_json = True
