@@ -89,6 +89,14 @@ async def test_rollback_makes_a_new_version_with_the_old_document(
         assert stale.status_code == 412
         bad = await http.post(url, json={"to_version": "one"}, headers={"If-Match": etag})
         assert bad.status_code == 422
+        # beyond the protocol's versions (2^48-1): a 422 naming the member, as documented
+        beyond = await http.post(url, json={"to_version": 2**48}, headers={"If-Match": etag})
+        assert beyond.status_code == 422, beyond.text
+        assert [e["loc"] for e in beyond.json()["errors"]] == [["body", "to_version"]]
+        paths = (await http.get("/openapi.json")).json()["paths"]
+        body = next(p for name, p in paths.items() if name.endswith("/rollback"))["post"]
+        schema = body["requestBody"]["content"]["application/json"]["schema"]
+        assert schema["properties"]["to_version"]["maximum"] == 2**48 - 1
         got = await http.post(url, json={"to_version": 1}, headers={"If-Match": etag})
         assert got.status_code == 200, got.text
         assert got.json()["version"] == 4
