@@ -1,4 +1,6 @@
-"""constraints.txt (written by `make lock`) pins every dependency pyproject.toml declares."""
+"""constraints.txt (written by `make lock`) pins every dependency pyproject.toml declares;
+debian-packages.txt (written by `make lock-debian`) every Debian package the Makefile
+installs."""
 
 from __future__ import annotations
 
@@ -73,3 +75,22 @@ def test_the_environment_running_the_tests_is_the_pinned_one() -> None:
         elif Version(dist.version) != pins[name]:
             problems.append(f"{name} is {dist.version}, pinned {pins[name]}")
     assert not problems, "; ".join(sorted(problems))
+
+
+def test_every_debian_package_the_makefile_installs_is_pinned() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    listed = re.search(r"^DEB_PACKAGES := (.+)$", makefile, re.M)
+    assert listed, "the Makefile has no DEB_PACKAGES line"
+    named = set(listed[1].split())
+    installed: set[str] = set()
+    for call in re.findall(r"\$\(call (?:need_deb,[^,)]+|apt_install),([^)]+)\)", makefile):
+        installed.update(word for word in call.split() if not word.startswith("$("))
+    pins: dict[str, str] = {}
+    for line in (REPO / "debian-packages.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("=")
+            assert version, f"not an exact pin: {line!r}"
+            pins[name] = version
+    assert installed, "no apt installs found in the Makefile: the pattern is stale"
+    assert installed <= named, f"installed but not in DEB_PACKAGES: {installed - named}"
+    assert set(pins) == named, f"debian-packages.txt differs from DEB_PACKAGES: {set(pins) ^ named}"
