@@ -127,6 +127,13 @@ class ReportWatcher:
         return await asyncio.wait_for(find(), timeout)
 
 
+def signed(keys: Any, service: str, version: int, **values: Any) -> bytes:
+    """:func:`envelope` signed with the test keys and ``service``'s own data key."""
+    return envelope(
+        service, version, signing=keys.signing, data_key=keys.data_key(service), **values
+    )
+
+
 def report_json(data: bytes) -> dict[str, Any]:
     doc = json.loads(data)
     assert isinstance(doc, dict)

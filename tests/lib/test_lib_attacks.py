@@ -17,6 +17,7 @@ from lib_support import (
     envelope,
     mqtt_client,
     publish_config,
+    signed,
 )
 
 from config_lib import (
@@ -71,8 +72,7 @@ async def running(
         mqtt_client(broker.endpoint("manager")) as publisher,
         mqtt_client(broker.endpoint("debug")) as watcher,
     ):
-        dk = keys.data_key(service_name)
-        v1 = envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=3)
+        v1 = signed(keys, service_name, 1, beam_size=3)
         await publish_config(publisher, service_name, v1)
         reports = ReportWatcher(watcher, service_name, lib_settings.resolved_instance_id())
         await reports.start()

@@ -20,6 +20,7 @@ from lib_support import (
     file_mode,
     publish_config,
     read_bytes,
+    signed,
 )
 
 from config_lib import (
@@ -41,20 +42,16 @@ async def test_valid_update_is_applied_and_callback_sees_old_and_new(
     lib_settings: LibrarySettings,
     manager_client: aiomqtt.Client,
 ) -> None:
-    dk = keys.data_key(service_name)
-    await publish_config(
-        manager_client, service_name, envelope(service_name, 1, signing=keys.signing, data_key=dk)
-    )
+    await publish_config(manager_client, service_name, signed(keys, service_name, 1))
     async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         assert cfg.source == "broker"
         assert cfg.version == 1
         seen: list[ConfigChange[DemoConfig]] = []
         cfg.on_change(seen.append)
-        raw = envelope(
+        raw = signed(
+            keys,
             service_name,
             2,
-            signing=keys.signing,
-            data_key=dk,
             beam_size=7,
             vad={"threshold": 0.25},
             api_key=SECRET,
@@ -82,7 +79,6 @@ async def test_async_callbacks_run_in_registration_order_and_unsubscribe(
     lib_settings: LibrarySettings,
     manager_client: aiomqtt.Client,
 ) -> None:
-    dk = keys.data_key(service_name)
     order: list[str] = []
 
     async def first(change: ConfigChange[DemoConfig]) -> None:
@@ -99,14 +95,14 @@ async def test_async_callbacks_run_in_registration_order_and_unsubscribe(
         await publish_config(
             manager_client,
             service_name,
-            envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=2),
+            signed(keys, service_name, 1, beam_size=2),
         )
         await cfg.wait_for_version(1, timeout=5)
         stop_second()
         await publish_config(
             manager_client,
             service_name,
-            envelope(service_name, 2, signing=keys.signing, data_key=dk, beam_size=3),
+            signed(keys, service_name, 2, beam_size=3),
         )
         await cfg.wait_for_version(2, timeout=5)
     assert order == ["first:1", "second:1", "first:2"]
@@ -122,8 +118,7 @@ async def test_duplicate_is_ignored_quietly(
     manager_client: aiomqtt.Client,
     debug_client: aiomqtt.Client,
 ) -> None:
-    dk = keys.data_key(service_name)
-    raw = envelope(service_name, 4, signing=keys.signing, data_key=dk, beam_size=4)
+    raw = signed(keys, service_name, 4, beam_size=4)
     await publish_config(manager_client, service_name, raw)
     async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         calls: list[object] = []
@@ -147,11 +142,10 @@ async def test_raising_callback_reports_failed_and_keeps_previous_config(
     manager_client: aiomqtt.Client,
     debug_client: aiomqtt.Client,
 ) -> None:
-    dk = keys.data_key(service_name)
     await publish_config(
         manager_client,
         service_name,
-        envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=2),
+        signed(keys, service_name, 1, beam_size=2),
     )
     async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         reports = ReportWatcher(debug_client, service_name, cfg.instance_id)
@@ -179,7 +173,7 @@ async def test_raising_callback_reports_failed_and_keeps_previous_config(
         await publish_config(
             manager_client,
             service_name,
-            envelope(service_name, 2, signing=keys.signing, data_key=dk, beam_size=13),
+            signed(keys, service_name, 2, beam_size=13),
         )
         report = await reports.next_matching(status="failed")
         assert report.reason == "callback_failed"
@@ -195,7 +189,7 @@ async def test_raising_callback_reports_failed_and_keeps_previous_config(
         await publish_config(
             manager_client,
             service_name,
-            envelope(service_name, 3, signing=keys.signing, data_key=dk, beam_size=4),
+            signed(keys, service_name, 3, beam_size=4),
         )
         await cfg.wait_for_version(3, timeout=5)
         assert in_force == {"a": 4, "b": 4, "c": 4}
@@ -216,7 +210,7 @@ async def test_secrets_are_decrypted_in_memory_only(
     async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         reports = ReportWatcher(debug_client, service_name, cfg.instance_id)
         await reports.start()
-        raw = envelope(service_name, 1, signing=keys.signing, data_key=dk, api_key=SECRET)
+        raw = signed(keys, service_name, 1, api_key=SECRET)
         await publish_config(manager_client, service_name, raw)
         await cfg.wait_for_version(1, timeout=5)
         assert cfg.current.api_key.get_secret_value() == SECRET
@@ -253,11 +247,10 @@ async def test_clean_shutdown_reports_offline(
     manager_client: aiomqtt.Client,
     debug_client: aiomqtt.Client,
 ) -> None:
-    dk = keys.data_key(service_name)
     await publish_config(
         manager_client,
         service_name,
-        envelope(service_name, 3, signing=keys.signing, data_key=dk, beam_size=3),
+        signed(keys, service_name, 3, beam_size=3),
     )
     reports = ReportWatcher(debug_client, service_name, lib_settings.resolved_instance_id())
     await reports.start()
@@ -351,6 +344,6 @@ async def test_trust_store_file_is_reloaded_for_key_rotation(
         rotated = envelope(service_name, 3, signing=new_key, data_key=dk, beam_size=3)
         await publish_config(manager_client, service_name, rotated)
         assert (await cfg.wait_for_version(3, timeout=5)).beam_size == 3
-        old_key = envelope(service_name, 4, signing=keys.signing, data_key=dk, beam_size=4)
+        old_key = signed(keys, service_name, 4, beam_size=4)
         await publish_config(manager_client, service_name, old_key)
         assert (await cfg.wait_for_version(4, timeout=5)).beam_size == 4

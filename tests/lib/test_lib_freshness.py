@@ -12,7 +12,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from lib_support import ReportWatcher, demo_library, envelope, mqtt_client, publish_config
+from lib_support import ReportWatcher, demo_library, mqtt_client, publish_config, signed
 
 from config_lib import (
     LibrarySettings,
@@ -53,9 +53,8 @@ async def test_fresh_instance_never_applies_a_replayed_older_genuine_envelope(
     manager_client: aiomqtt.Client,
 ) -> None:
     """The broker serves a genuine v2 (replayed) while the record names v23: refused."""
-    dk = keys.data_key(service_name)
-    old = envelope(service_name, 2, signing=keys.signing, data_key=dk, beam_size=2)
-    current = envelope(service_name, 23, signing=keys.signing, data_key=dk, beam_size=7)
+    old = signed(keys, service_name, 2, beam_size=2)
+    current = signed(keys, service_name, 23, beam_size=7)
     await publish_config(manager_client, service_name, old)
     await publish_record(manager_client, service_name, _record(keys, service_name, 23, current))
     settings = lib_settings.model_copy(update={"fresh_wait": 1.0})
@@ -86,9 +85,8 @@ async def test_fresh_instance_waits_for_the_current_config_then_is_fresh(
     manager_client: aiomqtt.Client,
 ) -> None:
     """Record first, the retained config later (within the wait): startup ends fresh."""
-    dk = keys.data_key(service_name)
-    current = envelope(service_name, 4, signing=keys.signing, data_key=dk, beam_size=4)
-    stale = envelope(service_name, 3, signing=keys.signing, data_key=dk, beam_size=3)
+    current = signed(keys, service_name, 4, beam_size=4)
+    stale = signed(keys, service_name, 3, beam_size=3)
     await publish_config(manager_client, service_name, stale)
     await publish_record(manager_client, service_name, _record(keys, service_name, 4, current))
     settings = lib_settings.model_copy(update={"fresh_wait": 10.0})
@@ -115,8 +113,7 @@ async def test_tampered_retained_config_keeps_waiting_not_on_defaults_while_reco
     lib_settings: LibrarySettings,
     manager_client: aiomqtt.Client,
 ) -> None:
-    dk = keys.data_key(service_name)
-    current = envelope(service_name, 5, signing=keys.signing, data_key=dk)
+    current = signed(keys, service_name, 5)
     doc = json.loads(current)
     doc["config"]["beam_size"] = 19
     await publish_config(manager_client, service_name, json.dumps(doc).encode())
@@ -153,8 +150,7 @@ async def test_expired_record_reports_stale_once_and_keeps_the_config(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="config_lib")
-    dk = keys.data_key(service_name)
-    current = envelope(service_name, 6, signing=keys.signing, data_key=dk, beam_size=6)
+    current = signed(keys, service_name, 6, beam_size=6)
     await publish_config(manager_client, service_name, current)
     record = _record(keys, service_name, 6, current, expires_in=timedelta(seconds=4))
     await publish_record(manager_client, service_name, record)
@@ -191,8 +187,7 @@ async def test_forged_or_replayed_records_are_counted_and_refused(
 ) -> None:
     from config_lib import SigningKey
 
-    dk = keys.data_key(service_name)
-    current = envelope(service_name, 9, signing=keys.signing, data_key=dk)
+    current = signed(keys, service_name, 9)
     await publish_config(manager_client, service_name, current)
     await publish_record(manager_client, service_name, _record(keys, service_name, 9, current))
     settings = lib_settings.model_copy(update={"fresh_wait": 5.0})

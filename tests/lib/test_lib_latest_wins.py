@@ -19,9 +19,9 @@ from lib_support import (
     DemoConfig,
     ReportWatcher,
     demo_library,
-    envelope,
     publish_config,
     read_bytes,
+    signed,
 )
 
 from config_lib import ConfigChange, ConfigLibrary, LibrarySettings
@@ -39,12 +39,8 @@ async def test_slow_callback_skips_intermediate_versions_and_applies_the_newest(
     manager_client: aiomqtt.Client,
     debug_client: aiomqtt.Client,
 ) -> None:
-    dk = keys.data_key(service_name)
-    signed = {
-        v: envelope(service_name, v, signing=keys.signing, data_key=dk, beam_size=v)
-        for v in range(1, 7)
-    }
-    raw = signed.__getitem__
+    envelopes = {v: signed(keys, service_name, v, beam_size=v) for v in range(1, 7)}
+    raw = envelopes.__getitem__
 
     await publish_config(manager_client, service_name, raw(1))
     watcher = ReportWatcher(debug_client, service_name, "test-1")
@@ -92,10 +88,8 @@ async def test_blocking_sync_callback_does_not_delay_another_library(
     manager_client: aiomqtt.Client,
     tmp_path: Path,
 ) -> None:
-    dk = keys.data_key(service_name)
-
     def raw(version: int) -> bytes:
-        return envelope(service_name, version, signing=keys.signing, data_key=dk, beam_size=version)
+        return signed(keys, service_name, version, beam_size=version)
 
     def library(instance: str) -> ConfigLibrary[DemoConfig]:
         return demo_library(

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from lib_support import ReportWatcher, demo_library, envelope, publish_config, read_bytes
+from lib_support import ReportWatcher, demo_library, publish_config, read_bytes, signed
 
 from config_lib import LibrarySettings
 
@@ -37,12 +37,8 @@ async def test_a_full_lkg_folder_keeps_the_library_running_and_reporting(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="config_lib")
-    dk = keys.data_key(service_name)
     settings = _settings(lib_settings, small_fs.path / "lkg")
-    raws = {
-        v: envelope(service_name, v, signing=keys.signing, data_key=dk, beam_size=v)
-        for v in (1, 2, 3, 4)
-    }
+    raws = {v: signed(keys, service_name, v, beam_size=v) for v in (1, 2, 3, 4)}
     await publish_config(manager_client, service_name, raws[1])
     async with demo_library(keys, service_name, settings, broker.endpoint(service_name)) as cfg:
         lkg = Path(settings.lkg_path(service_name) or "")
@@ -88,10 +84,9 @@ async def test_a_read_only_lkg_folder_is_retried_at_the_next_message(
     manager_client: aiomqtt.Client,
     debug_client: aiomqtt.Client,
 ) -> None:
-    dk = keys.data_key(service_name)
     settings = _settings(lib_settings, small_fs.path / "lkg")
-    v1 = envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=1)
-    v2 = envelope(service_name, 2, signing=keys.signing, data_key=dk, beam_size=2)
+    v1 = signed(keys, service_name, 1, beam_size=1)
+    v2 = signed(keys, service_name, 2, beam_size=2)
     await publish_config(manager_client, service_name, v1)
     async with demo_library(keys, service_name, settings, broker.endpoint(service_name)) as cfg:
         lkg = Path(settings.lkg_path(service_name) or "")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lib_support import demo_library, envelope, mqtt_client, publish_config
+from lib_support import demo_library, mqtt_client, publish_config, signed
 
 from config_lib import LibrarySettings, MqttEndpoint, NotAuthorised
 from config_manager.broker import BrokerFiles, MosquittoProcess, free_port
@@ -147,12 +147,11 @@ async def test_refused_subscription_is_not_authorised_not_unreachable(
     lib_settings: LibrarySettings,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    dk = keys.data_key(service_name)
     async with mqtt_client(dynsec_broker.endpoint("manager")) as manager:
         await publish_config(
             manager,
             service_name,
-            envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=2),
+            signed(keys, service_name, 1, beam_size=2),
         )
     caplog.set_level(logging.DEBUG, logger="config_lib")
     endpoint = dynsec_broker.endpoint(service_name)

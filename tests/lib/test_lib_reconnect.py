@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib_support import DemoConfig, demo_library, envelope, mqtt_client, publish_config
+from lib_support import DemoConfig, demo_library, mqtt_client, publish_config, signed
 
 from config_lib import ConfigChange, LibrarySettings
 
@@ -13,14 +13,12 @@ from config_lib import ConfigChange, LibrarySettings
 async def test_broker_restart_converges_on_newest_version(
     own_broker: Any, keys: Any, service_name: str, lib_settings: LibrarySettings
 ) -> None:
-    dk = keys.data_key(service_name)
-
-    def signed(version: int) -> bytes:
-        return envelope(service_name, version, signing=keys.signing, data_key=dk, beam_size=version)
+    def raw(version: int) -> bytes:
+        return signed(keys, service_name, version, beam_size=version)
 
     manager = own_broker.endpoint("manager")
     async with mqtt_client(manager) as publisher:
-        await publish_config(publisher, service_name, signed(1))
+        await publish_config(publisher, service_name, raw(1))
     async with demo_library(
         keys, service_name, lib_settings, own_broker.endpoint(service_name)
     ) as cfg:
@@ -33,7 +31,7 @@ async def test_broker_restart_converges_on_newest_version(
 
         cfg.on_change(record)
         async with mqtt_client(manager) as publisher:
-            await publish_config(publisher, service_name, signed(2))
+            await publish_config(publisher, service_name, raw(2))
             await cfg.wait_for_version(2, timeout=5)
 
         for restart in range(2):
@@ -43,7 +41,7 @@ async def test_broker_restart_converges_on_newest_version(
             # library is still in its reconnect backoff.
             async with mqtt_client(manager) as publisher:
                 for version in range(3 + 3 * restart, 6 + 3 * restart):
-                    await publish_config(publisher, service_name, signed(version))
+                    await publish_config(publisher, service_name, raw(version))
 
         newest = await cfg.wait_for_version(8, timeout=15)
         assert newest.beam_size == 8

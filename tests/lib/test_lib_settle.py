@@ -22,9 +22,9 @@ from lib_support import (
     DemoConfig,
     ReportWatcher,
     demo_library,
-    envelope,
     publish_config,
     read_bytes,
+    signed,
 )
 
 import config_lib._settle
@@ -53,11 +53,7 @@ async def test_rapid_updates_settle_at_the_newest_version_in_every_library(
     debug_client: aiomqtt.Client,
     tmp_path: Path,
 ) -> None:
-    dk = keys.data_key(service_name)
-    raw = {
-        v: envelope(service_name, v, signing=keys.signing, data_key=dk, beam_size=v)
-        for v in range(1, 6)
-    }
+    raw = {v: signed(keys, service_name, v, beam_size=v) for v in range(1, 6)}
     await publish_config(manager_client, service_name, raw[1])
     names = ["s1", "s2", "s3"]
     await debug_client.subscribe(applied_wildcard(service_name), qos=1)
@@ -117,9 +113,8 @@ async def test_close_settles_the_lkg_file_and_report_still_due(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    dk = keys.data_key(service_name)
-    v1 = envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=1)
-    v2 = envelope(service_name, 2, signing=keys.signing, data_key=dk, beam_size=2)
+    v1 = signed(keys, service_name, 1, beam_size=1)
+    v2 = signed(keys, service_name, 2, beam_size=2)
     await publish_config(manager_client, service_name, v1)
     watcher = ReportWatcher(debug_client, service_name, "c1")
     await watcher.start()

@@ -17,6 +17,7 @@ from lib_support import (
     mqtt_client,
     publish_config,
     read_bytes,
+    signed,
 )
 
 from config_lib import (
@@ -132,7 +133,6 @@ async def test_valid_lkg_is_used_without_broker_and_keeps_secrets_encrypted(
 async def test_cold_start_with_broker_down_uses_lkg_then_catches_up(
     own_broker: Any, keys: Any, service_name: str, lib_settings: LibrarySettings
 ) -> None:
-    dk = keys.data_key(service_name)
     settings = lib_settings.model_copy(update={"initial_wait": 30.0})
     endpoint = own_broker.endpoint(service_name)
 
@@ -143,7 +143,7 @@ async def test_cold_start_with_broker_down_uses_lkg_then_catches_up(
         await publish_config(
             manager,
             service_name,
-            envelope(service_name, 2, signing=keys.signing, data_key=dk, beam_size=2),
+            signed(keys, service_name, 2, beam_size=2),
         )
         async with lib() as first:
             assert (first.source, first.version) == ("broker", 2)
@@ -151,7 +151,7 @@ async def test_cold_start_with_broker_down_uses_lkg_then_catches_up(
         await publish_config(
             manager,
             service_name,
-            envelope(service_name, 3, signing=keys.signing, data_key=dk, beam_size=3),
+            signed(keys, service_name, 3, beam_size=3),
         )
     own_broker.stop()
 
@@ -178,9 +178,8 @@ async def test_replay_protection_survives_restart_through_lkg(
     lib_settings: LibrarySettings,
     manager_client: Any,
 ) -> None:
-    dk = keys.data_key(service_name)
-    newer = envelope(service_name, 5, signing=keys.signing, data_key=dk, beam_size=5)
-    older = envelope(service_name, 3, signing=keys.signing, data_key=dk, beam_size=3)
+    newer = signed(keys, service_name, 5, beam_size=5)
+    older = signed(keys, service_name, 3, beam_size=3)
     write_atomic(_lkg(lib_settings, service_name), newer)
     await publish_config(manager_client, service_name, older)  # a stale retained config
     async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
@@ -196,12 +195,11 @@ async def test_newer_retained_config_wins_over_lkg_at_startup(
     lib_settings: LibrarySettings,
     manager_client: Any,
 ) -> None:
-    dk = keys.data_key(service_name)
     write_atomic(
         _lkg(lib_settings, service_name),
-        envelope(service_name, 2, signing=keys.signing, data_key=dk, beam_size=2),
+        signed(keys, service_name, 2, beam_size=2),
     )
-    retained = envelope(service_name, 4, signing=keys.signing, data_key=dk, beam_size=4)
+    retained = signed(keys, service_name, 4, beam_size=4)
     await publish_config(manager_client, service_name, retained)
     async with demo_library(keys, service_name, lib_settings, broker.endpoint(service_name)) as cfg:
         # Startup waited for the retained message: it is in force on return.

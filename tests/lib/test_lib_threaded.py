@@ -8,7 +8,7 @@ import types
 from typing import Any
 
 import pytest
-from lib_support import DemoConfig, RequiredConfig, envelope
+from lib_support import DemoConfig, RequiredConfig, signed
 from pydantic import SecretStr
 
 from config_lib import (
@@ -55,7 +55,7 @@ def test_threaded_adapter_receives_update_without_asyncio(
         broker,
         "manager",
         topic,
-        envelope(service_name, 1, signing=keys.signing, data_key=dk, beam_size=2),
+        signed(keys, service_name, 1, beam_size=2),
     )
     legacy = types.ModuleType("legacy_settings")
     legacy.__dict__.update(BEAM_SIZE=0, VAD_THRESHOLD=0.0, API_KEY="", UNRELATED="kept")
@@ -90,11 +90,10 @@ def test_threaded_adapter_receives_update_without_asyncio(
             broker,
             "manager",
             topic,
-            envelope(
+            signed(
+                keys,
                 service_name,
                 2,
-                signing=keys.signing,
-                data_key=dk,
                 beam_size=9,
                 vad={"threshold": 0.7},
                 api_key=SecretStr("legacy-secret"),
