@@ -169,7 +169,7 @@ verifier-node: $(VERIFIER_NODE)/node_modules/.package-lock.json
 run: mosquitto editor $(VENV)/.installed-run
 	$(PY) -m config_manager.stack --data-dir $(DATA_DIR) --mqtt-port $(MQTT_PORT) --http-port $(HTTP_PORT)
 
-test: debian-pins mosquitto rabbitmq postgresql etcd chromium editor verifier-node $(VENV)/.installed-dev
+test: debian-pins mosquitto rabbitmq postgresql chromium editor verifier-node $(VENV)/.installed-dev
 	cd editor && $(NPM) test --silent
 	$(PY) -m pytest
 
